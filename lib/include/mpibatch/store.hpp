@@ -1,0 +1,187 @@
+// The checkpoint store: every task result, and the memoization cache.
+//
+// A store is one path (e.g. run.h5). On disk it is an immutable HDF5 file at
+// that path plus, while it has uncompacted data, a sidecar folder
+// "<path>.d/" with a write lock, append-only checksummed logs and immutable
+// HDF5 segments (docs/ARCHITECTURE.md). No HDF5 file holding committed data
+// is ever open for writing, so a killed writer cannot damage committed work.
+//
+// One writer and any number of readers, also while the writer runs. A Store
+// object is not thread-safe: use one per thread or guard it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "mpibatch/serialization.hpp"
+#include "mpibatch/task_key.hpp"
+
+namespace mpibatch {
+
+// The on-disk format this build reads and writes. A store of a newer format
+// is refused with StoreVersionError.
+inline constexpr std::int64_t kStoreFormat = 1;
+
+enum class FieldType : std::uint8_t { int64, float64, boolean, string };
+
+// A parameter or result field of a job; results become native HDF5 columns.
+struct Field {
+  std::string name;
+  FieldType type = FieldType::float64;
+  std::string unit;
+  std::string description;
+  bool operator==(const Field&) const = default;
+};
+
+struct JobInfo {
+  std::string name;
+  std::int64_t version = 1;
+  std::string description;
+  std::vector<Field> params;
+  std::vector<Field> results;
+  bool operator==(const JobInfo&) const = default;
+};
+
+// One value of a result field; the alternative must match the field's type.
+using Value = std::variant<std::int64_t, double, bool, std::string>;
+
+enum class Status : std::uint8_t { ok = 0, failed = 1 };
+
+struct Record {
+  TaskKey key;
+  std::string job;
+  std::int64_t job_version = 1;
+  Status status = Status::ok;
+  Bytes result;               // the result's Boost archive (empty when failed)
+  std::vector<Value> values;  // one per result field of the job; empty when failed
+  std::string error;          // the failure's message (empty when ok)
+  std::int32_t rank = 0;      // MPI rank that computed it
+  double start_time = 0;      // seconds since the Unix epoch
+  double duration = 0;        // seconds
+  std::int64_t run = 0;       // id of the run that computed it
+  bool operator==(const Record&) const = default;
+};
+
+// crashed: the run was still "running" when a later writer opened the store.
+enum class RunState : std::uint8_t { running, finished, stopped, failed, crashed };
+const char* to_string(RunState state);
+
+struct RunInfo {
+  std::int64_t id = 0;  // assigned by begin_run
+  double start_time = 0;
+  double end_time = 0;
+  std::string command_line;
+  std::int32_t ranks = 1;
+  std::vector<std::string> hosts;  // host name of each rank
+  std::string slurm_job_id;
+  RunState state = RunState::running;
+  std::int32_t exit_status = 0;
+  std::int64_t task_count = 0;  // length of the run's task list
+  bool operator==(const RunInfo&) const = default;
+};
+
+// What lookup() says of a key.
+enum class Lookup : std::uint8_t { missing = 0, ok = 1, failed = 2 };
+
+struct StoreOptions {
+  bool read_only = false;
+  // Writers only: create the store when the path does not exist.
+  bool create = true;
+  // Writers only: open even when committed data is damaged (see problems()).
+  // Off by default so that damage is noticed before new work is added.
+  bool allow_damaged = false;
+  // A segment file is written when this many records (or task-list keys)
+  // are in memory since the last one; bounds memory and log replay time.
+  std::size_t segment_records = std::size_t{1} << 20;
+};
+
+// Damage found while opening: the file and what is wrong with it.
+struct Problem {
+  std::string file;
+  std::string what;
+};
+
+class Store {
+ public:
+  // Opens or creates the store at path.
+  // Throws: NotAStoreError (path is something else), StoreVersionError,
+  // StoreLockedError (another writer; names host and pid), StoreCorruptError
+  // (a writer and problems() is not empty, unless allow_damaged), IoError.
+  // A reader never throws for damage to one part: it records a Problem and
+  // reads the rest.
+  static Store open(const std::filesystem::path& path, const StoreOptions& options = {});
+
+  Store(Store&&) noexcept;
+  Store& operator=(Store&&) noexcept;
+  // Commits what was appended (errors are printed, not thrown) and releases the lock.
+  ~Store();
+
+  const std::filesystem::path& path() const;
+  bool read_only() const;
+  const std::vector<Problem>& problems() const;
+
+  // Adds a job definition, or checks that an identical one exists.
+  // Throws UsageError when the same name and version has other fields.
+  void define_job(const JobInfo& job);
+  std::vector<JobInfo> jobs() const;
+  // nullptr when not defined. Valid until the next define_job.
+  const JobInfo* find_job(const std::string& name, std::int64_t version) const;
+
+  // Starts a run; fills in and returns its id.
+  std::int64_t begin_run(RunInfo info);
+  // Appends keys to the run's task list, in task order.
+  void append_tasks(std::int64_t run, std::span<const TaskKey> keys);
+  // Records the run's end; state must not be running.
+  void end_run(std::int64_t run, RunState state, std::int32_t exit_status);
+  std::vector<RunInfo> runs() const;
+
+  // Appends records (the job must be defined and values must match its
+  // result fields, else UsageError, and nothing of the batch is appended).
+  // A later record for the same key replaces the earlier one. Durable only
+  // after commit(). One log frame per call: pass batches, not single records.
+  void append(std::span<const Record> records);
+  // The same, moving the records in (faster; records is left empty).
+  void append(std::vector<Record>&& records);
+  // When it returns, everything appended, defined or begun before it
+  // survives kill -9 and power loss (fdatasync of the log).
+  void commit();
+
+  // Batch cache check: out[i] says what is stored for keys[i]. out.size()
+  // must equal keys.size(). Sees appended records before they are committed.
+  void lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const;
+  std::optional<Record> get(const TaskKey& key) const;
+  // Number of distinct keys stored.
+  std::size_t size() const;
+
+  // Every record, in key order.
+  void for_each(const std::function<void(const Record&)>& fn) const;
+  // The run's tasks in task order; record is nullptr for a task with no record.
+  void for_each_task(std::int64_t run,
+                     const std::function<void(const TaskKey&, const Record*)>& fn) const;
+
+  // Writers: merges everything into the single HDF5 file at path() and
+  // removes the sidecar's logs and segments. Crash-safe at every step.
+  void compact();
+  // Commits and releases the lock. Idempotent. Throws what commit throws.
+  void close();
+
+  // True when path holds a store (the HDF5 file with mpibatch's format mark).
+  static bool exists(const std::filesystem::path& path);
+  // The sidecar folder of the store at path.
+  static std::filesystem::path sidecar(const std::filesystem::path& path);
+
+  struct Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mpibatch

@@ -1,0 +1,291 @@
+#include "hdf5/hdf5.hpp"
+
+#include <mutex>
+
+#include "mpibatch/error.hpp"
+
+namespace mpibatch::detail::h5 {
+
+namespace {
+
+herr_t collect(unsigned n, const H5E_error2_t* err, void* client) {
+  auto* out = static_cast<std::string*>(client);
+  if (n > 0) *out += "; ";
+  *out += err->func_name ? err->func_name : "?";
+  *out += ": ";
+  *out += err->desc ? err->desc : "?";
+  return 0;
+}
+
+[[noreturn]] void fail(const char* routine, const std::string& what) {
+  std::string stack;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect, &stack);
+  H5Eclear2(H5E_DEFAULT);
+  std::string msg = std::string(routine);
+  if (!what.empty()) msg += "(" + what + ")";
+  msg += " failed";
+  if (!stack.empty()) msg += ": " + stack;
+  throw Hdf5Error(msg);
+}
+
+Handle enum_type(const char* zero, const char* one) {
+  Handle t(check_id(H5Tenum_create(H5T_NATIVE_INT8), "H5Tenum_create"));
+  std::int8_t v = 0;
+  check(H5Tenum_insert(t.get(), zero, &v), "H5Tenum_insert", zero);
+  v = 1;
+  check(H5Tenum_insert(t.get(), one, &v), "H5Tenum_insert", one);
+  return t;
+}
+
+Handle scalar_attr(hid_t obj, const std::string& name, hid_t type) {
+  Handle space(check_id(H5Screate(H5S_SCALAR), "H5Screate"));
+  return Handle(check_id(H5Acreate2(obj, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                         "H5Acreate2", name));
+}
+
+Handle file_access() {
+  Handle fapl(check_id(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate"));
+  check(H5Pset_file_locking(fapl.get(), false, true), "H5Pset_file_locking");
+  // Oldest format that has what we use, so older HDF5 and h5py read our files.
+  check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18),
+        "H5Pset_libver_bounds");
+  return fapl;
+}
+
+}  // namespace
+
+void init() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    H5open();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
+}
+
+herr_t check(herr_t status, const char* routine, const std::string& what) {
+  if (status < 0) fail(routine, what);
+  return status;
+}
+hid_t check_id(hid_t id, const char* routine, const std::string& what) {
+  if (id < 0) fail(routine, what);
+  return id;
+}
+htri_t check_tri(htri_t value, const char* routine, const std::string& what) {
+  if (value < 0) fail(routine, what);
+  return value;
+}
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    reset();
+    id_ = o.id_;
+    o.id_ = H5I_INVALID_HID;
+  }
+  return *this;
+}
+
+void Handle::reset() {
+  if (id_ >= 0) {
+    // Closing cannot be reported from a destructor; flushing errors surface
+    // earlier because files are closed explicitly before fsync.
+    H5Idec_ref(id_);
+    id_ = H5I_INVALID_HID;
+  }
+}
+
+Handle utf8_string_type() {
+  Handle t(check_id(H5Tcopy(H5T_C_S1), "H5Tcopy"));
+  check(H5Tset_size(t.get(), H5T_VARIABLE), "H5Tset_size");
+  check(H5Tset_cset(t.get(), H5T_CSET_UTF8), "H5Tset_cset");
+  return t;
+}
+
+Handle bytes_type() {
+  return Handle(check_id(H5Tvlen_create(H5T_NATIVE_UINT8), "H5Tvlen_create"));
+}
+Handle bool_type() {
+  return enum_type("FALSE", "TRUE");
+}
+Handle status_type() {
+  return enum_type("ok", "failed");
+}
+
+Handle key_type() {
+  Handle t(check_id(H5Tcreate(H5T_COMPOUND, 16), "H5Tcreate"));
+  check(H5Tinsert(t.get(), "hi", 0, H5T_NATIVE_UINT64), "H5Tinsert", "hi");
+  check(H5Tinsert(t.get(), "lo", 8, H5T_NATIVE_UINT64), "H5Tinsert", "lo");
+  return t;
+}
+
+Handle create_file(const std::string& path) {
+  init();
+  Handle fapl = file_access();
+  return Handle(
+      check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "H5Fcreate", path));
+}
+
+Handle open_file_read(const std::string& path) {
+  init();
+  Handle fapl = file_access();
+  return Handle(check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "H5Fopen", path));
+}
+
+Handle create_group(hid_t parent, const std::string& name) {
+  Handle lcpl(check_id(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate"));
+  check(H5Pset_create_intermediate_group(lcpl.get(), 1), "H5Pset_create_intermediate_group");
+  check(H5Pset_char_encoding(lcpl.get(), H5T_CSET_UTF8), "H5Pset_char_encoding");
+  return Handle(check_id(H5Gcreate2(parent, name.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+                         "H5Gcreate2", name));
+}
+
+Handle open_group(hid_t parent, const std::string& name) {
+  return Handle(check_id(H5Gopen2(parent, name.c_str(), H5P_DEFAULT), "H5Gopen2", name));
+}
+
+bool exists(hid_t parent, const std::string& name) {
+  return check_tri(H5Lexists(parent, name.c_str(), H5P_DEFAULT), "H5Lexists", name) > 0;
+}
+
+std::vector<std::string> child_names(hid_t group) {
+  std::vector<std::string> names;
+  auto visit = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+    return 0;
+  };
+  check(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, nullptr, visit, &names), "H5Literate");
+  return names;
+}
+
+void write_attr(hid_t obj, const std::string& name, std::int64_t value) {
+  Handle a = scalar_attr(obj, name, H5T_NATIVE_INT64);
+  check(H5Awrite(a.get(), H5T_NATIVE_INT64, &value), "H5Awrite", name);
+}
+
+void write_attr(hid_t obj, const std::string& name, double value) {
+  Handle a = scalar_attr(obj, name, H5T_NATIVE_DOUBLE);
+  check(H5Awrite(a.get(), H5T_NATIVE_DOUBLE, &value), "H5Awrite", name);
+}
+
+void write_attr(hid_t obj, const std::string& name, const std::string& value) {
+  Handle t = utf8_string_type();
+  Handle a = scalar_attr(obj, name, t.get());
+  const char* p = value.c_str();
+  check(H5Awrite(a.get(), t.get(), &p), "H5Awrite", name);
+}
+
+void write_attr(hid_t obj, const std::string& name, const std::vector<std::string>& values) {
+  Handle t = utf8_string_type();
+  const hsize_t n = values.size();
+  Handle space(check_id(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
+  Handle a(check_id(H5Acreate2(obj, name.c_str(), t.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                    "H5Acreate2", name));
+  if (values.empty()) return;  // a zero-length attribute: nothing to write
+  std::vector<const char*> ptrs;
+  ptrs.reserve(values.size());
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  check(H5Awrite(a.get(), t.get(), ptrs.data()), "H5Awrite", name);
+}
+
+bool has_attr(hid_t obj, const std::string& name) {
+  return check_tri(H5Aexists(obj, name.c_str()), "H5Aexists", name) > 0;
+}
+
+std::int64_t read_attr_int(hid_t obj, const std::string& name) {
+  Handle a(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "H5Aopen", name));
+  std::int64_t v = 0;
+  check(H5Aread(a.get(), H5T_NATIVE_INT64, &v), "H5Aread", name);
+  return v;
+}
+
+double read_attr_double(hid_t obj, const std::string& name) {
+  Handle a(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "H5Aopen", name));
+  double v = 0;
+  check(H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v), "H5Aread", name);
+  return v;
+}
+
+std::string read_attr_string(hid_t obj, const std::string& name) {
+  Handle a(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "H5Aopen", name));
+  Handle t = utf8_string_type();
+  char* p = nullptr;
+  check(H5Aread(a.get(), t.get(), &p), "H5Aread", name);
+  std::string out = p ? p : "";
+  H5free_memory(p);
+  return out;
+}
+
+std::vector<std::string> read_attr_strings(hid_t obj, const std::string& name) {
+  Handle a(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "H5Aopen", name));
+  Handle space(check_id(H5Aget_space(a.get()), "H5Aget_space", name));
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  if (n < 0) check(-1, "H5Sget_simple_extent_npoints", name);
+  if (n == 0) return {};
+  std::vector<char*> ptrs(static_cast<std::size_t>(n), nullptr);
+  Handle t = utf8_string_type();
+  check(H5Aread(a.get(), t.get(), ptrs.data()), "H5Aread", name);
+  std::vector<std::string> out;
+  out.reserve(ptrs.size());
+  for (char* p : ptrs) {
+    out.emplace_back(p ? p : "");
+    H5free_memory(p);
+  }
+  return out;
+}
+
+Column::Column(hid_t parent, const std::string& name, hid_t type, hsize_t chunk_rows)
+    : name_(name) {
+  const hsize_t zero = 0, unlimited = H5S_UNLIMITED;
+  Handle space(check_id(H5Screate_simple(1, &zero, &unlimited), "H5Screate_simple"));
+  Handle dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"));
+  check(H5Pset_chunk(dcpl.get(), 1, &chunk_rows), "H5Pset_chunk", name);
+  dset_ = Handle(check_id(
+      H5Dcreate2(parent, name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+      "H5Dcreate2", name));
+}
+
+void Column::append(hid_t mem_type, const void* data, hsize_t count) {
+  if (count == 0) return;
+  const hsize_t new_size = size_ + count;
+  check(H5Dset_extent(dset_.get(), &new_size), "H5Dset_extent", name_);
+  Handle file_space(check_id(H5Dget_space(dset_.get()), "H5Dget_space", name_));
+  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &size_, nullptr, &count, nullptr),
+        "H5Sselect_hyperslab", name_);
+  Handle mem_space(check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple"));
+  check(H5Dwrite(dset_.get(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data),
+        "H5Dwrite", name_);
+  size_ = new_size;
+}
+
+hsize_t dataset_size(hid_t dset) {
+  Handle space(check_id(H5Dget_space(dset), "H5Dget_space"));
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  if (n < 0) check(-1, "H5Sget_simple_extent_npoints");
+  return static_cast<hsize_t>(n);
+}
+
+void read_rows(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, void* data) {
+  if (count == 0) return;
+  Handle file_space(check_id(H5Dget_space(dset), "H5Dget_space"));
+  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
+        "H5Sselect_hyperslab");
+  Handle mem_space(check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple"));
+  check(H5Dread(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "H5Dread");
+}
+
+void read_points(hid_t dset, hid_t mem_type, const std::vector<hsize_t>& rows, void* data) {
+  if (rows.empty()) return;
+  Handle file_space(check_id(H5Dget_space(dset), "H5Dget_space"));
+  check(H5Sselect_elements(file_space.get(), H5S_SELECT_SET, rows.size(), rows.data()),
+        "H5Sselect_elements");
+  const hsize_t n = rows.size();
+  Handle mem_space(check_id(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
+  check(H5Dread(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "H5Dread");
+}
+
+void reclaim(hid_t mem_type, void* data, hsize_t count) {
+  if (count == 0) return;
+  Handle space(check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple"));
+  check(H5Dvlen_reclaim(mem_type, space.get(), H5P_DEFAULT, data), "H5Dvlen_reclaim");
+}
+
+}  // namespace mpibatch::detail::h5

@@ -1,0 +1,176 @@
+#include "store/frame_codec.hpp"
+
+#include "mpibatch/error.hpp"
+
+namespace mpibatch::detail {
+
+void Decoder::need(std::uint64_t n) const {
+  if (n > in_.size()) throw StoreCorruptError("frame payload is shorter than its fields");
+}
+
+namespace {
+
+void put_fields(Encoder& e, const std::vector<Field>& fields) {
+  e.put<std::uint32_t>(static_cast<std::uint32_t>(fields.size()));
+  for (const auto& f : fields) {
+    e.put_str(f.name);
+    e.put(f.type);
+    e.put_str(f.unit);
+    e.put_str(f.description);
+  }
+}
+
+std::vector<Field> get_fields(Decoder& d) {
+  std::vector<Field> fields(d.get<std::uint32_t>());
+  for (auto& f : fields) {
+    f.name = d.get_str();
+    f.type = d.get<FieldType>();
+    f.unit = d.get_str();
+    f.description = d.get_str();
+  }
+  return fields;
+}
+
+}  // namespace
+
+void encode_job(std::string& out, std::uint32_t id, const JobInfo& job) {
+  Encoder e(out);
+  e.put(FrameType::job);
+  e.put(id);
+  e.put_str(job.name);
+  e.put(job.version);
+  e.put_str(job.description);
+  put_fields(e, job.params);
+  put_fields(e, job.results);
+}
+
+JobInfo decode_job(Decoder& d, std::uint32_t& id) {
+  id = d.get<std::uint32_t>();
+  JobInfo job;
+  job.name = d.get_str();
+  job.version = d.get<std::int64_t>();
+  job.description = d.get_str();
+  job.params = get_fields(d);
+  job.results = get_fields(d);
+  return job;
+}
+
+void encode_records(std::string& out, std::span<const Record> records,
+                    std::span<const std::uint32_t> job_ids) {
+  Encoder e(out);
+  e.put(FrameType::records);
+  e.put<std::uint32_t>(static_cast<std::uint32_t>(records.size()));
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const Record& r = records[i];
+    e.put(r.key);
+    e.put(job_ids[i]);
+    e.put(r.status);
+    e.put(r.rank);
+    e.put(r.start_time);
+    e.put(r.duration);
+    e.put(r.run);
+    e.put_str(r.result);
+    e.put_str(r.error);
+    e.put<std::uint32_t>(static_cast<std::uint32_t>(r.values.size()));
+    for (const Value& v : r.values) {
+      e.put<std::uint8_t>(static_cast<std::uint8_t>(v.index()));
+      std::visit(
+          [&e](const auto& x) {
+            if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
+              e.put_str(x);
+            } else {
+              e.put(x);
+            }
+          },
+          v);
+    }
+  }
+}
+
+void decode_records(Decoder& d, const std::function<void(std::uint32_t, Record&&)>& emit) {
+  const auto n = d.get<std::uint32_t>();
+  for (std::uint32_t k = 0; k < n; ++k) {
+    Record r;
+    r.key = d.get<TaskKey>();
+    const auto job_id = d.get<std::uint32_t>();
+    r.status = d.get<Status>();
+    r.rank = d.get<std::int32_t>();
+    r.start_time = d.get<double>();
+    r.duration = d.get<double>();
+    r.run = d.get<std::int64_t>();
+    r.result = d.get_str();
+    r.error = d.get_str();
+    r.values.resize(d.get<std::uint32_t>());
+    for (Value& v : r.values) {
+      switch (d.get<std::uint8_t>()) {
+        case 0:
+          v.emplace<std::int64_t>(d.get<std::int64_t>());
+          break;
+        case 1:
+          v.emplace<double>(d.get<double>());
+          break;
+        case 2:
+          v.emplace<bool>(d.get<bool>());
+          break;
+        case 3:
+          v.emplace<std::string>(d.get_str());
+          break;
+        default:
+          throw StoreCorruptError("record value of unknown type");
+      }
+    }
+    emit(job_id, std::move(r));
+  }
+}
+
+void encode_run(std::string& out, const RunInfo& run) {
+  Encoder e(out);
+  e.put(FrameType::run);
+  e.put(run.id);
+  e.put(run.start_time);
+  e.put(run.end_time);
+  e.put_str(run.command_line);
+  e.put(run.ranks);
+  e.put<std::uint32_t>(static_cast<std::uint32_t>(run.hosts.size()));  // then each host
+  for (const auto& h : run.hosts) e.put_str(h);
+  e.put_str(run.slurm_job_id);
+  e.put(run.state);
+  e.put(run.exit_status);
+  e.put(run.task_count);
+}
+
+RunInfo decode_run(Decoder& d) {
+  RunInfo run;
+  run.id = d.get<std::int64_t>();
+  run.start_time = d.get<double>();
+  run.end_time = d.get<double>();
+  run.command_line = d.get_str();
+  run.ranks = d.get<std::int32_t>();
+  run.hosts.resize(d.get<std::uint32_t>());
+  for (auto& h : run.hosts) h = d.get_str();
+  run.slurm_job_id = d.get_str();
+  run.state = d.get<RunState>();
+  run.exit_status = d.get<std::int32_t>();
+  run.task_count = d.get<std::int64_t>();
+  return run;
+}
+
+void encode_tasks(std::string& out, std::int64_t run, std::span<const TaskKey> keys) {
+  Encoder e(out);
+  e.put(FrameType::tasks);
+  e.put(run);
+  e.put<std::uint64_t>(keys.size());
+  out.append(reinterpret_cast<const char*>(keys.data()), keys.size_bytes());
+}
+
+std::int64_t decode_tasks(Decoder& d, std::vector<TaskKey>& keys) {
+  const auto run = d.get<std::int64_t>();
+  const auto n = d.get<std::uint64_t>();
+  const std::size_t old = keys.size();
+  if (n > (std::uint64_t{1} << 40)) throw StoreCorruptError("task list frame too long");
+  keys.resize(old + n);
+  for (std::size_t i = 0; i < n; ++i) keys[old + i] = d.get<TaskKey>();
+  return run;
+}
+
+}  // namespace mpibatch::detail

@@ -1,0 +1,78 @@
+// Binary encoding of what the store logs: job definitions, records, run
+// updates, task-list chunks and commit marks. Native byte order: a store is
+// portable across machines of one platform (like task keys).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "mpibatch/store.hpp"
+
+namespace mpibatch::detail {
+
+// A records frame holds one append() batch; its records name their job by
+// the id a job frame earlier in the same log gave it (ids are per log file).
+enum class FrameType : std::uint8_t { job = 1, records = 2, run = 3, tasks = 4, commit = 5 };
+
+class Encoder {
+ public:
+  explicit Encoder(std::string& out) : out_(out) {}
+  template <class T>
+  requires std::is_trivially_copyable_v<T>
+  void put(const T& v) { out_.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void put_str(std::string_view s) {
+    put<std::uint32_t>(static_cast<std::uint32_t>(s.size()));
+    out_.append(s);
+  }
+
+ private:
+  std::string& out_;
+};
+
+// Reads what Encoder wrote; throws StoreCorruptError on a short payload.
+class Decoder {
+ public:
+  explicit Decoder(std::string_view in) : in_(in) {}
+  template <class T>
+  requires std::is_trivially_copyable_v<T> T get() {
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, in_.data(), sizeof v);
+    in_.remove_prefix(sizeof v);
+    return v;
+  }
+  std::string get_str() {
+    const auto n = get<std::uint32_t>();
+    need(n);
+    std::string s(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return s;
+  }
+  bool done() const { return in_.empty(); }
+
+ private:
+  void need(std::uint64_t n) const;
+  std::string_view in_;
+};
+
+// Each encode_* appends one payload (type byte first) to out.
+void encode_job(std::string& out, std::uint32_t id, const JobInfo& job);
+// job_ids[i] is the log's id of records[i]'s job.
+void encode_records(std::string& out, std::span<const Record> records,
+                    std::span<const std::uint32_t> job_ids);
+void encode_run(std::string& out, const RunInfo& run);
+void encode_tasks(std::string& out, std::int64_t run, std::span<const TaskKey> keys);
+
+// The decode_* functions take a payload without its type byte.
+JobInfo decode_job(Decoder& d, std::uint32_t& id);
+// Calls emit(job id, record) for each record; the record's job is left empty.
+void decode_records(Decoder& d, const std::function<void(std::uint32_t, Record&&)>& emit);
+RunInfo decode_run(Decoder& d);
+std::int64_t decode_tasks(Decoder& d, std::vector<TaskKey>& keys);
+
+}  // namespace mpibatch::detail

@@ -1,0 +1,63 @@
+// The write-ahead log: an append-only file of checksummed frames.
+//
+//   file   = header frame*
+//   header = "MPIBLOG\n" u64 format
+//   frame  = u32 magic u32 length u64 xxh3(payload) payload[length]
+//
+// commit() appends a commit frame and fdatasyncs. On replay only frames
+// followed by a commit frame count: a torn or uncommitted tail is dropped
+// silently (that is what a crash leaves), while a bad frame followed by good
+// ones is damage and is reported.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mpibatch/store.hpp"
+#include "store/file_util.hpp"
+
+namespace mpibatch::detail {
+
+class LogWriter {
+ public:
+  // Creates a new log (must not exist) and makes its name durable.
+  explicit LogWriter(std::filesystem::path path);
+  // Appends the payload encode() writes into the buffer.
+  template <class F>
+  void add(F&& encode) {
+    const std::size_t start = begin_frame();
+    encode(buffer_);
+    end_frame(start);
+  }
+  // Writes the buffer and a commit frame, then fdatasync.
+  void commit();
+  // Bytes in the file plus the buffer.
+  std::size_t size() const { return written_ + buffer_.size(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::size_t begin_frame();
+  void end_frame(std::size_t start);
+  void drain();
+  std::filesystem::path path_;
+  Fd fd_;
+  std::string buffer_;
+  std::size_t written_ = 0;
+};
+
+struct LogReplay {
+  std::size_t committed_frames = 0;
+  std::size_t dropped_tail_bytes = 0;  // torn or uncommitted tail
+};
+
+// Calls apply(payload) for every committed frame in order (commit frames
+// excluded). Damage goes into problems. Throws StoreVersionError for a newer
+// format, NotAStoreError for a file that is not a log, IoError.
+LogReplay replay_log(const std::filesystem::path& path,
+                     const std::function<void(std::string_view)>& apply,
+                     std::vector<Problem>& problems);
+
+}  // namespace mpibatch::detail

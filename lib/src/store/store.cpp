@@ -1,0 +1,965 @@
+// Store: the log + immutable tables + key index (docs/ARCHITECTURE.md).
+#include "mpibatch/store.hpp"
+
+#include <absl/container/flat_hash_map.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdio>
+#include <future>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "hdf5/hdf5.hpp"
+#include "mpibatch/error.hpp"
+#include "store/file_util.hpp"
+#include "store/frame_codec.hpp"
+#include "store/lock_file.hpp"
+#include "store/log.hpp"
+#include "store/mem_table.hpp"
+#include "store/table.hpp"
+
+namespace mpibatch {
+
+namespace fs = std::filesystem;
+using detail::TableReader;
+
+namespace {
+
+// Where a key's newest record is: table (kMem + slot for a memtable), group
+// within the table, failed bit, row. 8 bytes so the index stays small.
+struct Loc {
+  static constexpr std::uint32_t kMem = 0xFFFE;  // and 0xFFFF: the two memtables
+  std::uint64_t bits = 0;
+  static Loc make(std::uint32_t table, std::uint32_t group, bool failed, std::uint64_t row) {
+    return Loc{(std::uint64_t{table} << 48) | (std::uint64_t{group} << 33) |
+               (std::uint64_t{failed} << 32) | row};
+  }
+  std::uint32_t table() const { return static_cast<std::uint32_t>(bits >> 48); }
+  std::uint32_t group() const { return static_cast<std::uint32_t>((bits >> 33) & 0x7FFF); }
+  bool failed() const { return ((bits >> 32) & 1) != 0; }
+  std::uint64_t row() const { return bits & 0xFFFFFFFFu; }
+};
+
+constexpr std::uint64_t kMaxRows = 0xFFFFFFFFu;
+constexpr std::uint32_t kMaxTables = Loc::kMem;
+constexpr std::size_t kFetchChunk = 8192;
+// Index slots are random cache misses: batch loops prefetch this far ahead.
+constexpr std::size_t kPrefetch = 8;
+
+std::string seq_name(std::int64_t seq, const char* ext) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%012lld%s", static_cast<long long>(seq), ext);
+  return buf;
+}
+
+// Number of a sidecar file named by seq_name, or -1.
+std::int64_t parse_seq(const std::string& name, std::string_view ext) {
+  if (name.size() != 12 + ext.size() || !name.ends_with(ext)) return -1;
+  std::int64_t v = -1;
+  auto [p, ec] = std::from_chars(name.data(), name.data() + 12, v);
+  return ec == std::errc() && p == name.data() + 12 ? v : -1;
+}
+
+// The sidecar's MANIFEST: the base's sequence and the live segments. It is
+// replaced atomically and is the commit point of a flush: a segment it does
+// not list is an orphan of a crash (its logs still exist).
+struct Manifest {
+  std::int64_t base = 0;
+  std::vector<std::int64_t> segments;
+};
+
+std::optional<Manifest> read_manifest(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return std::nullopt;
+  std::istringstream in(detail::read_file(file));
+  std::string word;
+  std::int64_t version = 0;
+  Manifest m;
+  if (!(in >> word >> version) || word != "mpibatch-manifest") {
+    throw StoreCorruptError(file.string() + ": not an mpibatch manifest");
+  }
+  if (version > kStoreFormat) {
+    throw StoreVersionError(file.string() + ": manifest format version " + std::to_string(version) +
+                            " is newer than this mpibatch reads (" + std::to_string(kStoreFormat) +
+                            ")");
+  }
+  std::int64_t seq = 0;
+  while (in >> word >> seq) {
+    if (word == "base")
+      m.base = seq;
+    else if (word == "segment")
+      m.segments.push_back(seq);
+    else
+      throw StoreCorruptError(file.string() + ": unknown entry '" + word + "'");
+  }
+  std::sort(m.segments.begin(), m.segments.end());
+  return m;
+}
+
+void write_manifest(const fs::path& file, const Manifest& m) {
+  std::string text = "mpibatch-manifest " + std::to_string(kStoreFormat) + "\nbase " +
+                     std::to_string(m.base) + "\n";
+  for (auto seq : m.segments) text += "segment " + std::to_string(seq) + "\n";
+  const fs::path tmp = file.string() + ".tmp";
+  {
+    detail::Fd fd = detail::open_or_throw(tmp.string(), O_WRONLY | O_CREAT | O_TRUNC);
+    detail::write_all(fd.get(), text, tmp.string());
+  }
+  detail::atomic_replace(tmp, file);
+}
+
+void validate_job(const JobInfo& job) {
+  static const std::regex kName("[A-Za-z0-9_.+-]+");
+  if (!std::regex_match(job.name, kName)) {
+    throw UsageError("job name '" + job.name + "': use letters, digits and _ . + - only");
+  }
+  for (const auto* fields : {&job.params, &job.results}) {
+    for (const auto& f : *fields) {
+      if (!std::regex_match(f.name, kName)) {
+        throw UsageError("job " + job.name + ": field name '" + f.name +
+                         "': use letters, digits and _ . + - only");
+      }
+    }
+  }
+}
+
+bool value_matches(const Value& v, FieldType t) {
+  switch (t) {
+    case FieldType::int64:
+      return std::holds_alternative<std::int64_t>(v);
+    case FieldType::float64:
+      return std::holds_alternative<double>(v);
+    case FieldType::boolean:
+      return std::holds_alternative<bool>(v);
+    case FieldType::string:
+      return std::holds_alternative<std::string>(v);
+  }
+  return false;
+}
+
+}  // namespace
+
+struct Store::Impl {
+  fs::path path;
+  fs::path dir;  // sidecar
+  StoreOptions opt;
+  std::vector<Problem> problems;
+  detail::LockFile lock;
+
+  std::vector<std::unique_ptr<TableReader>> tables;  // base first, then segments by seq
+  std::int64_t base_seq = 0;
+  std::int64_t last_seq = 0;           // highest number of any table or log seen or made
+  std::vector<std::int64_t> segments;  // live segments, as in the MANIFEST
+
+  absl::flat_hash_map<TaskKey, Loc, TaskKeyHash> index;
+  std::array<detail::MemTable, 2> mems;
+  unsigned active = 0;  // the memtable that takes appends
+
+  // A segment being written in the background from mems[slot].
+  struct Flush {
+    unsigned slot = 0;
+    std::int64_t seq = 0;
+    std::map<detail::MemTable::JobVersion, std::vector<std::size_t>> live;
+    std::future<void> done;
+  };
+  std::unique_ptr<Flush> pending;
+  std::string broken;  // why this writer can no longer write, if it cannot
+  std::vector<JobInfo> jobs;
+  std::map<std::int64_t, RunInfo> runs;
+
+  std::unique_ptr<detail::LogWriter> log;
+  // Job ids of the current log (writer) and of the log being replayed.
+  std::map<std::pair<std::string, std::int64_t>, std::uint32_t> log_job_ids;
+  std::vector<std::pair<std::string, std::int64_t>> replay_jobs;
+  std::vector<fs::path> covered_logs;  // logs whose frames are all in mem
+  bool uncommitted = false;
+  // Anything (records, tasks, jobs, runs) in the logs but in no table yet.
+  bool unflushed = false;
+  bool closed = false;
+
+  bool writer() const { return !opt.read_only; }
+
+  void require_writer(const char* what) const {
+    if (!writer())
+      throw UsageError("store " + path.string() + " is open read-only: cannot " + what);
+    if (closed) throw UsageError("store " + path.string() + " is closed: cannot " + what);
+    if (!broken.empty())
+      throw StoreError("store " + path.string() + ": cannot " + what + ": " + broken);
+  }
+
+  detail::MemTable& mem() { return mems[active]; }
+
+  // ------------------------------------------------------------ loading
+
+  void add_job(const JobInfo& job) {
+    for (const auto& j : jobs)
+      if (j.name == job.name && j.version == job.version) return;
+    jobs.push_back(job);
+  }
+
+  void apply_frame(std::string_view payload, const fs::path& file) {
+    unflushed = true;
+    detail::Decoder d(payload.substr(1));
+    switch (static_cast<detail::FrameType>(payload[0])) {
+      case detail::FrameType::job: {
+        std::uint32_t id = 0;
+        JobInfo job = detail::decode_job(d, id);
+        if (replay_jobs.size() <= id) replay_jobs.resize(id + 1);
+        replay_jobs[id] = {job.name, job.version};
+        add_job(job);
+        break;
+      }
+      case detail::FrameType::records:
+        detail::decode_records(d, [&](std::uint32_t id, Record&& r) {
+          if (id >= replay_jobs.size() || replay_jobs[id].first.empty()) {
+            throw StoreCorruptError("record of job id " + std::to_string(id) +
+                                    ", which the log does not define");
+          }
+          r.job = replay_jobs[id].first;
+          r.job_version = replay_jobs[id].second;
+          insert_mem(std::move(r));
+        });
+        break;
+      case detail::FrameType::run: {
+        RunInfo r = detail::decode_run(d);
+        runs[r.id] = std::move(r);
+        break;
+      }
+      case detail::FrameType::tasks: {
+        std::vector<TaskKey> keys;
+        const auto run = detail::decode_tasks(d, keys);
+        mem().add_tasks(run, keys);
+        break;
+      }
+      default:
+        problems.push_back({file.string(), "frame of unknown type " + std::to_string(payload[0])});
+    }
+  }
+
+  void insert_mem(Record r) {
+    detail::MemTable& m = mem();
+    const Loc loc = Loc::make(Loc::kMem + active, 0, r.status == Status::failed, m.records.size());
+    auto [it, inserted] = index.try_emplace(r.key, loc);
+    if (!inserted) {
+      // Only the active memtable is marked: a frozen one is being written.
+      if (it->second.table() == Loc::kMem + active) m.superseded[it->second.row()] = true;
+      it->second = loc;
+    }
+    m.records.push_back(std::move(r));
+    m.superseded.push_back(false);
+  }
+
+  void index_table(std::uint32_t t) {
+    const TableReader& tr = *tables[t];
+    std::vector<TaskKey> keys;
+    std::vector<std::int8_t> status;
+    for (std::size_t g = 0; g < tr.groups().size(); ++g) {
+      tr.read_index(g, keys, status);
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (i + kPrefetch < keys.size()) index.prefetch(keys[i + kPrefetch]);
+        index.insert_or_assign(keys[i],
+                               Loc::make(t, static_cast<std::uint32_t>(g), status[i] != 0, i));
+      }
+    }
+    for (const auto& g : tr.groups()) add_job(g.job);
+    for (const auto& r : tr.runs()) runs[r.id] = r;
+  }
+
+  fs::path manifest_path() const { return dir / "MANIFEST"; }
+
+  void save_manifest() { write_manifest(manifest_path(), Manifest{base_seq, segments}); }
+
+  // Returns false when a file vanished or changed under us (a compaction
+  // ran): retry. On the last attempt, what is missing is reported instead.
+  bool load(bool last_attempt) {
+    tables.clear();
+    index.clear();
+    for (auto& m : mems) m.clear();
+    active = 0;
+    jobs.clear();
+    runs.clear();
+    covered_logs.clear();
+    problems.clear();
+    segments.clear();
+    unflushed = false;
+
+    const std::optional<Manifest> manifest = read_manifest(manifest_path());
+    std::unique_ptr<TableReader> base;
+    try {
+      base = std::make_unique<TableReader>(path);
+    } catch (const StoreVersionError&) {
+      throw;
+    } catch (const Error& e) {
+      if (!manifest) throw;  // a lone file that is not a store, or damaged
+      std::error_code ec;
+      problems.push_back(
+          {path.string(), fs::exists(path, ec) ? e.what() : "store file is missing"});
+    }
+    base_seq = base ? base->through_seq() : manifest ? manifest->base : 0;
+    if (manifest && manifest->base > base_seq && !last_attempt) return false;
+    last_seq = base_seq;
+    if (base) tables.push_back(std::move(base));
+
+    std::vector<std::pair<std::int64_t, fs::path>> logs;
+    bool unlisted_segments = false;
+    std::error_code ec;
+    if (fs::is_directory(dir, ec)) {
+      for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        const auto seg = parse_seq(name, ".h5");
+        const auto lg = parse_seq(name, ".log");
+        if (lg >= 0) logs.emplace_back(lg, entry.path());
+        if (seg > base_seq) unlisted_segments = true;
+        last_seq = std::max({last_seq, seg, lg});
+      }
+      if (ec) detail::throw_errno("readdir", dir.string());
+    }
+    std::sort(logs.begin(), logs.end());
+    if (!manifest && unlisted_segments) {
+      problems.push_back({manifest_path().string(), "MANIFEST is missing; segments are not read"});
+    }
+
+    std::int64_t covered = base_seq;
+    for (const auto seq : manifest ? manifest->segments : std::vector<std::int64_t>{}) {
+      if (seq <= base_seq) continue;
+      segments.push_back(seq);
+      covered = seq;
+      const fs::path p = dir / seq_name(seq, ".h5");
+      if (!fs::exists(p, ec) && !last_attempt) return false;
+      if (tables.size() >= kMaxTables)
+        throw StoreError(path.string() + ": too many segments; compact it");
+      try {
+        tables.push_back(std::make_unique<TableReader>(p));
+      } catch (const StoreVersionError&) {
+        throw;
+      } catch (const Error& e) {
+        problems.push_back(
+            {p.string(), fs::exists(p, ec) ? e.what() : "segment listed in MANIFEST is missing"});
+      }
+    }
+    last_seq = std::max(last_seq, covered);
+    std::size_t rows = 0;
+    for (const auto& t : tables)
+      for (const auto& g : t->groups()) rows += g.rows;
+    index.reserve(rows);
+    for (std::uint32_t t = 0; t < tables.size(); ++t) {
+      try {
+        index_table(t);
+      } catch (const Error& e) {
+        problems.push_back({tables[t]->path().string(), e.what()});
+      }
+    }
+    for (const auto& [seq, p] : logs) {
+      if (seq <= covered) continue;
+      try {
+        replay_jobs.clear();
+        detail::replay_log(
+            p, [&](std::string_view f) { apply_frame(f, p); }, problems);
+      } catch (const IoError&) {
+        if (!fs::exists(p) && !last_attempt) return false;
+        throw;
+      } catch (const StoreVersionError&) {
+        throw;
+      } catch (const Error& e) {
+        problems.push_back({p.string(), e.what()});
+      }
+      covered_logs.push_back(p);
+    }
+    return true;
+  }
+
+  // Writers: deletes what the MANIFEST and base no longer need: folded or
+  // orphaned segments, logs a segment covers, temporaries of a crash.
+  void remove_obsolete() {
+    const std::int64_t newest = segments.empty() ? base_seq : segments.back();
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      const auto seg = parse_seq(name, ".h5");
+      const auto lg = parse_seq(name, ".log");
+      const bool listed = std::find(segments.begin(), segments.end(), seg) != segments.end();
+      const bool obsolete =
+          (seg >= 0 && !listed) || (lg >= 0 && lg <= newest) || name.ends_with(".tmp");
+      if (obsolete) fs::remove(entry.path(), ec);
+    }
+  }
+
+  void start_log() {
+    ++last_seq;
+    log = std::make_unique<detail::LogWriter>(dir / seq_name(last_seq, ".log"));
+    log_job_ids.clear();
+  }
+
+  // The current log's id of a job, writing its definition first if needed.
+  std::uint32_t log_job_id(const JobInfo& job) {
+    auto [it, added] = log_job_ids.try_emplace({job.name, job.version},
+                                               static_cast<std::uint32_t>(log_job_ids.size()));
+    if (added) {
+      log->add([&](std::string& out) { detail::encode_job(out, it->second, job); });
+    }
+    return it->second;
+  }
+
+  // ------------------------------------------------------------ writing
+
+  const JobInfo& job_of(const std::string& name, std::int64_t version) const {
+    for (const auto& j : jobs)
+      if (j.name == name && j.version == version) return j;
+    throw UsageError("record for job " + name + " v" + std::to_string(version) +
+                     ", which is not defined in store " + path.string());
+  }
+
+  void check_record(const Record& r, const JobInfo& job) const {
+    if (r.status == Status::failed) {
+      if (!r.values.empty())
+        throw UsageError("failed record of job " + r.job + " carries result values");
+      return;
+    }
+    if (r.values.size() != job.results.size()) {
+      throw UsageError("record of job " + r.job + " has " + std::to_string(r.values.size()) +
+                       " result values; the job defines " + std::to_string(job.results.size()));
+    }
+    for (std::size_t i = 0; i < r.values.size(); ++i) {
+      if (!value_matches(r.values[i], job.results[i].type)) {
+        throw UsageError("record of job " + r.job + ": result field '" + job.results[i].name +
+                         "' has a value of the wrong type");
+      }
+    }
+  }
+
+  std::vector<RunInfo> run_list() const {
+    std::vector<RunInfo> out;
+    for (const auto& [id, r] : runs) out.push_back(r);
+    return out;
+  }
+
+  // Freezes the active memtable and writes it to a segment on a background
+  // thread, so the caller (the master rank, in a run) never waits on HDF5.
+  // The segment is committed by the MANIFEST; only then are its logs
+  // deleted. Requires everything logged to be committed and no flush pending.
+  void start_flush() {
+    auto f = std::make_unique<Flush>();
+    f->slot = active;
+    f->seq = last_seq;  // the current log's number
+    std::vector<fs::path> logs = covered_logs;
+    logs.push_back(log->path());
+    covered_logs.clear();
+    log.reset();
+    active = 1 - active;
+    start_log();
+    unflushed = false;
+
+    const detail::MemTable* frozen = &mems[f->slot];
+    Manifest manifest{base_seq, segments};
+    manifest.segments.push_back(f->seq);
+    f->done = std::async(std::launch::async, [this, f = f.get(), frozen, manifest, jobs_copy = jobs,
+                                              runs_copy = run_list(), logs] {
+      f->live = frozen->live();
+      const std::string name = seq_name(f->seq, ".h5");
+      detail::TableWriter w(dir / (name + ".tmp"), f->seq);
+      w.add_jobs(jobs_copy);
+      std::vector<const Record*> rows;
+      for (const auto& [job, idx] : f->live) {
+        if (idx.size() > kMaxRows) throw StoreError("segment too large");
+        rows.clear();
+        for (std::size_t i : idx) rows.push_back(&frozen->records[i]);
+        w.append(job.first, job.second, rows);
+      }
+      for (const auto& [run, keys] : frozen->tasks) w.append_tasks(run, keys);
+      w.set_runs(runs_copy);
+      w.finish(dir / name);
+      write_manifest(manifest_path(), manifest);
+      std::error_code ec;
+      for (const auto& p : logs) fs::remove(p, ec);
+      detail::fsync_dir(dir);
+    });
+    pending = std::move(f);
+  }
+
+  // Waits for the pending flush and points the index at its segment.
+  void finish_flush() {
+    if (!pending) return;
+    std::unique_ptr<Flush> f = std::move(pending);
+    try {
+      f->done.get();
+    } catch (const std::exception& e) {
+      // The records are still in the logs; this writer stops writing.
+      broken = std::string("writing a segment failed: ") + e.what();
+      throw StoreError("store " + path.string() + ": " + broken);
+    }
+    segments.push_back(f->seq);
+    const auto t = static_cast<std::uint32_t>(tables.size());
+    tables.push_back(std::make_unique<TableReader>(dir / seq_name(f->seq, ".h5")));
+    // Group g's row i is live[g][i]; repoint keys no later record replaced.
+    const detail::MemTable& frozen = mems[f->slot];
+    const auto& groups = tables[t]->groups();
+    for (std::uint32_t g = 0; g < groups.size(); ++g) {
+      const auto it = f->live.find({groups[g].job.name, groups[g].job.version});
+      if (it == f->live.end()) continue;
+      for (std::size_t row = 0; row < it->second.size(); ++row) {
+        if (row + kPrefetch < it->second.size()) {
+          index.prefetch(frozen.records[it->second[row + kPrefetch]].key);
+        }
+        const std::size_t i = it->second[row];
+        const Record& r = frozen.records[i];
+        const bool failed = r.status == Status::failed;
+        auto loc = index.find(r.key);
+        if (loc->second.bits == Loc::make(Loc::kMem + f->slot, 0, failed, i).bits) {
+          loc->second = Loc::make(t, g, failed, row);
+        }
+      }
+    }
+    mems[f->slot].clear();
+  }
+
+  // Everything logged so far into segments, before returning.
+  void flush_now() {
+    finish_flush();
+    if (unflushed) {
+      start_flush();
+      finish_flush();
+    }
+  }
+
+  void commit() {
+    require_writer("commit");
+    if (uncommitted) {
+      log->commit();
+      uncommitted = false;
+      unflushed = true;
+    }
+    if (pending && pending->done.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      finish_flush();
+    }
+    if (mem().size() >= opt.segment_records) {
+      finish_flush();  // at most one in flight: memory stays bounded
+      start_flush();
+    }
+  }
+
+  // Checks a batch against its jobs (all or nothing) and logs it as one frame.
+  void log_records(std::span<const Record> records) {
+    require_writer("append records");
+    if (records.empty()) return;
+    std::vector<std::uint32_t> ids(records.size());
+    const JobInfo* job = nullptr;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      const Record& r = records[i];
+      // Batches are usually of one job: look it up only when it changes.
+      if (!job || job->name != r.job || job->version != r.job_version) {
+        job = &job_of(r.job, r.job_version);
+        ids[i] = log_job_id(*job);
+      } else {
+        ids[i] = ids[i - 1];
+      }
+      check_record(r, *job);
+    }
+    log->add([&](std::string& out) { detail::encode_records(out, records, ids); });
+    uncommitted = true;
+  }
+
+  // ------------------------------------------------------------ reading
+
+  // Records at the given locations, in the same order, with one HDF5 read
+  // per (table, group) and column.
+  std::vector<Record> fetch(const std::vector<Loc>& locs) const {
+    std::vector<Record> out(locs.size());
+    std::map<std::pair<std::uint32_t, std::uint32_t>, std::vector<std::size_t>> by_group;
+    for (std::size_t i = 0; i < locs.size(); ++i) {
+      if (locs[i].table() >= Loc::kMem) {
+        out[i] = mems[locs[i].table() - Loc::kMem].records[locs[i].row()];
+      } else {
+        by_group[{locs[i].table(), locs[i].group()}].push_back(i);
+      }
+    }
+    for (const auto& [tg, idx] : by_group) {
+      std::vector<hsize_t> rows;
+      rows.reserve(idx.size());
+      for (std::size_t i : idx) rows.push_back(locs[i].row());
+      auto recs = tables[tg.first]->read_rows(tg.second, rows);
+      for (std::size_t j = 0; j < idx.size(); ++j) out[idx[j]] = std::move(recs[j]);
+    }
+    return out;
+  }
+};
+
+const char* to_string(RunState state) {
+  switch (state) {
+    case RunState::running:
+      return "running";
+    case RunState::finished:
+      return "finished";
+    case RunState::stopped:
+      return "stopped";
+    case RunState::failed:
+      return "failed";
+    case RunState::crashed:
+      return "crashed";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------- Store
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::Store(Store&&) noexcept = default;
+Store& Store::operator=(Store&&) noexcept = default;
+
+Store::~Store() {
+  if (!impl_) return;
+  try {
+    close();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mpibatch: closing store %s: %s\n", impl_->path.c_str(), e.what());
+  }
+}
+
+fs::path Store::sidecar(const fs::path& path) {
+  return fs::path(path.string() + ".d");
+}
+
+bool Store::exists(const fs::path& path) {
+  try {
+    TableReader t(path);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+Store Store::open(const fs::path& path, const StoreOptions& options) {
+  detail::h5::init();
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->dir = sidecar(path);
+  impl->opt = options;
+  const std::string name = path.string();
+
+  std::error_code ec;
+  const bool present = fs::exists(path, ec);
+  const bool has_sidecar = fs::exists(impl->manifest_path(), ec);
+  if (present && !fs::is_regular_file(path, ec)) {
+    throw NotAStoreError(name + ": not a regular file, so not an mpibatch store");
+  }
+  if (!present && !has_sidecar && (options.read_only || !options.create)) {
+    throw NotAStoreError(name + ": no such store");
+  }
+  // Before creating anything beside it: is the file a store of our format?
+  if (present && !has_sidecar) TableReader check(path);
+
+  if (impl->writer()) {
+    if (!fs::is_directory(impl->dir, ec)) {
+      fs::create_directory(impl->dir, ec);
+      if (ec) throw IoError("cannot create " + impl->dir.string() + ": " + ec.message());
+      detail::fsync_dir(impl->dir.parent_path());
+    }
+    impl->lock = detail::LockFile::acquire(impl->dir / "LOCK", name);
+    fs::remove(path.string() + ".tmp", ec);  // a compaction cut short by a crash
+    if (!fs::exists(path, ec) && !fs::exists(impl->manifest_path(), ec)) {
+      detail::TableWriter w(path.string() + ".tmp", 0);
+      w.finish(path);
+      impl->save_manifest();
+    }
+  }
+
+  constexpr int kAttempts = 20;
+  bool loaded = false;
+  for (int attempt = 0; attempt < kAttempts && !loaded; ++attempt) {
+    loaded = impl->load(attempt == kAttempts - 1);
+    if (!loaded) ::usleep(50000);
+  }
+
+  if (impl->writer()) {
+    if (!impl->problems.empty() && !options.allow_damaged) {
+      const auto& p = impl->problems.front();
+      throw StoreCorruptError("store " + name + " is damaged: " + p.file + ": " + p.what +
+                              (impl->problems.size() > 1
+                                   ? " (and " + std::to_string(impl->problems.size() - 1) + " more)"
+                                   : std::string()) +
+                              "; run 'mpibatch verify'");
+    }
+    if (!fs::exists(path, ec)) {  // allow_damaged: a new empty base keeps the segments valid
+      detail::TableWriter w(path.string() + ".tmp", impl->base_seq);
+      w.finish(path);
+    }
+    if (!fs::exists(impl->manifest_path(), ec)) impl->save_manifest();
+    impl->remove_obsolete();
+    impl->start_log();
+    // A run still "running" was cut short by a crash: say so.
+    for (auto& [id, r] : impl->runs) {
+      if (r.state == RunState::running) {
+        r.state = RunState::crashed;
+        impl->log->add([&](std::string& out) { detail::encode_run(out, r); });
+        impl->uncommitted = true;
+      }
+    }
+    impl->commit();
+  }
+  return Store(std::move(impl));
+}
+
+const fs::path& Store::path() const {
+  return impl_->path;
+}
+bool Store::read_only() const {
+  return impl_->opt.read_only;
+}
+const std::vector<Problem>& Store::problems() const {
+  return impl_->problems;
+}
+
+void Store::define_job(const JobInfo& job) {
+  impl_->require_writer("define a job");
+  validate_job(job);
+  for (const auto& j : impl_->jobs) {
+    if (j.name == job.name && j.version == job.version) {
+      if (j == job) return;
+      throw UsageError("job " + job.name + " v" + std::to_string(job.version) +
+                       " is already defined in store " + impl_->path.string() +
+                       " with other fields or description; give it a new version");
+    }
+  }
+  impl_->jobs.push_back(job);
+  impl_->log_job_id(job);
+  impl_->uncommitted = true;
+}
+
+std::vector<JobInfo> Store::jobs() const {
+  return impl_->jobs;
+}
+
+const JobInfo* Store::find_job(const std::string& name, std::int64_t version) const {
+  for (const auto& j : impl_->jobs)
+    if (j.name == name && j.version == version) return &j;
+  return nullptr;
+}
+
+std::int64_t Store::begin_run(RunInfo info) {
+  impl_->require_writer("begin a run");
+  info.id = impl_->runs.empty() ? 1 : impl_->runs.rbegin()->first + 1;
+  info.state = RunState::running;
+  info.task_count = 0;
+  impl_->log->add([&](std::string& out) { detail::encode_run(out, info); });
+  impl_->runs[info.id] = info;
+  impl_->uncommitted = true;
+  return info.id;
+}
+
+void Store::append_tasks(std::int64_t run, std::span<const TaskKey> keys) {
+  impl_->require_writer("append tasks");
+  auto it = impl_->runs.find(run);
+  if (it == impl_->runs.end())
+    throw UsageError("no run " + std::to_string(run) + " in store " + impl_->path.string());
+  if (keys.empty()) return;
+  impl_->log->add([&](std::string& out) { detail::encode_tasks(out, run, keys); });
+  impl_->mem().add_tasks(run, keys);
+  it->second.task_count += static_cast<std::int64_t>(keys.size());
+  // The count travels with the run's metadata at end_run and in every table.
+  impl_->uncommitted = true;
+}
+
+void Store::end_run(std::int64_t run, RunState state, std::int32_t exit_status) {
+  impl_->require_writer("end a run");
+  if (state == RunState::running) throw UsageError("end_run: state must not be running");
+  auto it = impl_->runs.find(run);
+  if (it == impl_->runs.end())
+    throw UsageError("no run " + std::to_string(run) + " in store " + impl_->path.string());
+  RunInfo& r = it->second;
+  r.state = state;
+  r.exit_status = exit_status;
+  r.end_time = static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count()) /
+               1e6;
+  impl_->log->add([&](std::string& out) { detail::encode_run(out, r); });
+  impl_->uncommitted = true;
+}
+
+std::vector<RunInfo> Store::runs() const {
+  return impl_->run_list();
+}
+
+void Store::append(std::span<const Record> records) {
+  impl_->log_records(records);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (i + kPrefetch < records.size()) impl_->index.prefetch(records[i + kPrefetch].key);
+    impl_->insert_mem(records[i]);
+  }
+}
+
+void Store::append(std::vector<Record>&& records) {
+  impl_->log_records(records);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (i + kPrefetch < records.size()) impl_->index.prefetch(records[i + kPrefetch].key);
+    impl_->insert_mem(std::move(records[i]));
+  }
+  records.clear();
+}
+
+void Store::commit() {
+  impl_->commit();
+}
+
+void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
+  if (out.size() != keys.size()) throw UsageError("lookup: output size differs from key count");
+  const auto& index = impl_->index;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (i + kPrefetch < keys.size()) index.prefetch(keys[i + kPrefetch]);
+    const auto it = index.find(keys[i]);
+    out[i] = it == index.end()     ? Lookup::missing
+             : it->second.failed() ? Lookup::failed
+                                   : Lookup::ok;
+  }
+}
+
+std::optional<Record> Store::get(const TaskKey& key) const {
+  const auto it = impl_->index.find(key);
+  if (it == impl_->index.end()) return std::nullopt;
+  return std::move(impl_->fetch({it->second}).front());
+}
+
+std::size_t Store::size() const {
+  return impl_->index.size();
+}
+
+void Store::for_each(const std::function<void(const Record&)>& fn) const {
+  std::vector<std::pair<TaskKey, Loc>> all(impl_->index.begin(), impl_->index.end());
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Loc> locs;
+  for (std::size_t i = 0; i < all.size(); i += kFetchChunk) {
+    locs.clear();
+    for (std::size_t j = i; j < std::min(all.size(), i + kFetchChunk); ++j)
+      locs.push_back(all[j].second);
+    for (const Record& r : impl_->fetch(locs)) fn(r);
+  }
+}
+
+void Store::for_each_task(std::int64_t run,
+                          const std::function<void(const TaskKey&, const Record*)>& fn) const {
+  if (!impl_->runs.count(run))
+    throw UsageError("no run " + std::to_string(run) + " in store " + impl_->path.string());
+  auto emit = [&](const std::vector<TaskKey>& keys) {
+    for (std::size_t i = 0; i < keys.size(); i += kFetchChunk) {
+      const std::size_t end = std::min(keys.size(), i + kFetchChunk);
+      std::vector<Loc> locs;
+      std::vector<std::size_t> where(end - i, SIZE_MAX);
+      for (std::size_t j = i; j < end; ++j) {
+        const auto it = impl_->index.find(keys[j]);
+        if (it != impl_->index.end()) {
+          where[j - i] = locs.size();
+          locs.push_back(it->second);
+        }
+      }
+      const auto recs = impl_->fetch(locs);
+      for (std::size_t j = i; j < end; ++j) {
+        fn(keys[j], where[j - i] == SIZE_MAX ? nullptr : &recs[where[j - i]]);
+      }
+    }
+  };
+  std::vector<TaskKey> keys;
+  for (const auto& t : impl_->tables) {
+    keys.clear();
+    t->read_tasks(run, keys);
+    emit(keys);
+  }
+  // Memtables: a frozen one (being flushed) holds earlier tasks than the active one.
+  const Impl& s = *impl_;
+  for (unsigned slot : {1 - s.active, s.active}) {
+    if (auto it = s.mems[slot].tasks.find(run); it != s.mems[slot].tasks.end()) emit(it->second);
+  }
+}
+
+void Store::compact() {
+  Impl& s = *impl_;
+  s.require_writer("compact");
+  if (!s.problems.empty()) {
+    throw StoreCorruptError("store " + s.path.string() +
+                            " is damaged; refusing to compact (would drop " +
+                            s.problems.front().file + ")");
+  }
+  s.commit();
+  s.flush_now();
+  if (s.tables.size() <= 1) return;  // already one file
+
+  const std::int64_t through = s.tables.back()->through_seq();
+  {
+    detail::TableWriter w(s.path.string() + ".tmp", through);
+    w.add_jobs(s.jobs);
+    // Live locations per job version, in key order.
+    std::map<std::pair<std::string, std::int64_t>, std::vector<std::pair<TaskKey, Loc>>> per_job;
+    for (const auto& [key, loc] : s.index) {
+      const auto& job = s.tables[loc.table()]->groups()[loc.group()].job;
+      per_job[{job.name, job.version}].emplace_back(key, loc);
+    }
+    for (auto& [job, entries] : per_job) {
+      if (entries.size() > kMaxRows) throw StoreError("too many records for one job version");
+      std::sort(entries.begin(), entries.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::vector<Loc> locs;
+      for (std::size_t i = 0; i < entries.size(); i += kFetchChunk) {
+        locs.clear();
+        for (std::size_t j = i; j < std::min(entries.size(), i + kFetchChunk); ++j)
+          locs.push_back(entries[j].second);
+        const auto recs = s.fetch(locs);
+        std::vector<const Record*> ptrs;
+        for (const auto& r : recs) ptrs.push_back(&r);
+        w.append(job.first, job.second, ptrs);
+      }
+    }
+    std::vector<TaskKey> keys;
+    for (const auto& [id, run] : s.runs) {
+      for (const auto& t : s.tables) {
+        keys.clear();
+        t->read_tasks(id, keys);
+        w.append_tasks(id, keys);
+      }
+    }
+    w.set_runs(s.run_list());
+    w.finish(s.path);
+  }
+  // The new base holds everything: drop the rest and index the base again.
+  s.tables.clear();
+  s.index.clear();
+  s.tables.push_back(std::make_unique<TableReader>(s.path));
+  s.base_seq = through;
+  s.segments.clear();
+  s.save_manifest();
+  s.index_table(0);
+  s.remove_obsolete();
+  detail::fsync_dir(s.dir);
+}
+
+void Store::close() {
+  Impl& s = *impl_;
+  if (s.closed) return;
+  if (s.writer()) {
+    s.commit();
+    s.flush_now();
+    // Leave no empty log behind; the sidecar goes when nothing is left in it.
+    const fs::path current = s.log->path();
+    s.log.reset();
+    std::error_code ec;
+    fs::remove(current, ec);
+    s.lock.release();
+    // A compacted store is just the file: the sidecar goes when it holds
+    // nothing but an empty MANIFEST.
+    if (s.segments.empty()) {
+      bool only_manifest = true;
+      for (const auto& entry : fs::directory_iterator(s.dir, ec)) {
+        only_manifest = only_manifest && entry.path().filename() == "MANIFEST";
+      }
+      if (only_manifest) {
+        fs::remove(s.manifest_path(), ec);
+        fs::remove(s.dir, ec);
+      }
+    }
+  }
+  s.closed = true;
+}
+
+}  // namespace mpibatch

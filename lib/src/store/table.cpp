@@ -1,0 +1,508 @@
+#include "store/table.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "mpibatch/error.hpp"
+#include "store/file_util.hpp"
+
+namespace mpibatch::detail {
+
+namespace {
+
+constexpr hsize_t kChunkRows = 4096;
+constexpr hsize_t kDataChunk = hsize_t{1} << 16;
+
+const char* type_name(FieldType t) {
+  switch (t) {
+    case FieldType::int64:
+      return "int64";
+    case FieldType::float64:
+      return "float64";
+    case FieldType::boolean:
+      return "bool";
+    case FieldType::string:
+      return "string";
+  }
+  return "?";
+}
+
+FieldType parse_type(const std::string& s, const std::string& where) {
+  if (s == "int64") return FieldType::int64;
+  if (s == "float64") return FieldType::float64;
+  if (s == "bool") return FieldType::boolean;
+  if (s == "string") return FieldType::string;
+  throw StoreCorruptError(where + ": unknown field type '" + s + "'");
+}
+
+RunState parse_state(const std::string& s) {
+  for (auto st : {RunState::running, RunState::finished, RunState::stopped, RunState::failed,
+                  RunState::crashed}) {
+    if (s == mpibatch::to_string(st)) return st;
+  }
+  return RunState::crashed;
+}
+
+// Memory type and owned handle for one result field's column.
+h5::Handle field_type(FieldType t) {
+  switch (t) {
+    case FieldType::int64:
+      return h5::Handle(H5Tcopy(H5T_NATIVE_INT64));
+    case FieldType::float64:
+      return h5::Handle(H5Tcopy(H5T_NATIVE_DOUBLE));
+    case FieldType::boolean:
+      return h5::bool_type();
+    case FieldType::string:
+      return h5::utf8_string_type();
+  }
+  throw Error("unknown field type");
+}
+
+void write_fields(hid_t g, const std::string& prefix, const std::vector<Field>& fields) {
+  std::vector<std::string> names, types, units, descriptions;
+  for (const auto& f : fields) {
+    names.push_back(f.name);
+    types.push_back(type_name(f.type));
+    units.push_back(f.unit);
+    descriptions.push_back(f.description);
+  }
+  h5::write_attr(g, prefix + "_names", names);
+  h5::write_attr(g, prefix + "_types", types);
+  h5::write_attr(g, prefix + "_units", units);
+  h5::write_attr(g, prefix + "_descriptions", descriptions);
+}
+
+std::vector<Field> read_fields(hid_t g, const std::string& prefix, const std::string& where) {
+  const auto names = h5::read_attr_strings(g, prefix + "_names");
+  const auto types = h5::read_attr_strings(g, prefix + "_types");
+  const auto units = h5::read_attr_strings(g, prefix + "_units");
+  const auto descriptions = h5::read_attr_strings(g, prefix + "_descriptions");
+  if (types.size() != names.size() || units.size() != names.size() ||
+      descriptions.size() != names.size()) {
+    throw StoreCorruptError(where + ": field attributes of different lengths");
+  }
+  std::vector<Field> fields(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    fields[i] = Field{names[i], parse_type(types[i], where), units[i], descriptions[i]};
+  }
+  return fields;
+}
+
+}  // namespace
+
+std::string group_path(const std::string& job, std::int64_t version) {
+  return "jobs/" + job + "/v" + std::to_string(version);
+}
+
+// ---------------------------------------------------------------- writing
+
+struct TableWriter::Group {
+  JobInfo job;
+  h5::Handle gid;
+  // key status rank start_time duration run result_offset result_size error
+  std::vector<h5::Column> cols;
+  std::unique_ptr<h5::Column> result_data;  // all result bytes, concatenated
+  std::vector<h5::Column> values;           // one per result field
+  std::vector<h5::Handle> value_types;
+};
+
+struct TableWriter::RunGroup {
+  h5::Handle gid;
+  std::unique_ptr<h5::Column> tasks;
+};
+
+TableWriter::TableWriter(std::filesystem::path tmp_path, std::int64_t through_seq)
+    : tmp_path_(std::move(tmp_path)) {
+  file_ = h5::create_file(tmp_path_.string());
+  h5::write_attr(file_.get(), "mpibatch_format", kStoreFormat);
+  h5::write_attr(file_.get(), "mpibatch_version", std::string(MPIBATCH_VERSION));
+  h5::write_attr(file_.get(), "through_seq", through_seq);
+  h5::create_group(file_.get(), "jobs");
+  h5::create_group(file_.get(), "runs");
+}
+
+TableWriter::~TableWriter() {
+  if (!finished_) {
+    groups_.clear();
+    runs_.clear();
+    file_.reset();
+    std::error_code ec;
+    std::filesystem::remove(tmp_path_, ec);
+  }
+}
+
+void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
+  for (const auto& j : jobs) {
+    auto& g = groups_[group_path(j.name, j.version)];
+    if (g) continue;
+    g = std::make_unique<Group>();
+    g->job = j;
+    g->gid = h5::create_group(file_.get(), group_path(j.name, j.version));
+    const hid_t gid = g->gid.get();
+    h5::write_attr(gid, "name", j.name);
+    h5::write_attr(gid, "version", j.version);
+    h5::write_attr(gid, "description", j.description);
+    write_fields(gid, "param", j.params);
+    write_fields(gid, "result", j.results);
+    h5::Handle key = h5::key_type(), status = h5::status_type(), str = h5::utf8_string_type();
+    g->cols.emplace_back(gid, "key", key.get(), kChunkRows);
+    g->cols.emplace_back(gid, "status", status.get(), kChunkRows);
+    g->cols.emplace_back(gid, "rank", H5T_NATIVE_INT32, kChunkRows);
+    g->cols.emplace_back(gid, "start_time", H5T_NATIVE_DOUBLE, kChunkRows);
+    g->cols.emplace_back(gid, "duration", H5T_NATIVE_DOUBLE, kChunkRows);
+    g->cols.emplace_back(gid, "run", H5T_NATIVE_INT64, kChunkRows);
+    g->cols.emplace_back(gid, "result_offset", H5T_NATIVE_UINT64, kChunkRows);
+    g->cols.emplace_back(gid, "result_size", H5T_NATIVE_UINT64, kChunkRows);
+    g->cols.emplace_back(gid, "error", str.get(), kChunkRows);
+    // Result bytes are one flat column, not variable-length rows: HDF5's
+    // variable-length storage (the global heap) costs microseconds per row.
+    g->result_data = std::make_unique<h5::Column>(gid, "result_data", H5T_NATIVE_UINT8, kDataChunk);
+    h5::write_attr(g->result_data->id(), "description",
+                   std::string("Boost binary archives of the results; row i is "
+                               "result_data[result_offset[i]:result_offset[i]+result_size[i]]"));
+    h5::write_attr(g->cols[3].id(), "units", std::string("s since 1970-01-01 UTC"));
+    h5::write_attr(g->cols[4].id(), "units", std::string("s"));
+    h5::Handle results = h5::create_group(gid, "results");
+    for (const auto& f : j.results) {
+      g->value_types.push_back(field_type(f.type));
+      g->values.emplace_back(results.get(), f.name, g->value_types.back().get(), kChunkRows);
+      h5::write_attr(g->values.back().id(), "units", f.unit);
+      h5::write_attr(g->values.back().id(), "description", f.description);
+    }
+  }
+}
+
+TableWriter::Group& TableWriter::group(const std::string& job, std::int64_t version) {
+  auto it = groups_.find(group_path(job, version));
+  if (it == groups_.end())
+    throw Error("table: job " + job + " v" + std::to_string(version) + " not added");
+  return *it->second;
+}
+
+void TableWriter::append(const std::string& job, std::int64_t version,
+                         std::span<const Record* const> rows) {
+  if (rows.empty()) return;
+  Group& g = group(job, version);
+  const hsize_t n = rows.size();
+  std::vector<TaskKey> keys(n);
+  std::vector<std::int8_t> status(n);
+  std::vector<std::int32_t> rank(n);
+  std::vector<double> start(n), duration(n);
+  std::vector<std::int64_t> run(n);
+  std::vector<std::uint64_t> offset(n), size(n);
+  std::vector<const char*> error(n);
+  std::string data;
+  std::uint64_t at = g.result_data->size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const Record& r = *rows[i];
+    keys[i] = r.key;
+    status[i] = static_cast<std::int8_t>(r.status);
+    rank[i] = r.rank;
+    start[i] = r.start_time;
+    duration[i] = r.duration;
+    run[i] = r.run;
+    offset[i] = at;
+    size[i] = r.result.size();
+    at += r.result.size();
+    data += r.result;
+    // NULL, not "": HDF5 then stores no heap object for the (usual) empty error.
+    error[i] = r.error.empty() ? nullptr : r.error.c_str();
+  }
+  h5::Handle key = h5::key_type(), st = h5::status_type(), str = h5::utf8_string_type();
+  g.cols[0].append(key.get(), keys.data(), n);
+  g.cols[1].append(st.get(), status.data(), n);
+  g.cols[2].append(H5T_NATIVE_INT32, rank.data(), n);
+  g.cols[3].append(H5T_NATIVE_DOUBLE, start.data(), n);
+  g.cols[4].append(H5T_NATIVE_DOUBLE, duration.data(), n);
+  g.cols[5].append(H5T_NATIVE_INT64, run.data(), n);
+  g.cols[6].append(H5T_NATIVE_UINT64, offset.data(), n);
+  g.cols[7].append(H5T_NATIVE_UINT64, size.data(), n);
+  g.cols[8].append(str.get(), error.data(), n);
+  g.result_data->append(H5T_NATIVE_UINT8, data.data(), data.size());
+
+  for (std::size_t f = 0; f < g.values.size(); ++f) {
+    const FieldType type = g.job.results[f].type;
+    // A failed record has no values: NaN, 0, FALSE or "" stand in.
+    auto value = [&](std::size_t i) -> const Value* {
+      return f < rows[i]->values.size() ? &rows[i]->values[f] : nullptr;
+    };
+    const hid_t mt = g.value_types[f].get();
+    if (type == FieldType::int64) {
+      std::vector<std::int64_t> v(n, 0);
+      for (std::size_t i = 0; i < n; ++i)
+        if (auto* p = value(i)) v[i] = std::get<std::int64_t>(*p);
+      g.values[f].append(mt, v.data(), n);
+    } else if (type == FieldType::float64) {
+      std::vector<double> v(n, std::nan(""));
+      for (std::size_t i = 0; i < n; ++i)
+        if (auto* p = value(i)) v[i] = std::get<double>(*p);
+      g.values[f].append(mt, v.data(), n);
+    } else if (type == FieldType::boolean) {
+      std::vector<std::int8_t> v(n, 0);
+      for (std::size_t i = 0; i < n; ++i)
+        if (auto* p = value(i)) v[i] = std::get<bool>(*p) ? 1 : 0;
+      g.values[f].append(mt, v.data(), n);
+    } else {
+      std::vector<const char*> v(n, "");
+      for (std::size_t i = 0; i < n; ++i)
+        if (auto* p = value(i)) v[i] = std::get<std::string>(*p).c_str();
+      g.values[f].append(mt, v.data(), n);
+    }
+  }
+}
+
+TableWriter::RunGroup& TableWriter::run_group(std::int64_t run) {
+  auto& rg = runs_[run];
+  if (!rg) {
+    rg = std::make_unique<RunGroup>();
+    rg->gid = h5::create_group(file_.get(), "runs/" + std::to_string(run));
+    h5::Handle key = h5::key_type();
+    rg->tasks = std::make_unique<h5::Column>(rg->gid.get(), "tasks", key.get(), 8192);
+  }
+  return *rg;
+}
+
+void TableWriter::append_tasks(std::int64_t run, std::span<const TaskKey> keys) {
+  h5::Handle key = h5::key_type();
+  run_group(run).tasks->append(key.get(), keys.data(), keys.size());
+}
+
+void TableWriter::set_runs(const std::vector<RunInfo>& runs) {
+  run_infos_ = runs;
+}
+
+void TableWriter::finish(const std::filesystem::path& final_path) {
+  for (const RunInfo& r : run_infos_) {
+    const hid_t g = run_group(r.id).gid.get();
+    h5::write_attr(g, "start_time", r.start_time);
+    h5::write_attr(g, "end_time", r.end_time);
+    h5::write_attr(g, "command_line", r.command_line);
+    h5::write_attr(g, "ranks", static_cast<std::int64_t>(r.ranks));
+    h5::write_attr(g, "hosts", r.hosts);
+    h5::write_attr(g, "slurm_job_id", r.slurm_job_id);
+    h5::write_attr(g, "state", std::string(mpibatch::to_string(r.state)));
+    h5::write_attr(g, "exit_status", static_cast<std::int64_t>(r.exit_status));
+    h5::write_attr(g, "task_count", r.task_count);
+  }
+  groups_.clear();
+  runs_.clear();
+  h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp_path_.string());
+  // Close by hand so that H5Fclose's status is checked.
+  h5::check(H5Fclose(file_.release()), "H5Fclose", tmp_path_.string());
+  atomic_replace(tmp_path_, final_path);
+  finished_ = true;
+}
+
+// ---------------------------------------------------------------- reading
+
+TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
+  const std::string name = path.string();
+  try {
+    if (H5Fis_hdf5(name.c_str()) <= 0) {
+      throw NotAStoreError(name + ": not an HDF5 file, so not an mpibatch store");
+    }
+    file_ = h5::open_file_read(name);
+  } catch (const Hdf5Error& e) {
+    throw StoreCorruptError(name + ": cannot open: " + e.what());
+  }
+  if (!h5::has_attr(file_.get(), "mpibatch_format")) {
+    throw NotAStoreError(name + ": an HDF5 file but not an mpibatch store (no mpibatch_format)");
+  }
+  const auto format = h5::read_attr_int(file_.get(), "mpibatch_format");
+  if (format > kStoreFormat) {
+    throw StoreVersionError(name + ": store format version " + std::to_string(format) +
+                            " is newer than this mpibatch reads (" + std::to_string(kStoreFormat) +
+                            "); upgrade mpibatch");
+  }
+  try {
+    through_seq_ = h5::read_attr_int(file_.get(), "through_seq");
+    h5::Handle jobs = h5::open_group(file_.get(), "jobs");
+    for (const auto& job : h5::child_names(jobs.get())) {
+      h5::Handle jg = h5::open_group(jobs.get(), job);
+      for (const auto& v : h5::child_names(jg.get())) {
+        h5::Handle g = h5::open_group(jg.get(), v);
+        Group grp;
+        const std::string where = name + ":/jobs/" + job + "/" + v;
+        grp.job.name = h5::read_attr_string(g.get(), "name");
+        grp.job.version = h5::read_attr_int(g.get(), "version");
+        grp.job.description = h5::read_attr_string(g.get(), "description");
+        grp.job.params = read_fields(g.get(), "param", where);
+        grp.job.results = read_fields(g.get(), "result", where);
+        h5::Handle k(
+            h5::check_id(H5Dopen2(g.get(), "key", H5P_DEFAULT), "H5Dopen2", where + "/key"));
+        grp.rows = h5::dataset_size(k.get());
+        groups_.push_back(std::move(grp));
+      }
+    }
+    h5::Handle runs = h5::open_group(file_.get(), "runs");
+    for (const auto& id : h5::child_names(runs.get())) {
+      h5::Handle g = h5::open_group(runs.get(), id);
+      if (!h5::has_attr(g.get(), "state")) continue;
+      RunInfo r;
+      r.id = std::stoll(id);
+      r.start_time = h5::read_attr_double(g.get(), "start_time");
+      r.end_time = h5::read_attr_double(g.get(), "end_time");
+      r.command_line = h5::read_attr_string(g.get(), "command_line");
+      r.ranks = static_cast<std::int32_t>(h5::read_attr_int(g.get(), "ranks"));
+      r.hosts = h5::read_attr_strings(g.get(), "hosts");
+      r.slurm_job_id = h5::read_attr_string(g.get(), "slurm_job_id");
+      r.state = parse_state(h5::read_attr_string(g.get(), "state"));
+      r.exit_status = static_cast<std::int32_t>(h5::read_attr_int(g.get(), "exit_status"));
+      r.task_count = h5::read_attr_int(g.get(), "task_count");
+      runs_.push_back(std::move(r));
+    }
+  } catch (const Hdf5Error& e) {
+    throw StoreCorruptError(name + ": damaged: " + e.what());
+  }
+}
+
+TableReader::~TableReader() = default;
+
+namespace {
+h5::Handle open_dataset(hid_t file, const std::string& path) {
+  return h5::Handle(h5::check_id(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "H5Dopen2", path));
+}
+}  // namespace
+
+void TableReader::read_index(std::size_t g, std::vector<TaskKey>& keys,
+                             std::vector<std::int8_t>& status) const {
+  const Group& grp = groups_.at(g);
+  const std::string gp = group_path(grp.job.name, grp.job.version);
+  keys.resize(grp.rows);
+  status.resize(grp.rows);
+  h5::Handle key = h5::key_type(), st = h5::status_type();
+  h5::read_rows(open_dataset(file_.get(), gp + "/key").get(), key.get(), 0, grp.rows, keys.data());
+  h5::read_rows(open_dataset(file_.get(), gp + "/status").get(), st.get(), 0, grp.rows,
+                status.data());
+}
+
+namespace {
+
+// Fills out[i].result from the flat byte column, one read per stretch of
+// nearby rows (gaps under 64 KiB are read through rather than seeked over).
+void read_result_bytes(hid_t data, const std::vector<std::uint64_t>& offset,
+                       const std::vector<std::uint64_t>& size, std::vector<Record>& out) {
+  constexpr std::uint64_t kGap = 1 << 16;
+  std::vector<std::size_t> order(offset.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return offset[a] < offset[b]; });
+  std::string buf;
+  for (std::size_t i = 0; i < order.size();) {
+    const std::uint64_t begin = offset[order[i]];
+    std::uint64_t end = begin + size[order[i]];
+    std::size_t j = i + 1;
+    while (j < order.size() && offset[order[j]] <= end + kGap) {
+      end = std::max(end, offset[order[j]] + size[order[j]]);
+      ++j;
+    }
+    buf.resize(end - begin);
+    h5::read_rows(data, H5T_NATIVE_UINT8, begin, end - begin, buf.data());
+    for (std::size_t k = i; k < j; ++k) {
+      out[order[k]].result.assign(buf, offset[order[k]] - begin, size[order[k]]);
+    }
+    i = j;
+  }
+}
+
+}  // namespace
+
+std::vector<Record> TableReader::read_selected(
+    std::size_t g, hsize_t n, const std::function<void(hid_t, hid_t, void*)>& read) const {
+  const Group& grp = groups_.at(g);
+  const std::string gp = group_path(grp.job.name, grp.job.version);
+  auto col = [&](const std::string& c) { return open_dataset(file_.get(), gp + "/" + c); };
+  std::vector<Record> out(n);
+  if (n == 0) return out;
+  std::vector<TaskKey> keys(n);
+  std::vector<std::int8_t> i8(n);
+  std::vector<std::int32_t> i32(n);
+  std::vector<double> d(n);
+  std::vector<std::int64_t> i64(n);
+  std::vector<std::uint64_t> offset(n), size(n);
+  std::vector<char*> strs(n);
+  h5::Handle key = h5::key_type(), st = h5::status_type(), str = h5::utf8_string_type(),
+             boolean = h5::bool_type();
+
+  read(col("key").get(), key.get(), keys.data());
+  read(col("status").get(), st.get(), i8.data());
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i].key = keys[i];
+    out[i].job = grp.job.name;
+    out[i].job_version = grp.job.version;
+    out[i].status = static_cast<Status>(i8[i]);
+  }
+  read(col("rank").get(), H5T_NATIVE_INT32, i32.data());
+  for (std::size_t i = 0; i < n; ++i) out[i].rank = i32[i];
+  read(col("start_time").get(), H5T_NATIVE_DOUBLE, d.data());
+  for (std::size_t i = 0; i < n; ++i) out[i].start_time = d[i];
+  read(col("duration").get(), H5T_NATIVE_DOUBLE, d.data());
+  for (std::size_t i = 0; i < n; ++i) out[i].duration = d[i];
+  read(col("run").get(), H5T_NATIVE_INT64, i64.data());
+  for (std::size_t i = 0; i < n; ++i) out[i].run = i64[i];
+  read(col("result_offset").get(), H5T_NATIVE_UINT64, offset.data());
+  read(col("result_size").get(), H5T_NATIVE_UINT64, size.data());
+  read_result_bytes(col("result_data").get(), offset, size, out);
+  read(col("error").get(), str.get(), strs.data());
+  for (std::size_t i = 0; i < n; ++i) out[i].error = strs[i] ? strs[i] : "";
+  h5::reclaim(str.get(), strs.data(), n);
+
+  for (std::size_t f = 0; f < grp.job.results.size(); ++f) {
+    h5::Handle ds = col("results/" + grp.job.results[f].name);
+    const FieldType type = grp.job.results[f].type;
+    // Values are built in place: failed rows carry none.
+    auto ok = [&](std::size_t i) { return out[i].status == Status::ok; };
+    if (type == FieldType::int64) {
+      read(ds.get(), H5T_NATIVE_INT64, i64.data());
+      for (std::size_t i = 0; i < n; ++i)
+        if (ok(i)) out[i].values.emplace_back(std::in_place_type<std::int64_t>, i64[i]);
+    } else if (type == FieldType::float64) {
+      read(ds.get(), H5T_NATIVE_DOUBLE, d.data());
+      for (std::size_t i = 0; i < n; ++i)
+        if (ok(i)) out[i].values.emplace_back(std::in_place_type<double>, d[i]);
+    } else if (type == FieldType::boolean) {
+      read(ds.get(), boolean.get(), i8.data());
+      for (std::size_t i = 0; i < n; ++i)
+        if (ok(i)) out[i].values.emplace_back(std::in_place_type<bool>, i8[i] != 0);
+    } else {
+      read(ds.get(), str.get(), strs.data());
+      for (std::size_t i = 0; i < n; ++i)
+        if (ok(i))
+          out[i].values.emplace_back(std::in_place_type<std::string>, strs[i] ? strs[i] : "");
+      h5::reclaim(str.get(), strs.data(), n);
+    }
+  }
+  return out;
+}
+
+std::vector<Record> TableReader::read_range(std::size_t g, hsize_t start, hsize_t count) const {
+  return read_selected(
+      g, count, [&](hid_t ds, hid_t mt, void* buf) { h5::read_rows(ds, mt, start, count, buf); });
+}
+
+std::vector<Record> TableReader::read_rows(std::size_t g, const std::vector<hsize_t>& rows) const {
+  if (rows.empty()) return {};
+  const auto [lo, hi] = std::minmax_element(rows.begin(), rows.end());
+  const hsize_t span = *hi - *lo + 1;
+  if (span <= 4 * rows.size()) {  // dense: one range read beats a point selection
+    std::vector<Record> range = read_range(g, *lo, span);
+    std::vector<Record> out(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) out[i] = range[rows[i] - *lo];
+    return out;
+  }
+  return read_selected(g, rows.size(),
+                       [&](hid_t ds, hid_t mt, void* buf) { h5::read_points(ds, mt, rows, buf); });
+}
+
+void TableReader::read_tasks(std::int64_t run, std::vector<TaskKey>& keys) const {
+  const std::string p = "runs/" + std::to_string(run);
+  if (!h5::exists(file_.get(), "runs") || !h5::exists(file_.get(), p)) return;
+  h5::Handle ds = open_dataset(file_.get(), p + "/tasks");
+  const hsize_t n = h5::dataset_size(ds.get());
+  const std::size_t old = keys.size();
+  keys.resize(old + n);
+  h5::Handle key = h5::key_type();
+  h5::read_rows(ds.get(), key.get(), 0, n, keys.data() + old);
+}
+
+}  // namespace mpibatch::detail

@@ -1,0 +1,89 @@
+// Immutable HDF5 tables: the store's base file and its segments share one
+// layout (docs/ARCHITECTURE.md), written whole by TableWriter into a temporary
+// file that is fsync'd and renamed into place, and never opened for writing again.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "hdf5/hdf5.hpp"
+#include "mpibatch/store.hpp"
+
+namespace mpibatch::detail {
+
+// "jobs/<name>/v<version>": where a job version's records live.
+std::string group_path(const std::string& job, std::int64_t version);
+
+class TableWriter {
+ public:
+  // Creates tmp_path (truncating). through_seq: the highest log/segment number
+  // this table includes.
+  TableWriter(std::filesystem::path tmp_path, std::int64_t through_seq);
+  ~TableWriter();
+  TableWriter(const TableWriter&) = delete;
+  TableWriter& operator=(const TableWriter&) = delete;
+
+  // Creates the group of every job (also those with no rows).
+  void add_jobs(const std::vector<JobInfo>& jobs);
+  // Appends rows of one job version, in key order, with one write per column.
+  void append(const std::string& job, std::int64_t version, std::span<const Record* const> rows);
+  void append_tasks(std::int64_t run, std::span<const TaskKey> keys);
+  void set_runs(const std::vector<RunInfo>& runs);
+  // Closes the file, fsyncs it and renames it to final_path.
+  void finish(const std::filesystem::path& final_path);
+
+ private:
+  struct Group;
+  struct RunGroup;
+  Group& group(const std::string& job, std::int64_t version);
+  RunGroup& run_group(std::int64_t run);
+  std::filesystem::path tmp_path_;
+  h5::Handle file_;
+  std::map<std::string, std::unique_ptr<Group>> groups_;
+  std::map<std::int64_t, std::unique_ptr<RunGroup>> runs_;
+  std::vector<RunInfo> run_infos_;
+  bool finished_ = false;
+};
+
+class TableReader {
+ public:
+  // Throws NotAStoreError, StoreVersionError, Hdf5Error (naming the file).
+  explicit TableReader(const std::filesystem::path& path);
+  ~TableReader();
+
+  struct Group {
+    JobInfo job;
+    hsize_t rows = 0;
+  };
+  const std::filesystem::path& path() const { return path_; }
+  std::int64_t through_seq() const { return through_seq_; }
+  const std::vector<Group>& groups() const { return groups_; }
+  const std::vector<RunInfo>& runs() const { return runs_; }
+
+  // Whole key and status columns of group g.
+  void read_index(std::size_t g, std::vector<TaskKey>& keys,
+                  std::vector<std::int8_t>& status) const;
+  // count rows from start.
+  std::vector<Record> read_range(std::size_t g, hsize_t start, hsize_t count) const;
+  // The given rows, in the given order.
+  std::vector<Record> read_rows(std::size_t g, const std::vector<hsize_t>& rows) const;
+  // Appends this table's part of the run's task list.
+  void read_tasks(std::int64_t run, std::vector<TaskKey>& keys) const;
+
+ private:
+  struct Open;
+  std::vector<Record> read_selected(std::size_t g, hsize_t n,
+                                    const std::function<void(hid_t, hid_t, void*)>& read) const;
+  std::filesystem::path path_;
+  h5::Handle file_;
+  std::int64_t through_seq_ = 0;
+  std::vector<Group> groups_;
+  std::vector<RunInfo> runs_;
+};
+
+}  // namespace mpibatch::detail

@@ -1,0 +1,50 @@
+"""A compacted store read with plain h5py calls: no mpibatch code involved."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+N = 5000
+fixture = sys.argv[1]
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "run.h5")
+    subprocess.run([fixture, path, str(N)], check=True)
+    assert not os.path.exists(path + ".d"), "a compacted store is one file"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["mpibatch_format"] == 1
+        g = f["jobs/demo/v1"]
+        assert g.attrs["name"] == "demo" and g.attrs["version"] == 1
+        assert list(g.attrs["result_names"]) == ["n", "half", "even", "label"]
+        status = g["status"][:]
+        assert h5py.check_enum_dtype(g["status"].dtype) == {"ok": 0, "failed": 1}
+        ok = status == 0
+        n = g["results/n"][:]
+        half = g["results/half"][:]
+        even = g["results/even"][:]
+        assert n.dtype == np.int64 and half.dtype == np.float64
+        assert even.dtype == np.bool_, "h5py reads our bool enum as numpy bool"
+        assert g["results/half"].attrs["units"] == "m"
+        labels = g["results/label"].asstr()[:]
+        assert len(n) == N
+        assert sorted(n[ok].tolist()) == [i for i in range(N) if i % 11 != 0]
+        assert np.all(half[ok] == n[ok] / 2)
+        assert np.all(even[ok] == (n[ok] % 2 == 0))
+        assert all(labels[k] == "n%d" % n[k] for k in np.nonzero(ok)[0])
+        assert np.all(np.isnan(half[~ok]))
+        errors = g["error"].asstr()[:]
+        assert sorted(errors[~ok].tolist()) == sorted("boom %d \u00e9" % i for i in range(0, N, 11))
+        keys = g["key"][:]
+        assert keys.dtype.names == ("hi", "lo")
+        key_list = keys.tolist()
+        assert key_list == sorted(key_list), "records are in key order"
+        run = f["runs/1"]
+        assert run.attrs["state"] == "finished"
+        assert run.attrs["command_line"] == "store_fixture %d" % N
+        assert list(run.attrs["hosts"]) == ["node-a", "node-b"]
+        assert run.attrs["slurm_job_id"] == "4242" and run.attrs["task_count"] == N
+        tasks = run["tasks"][:]
+        assert len(tasks) == N and set(tasks.tolist()) == set(key_list)
+print("h5py read %d records: ok" % N)

@@ -1,0 +1,504 @@
+#include "mpibatch/store.hpp"
+
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "mpibatch/error.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace mpibatch;
+using mpibatch::test_support::demo_job;
+using mpibatch::test_support::demo_key;
+using mpibatch::test_support::demo_record;
+using mpibatch::test_support::TempDir;
+
+// Runs fn in a child process. fn must end with crash(): _exit skips the
+// Store's destructor (no close, no commit), as a kill -9 would.
+[[noreturn]] void crash() {
+  ::_exit(0);
+}
+
+template <class F>
+void in_crashing_child(F fn) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int code = 0;
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child: %s\n", e.what());
+      code = 1;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+void append_range(Store& s, std::uint64_t from, std::uint64_t to, std::int64_t run = 1) {
+  std::vector<Record> batch;
+  for (std::uint64_t i = from; i < to; ++i) batch.push_back(demo_record(i, run));
+  s.append(batch);
+}
+
+// A child commits `commits` groups of 10 records, then crashes.
+void commit_groups_then_crash(const fs::path& path, std::uint64_t commits) {
+  in_crashing_child([&] {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    for (std::uint64_t c = 0; c < commits; ++c) {
+      append_range(s, c * 10, c * 10 + 10);
+      s.commit();
+    }
+    crash();
+  });
+}
+
+void expect_exactly(const Store& s, std::uint64_t n) {
+  EXPECT_EQ(s.size(), n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    auto r = s.get(demo_key(i));
+    ASSERT_TRUE(r.has_value()) << "record " << i;
+    EXPECT_EQ(*r, demo_record(i, r->run)) << "record " << i;
+  }
+  EXPECT_FALSE(s.get(demo_key(n)).has_value());
+}
+
+fs::path only_log(const fs::path& dir) {
+  fs::path found;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".log" && fs::file_size(e.path()) > 16) found = e.path();
+  return found;
+}
+
+TEST(Store, CreateAppendCommitReopen) {
+  TempDir dir;
+  const auto path = dir / "run.h5";
+  {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    append_range(s, 0, 100);
+    s.commit();
+  }
+  EXPECT_TRUE(Store::exists(path));
+  Store r = Store::open(path, {.read_only = true});
+  expect_exactly(r, 100);
+  ASSERT_EQ(r.jobs().size(), 1u);
+  EXPECT_EQ(r.jobs()[0], demo_job());
+}
+
+TEST(Store, BatchLookupSeesOkFailedAndMissing) {
+  TempDir dir;
+  Store s = Store::open(dir / "s.h5");
+  s.define_job(demo_job());
+  append_range(s, 0, 50);
+  std::vector<TaskKey> keys;
+  for (std::uint64_t i = 0; i < 60; ++i) keys.push_back(demo_key(i));
+  std::vector<Lookup> out(keys.size());
+  s.lookup(keys, out);  // before commit: appended records are visible
+  for (std::uint64_t i = 0; i < 60; ++i) {
+    const Lookup want = i >= 50 ? Lookup::missing : i % 11 == 0 ? Lookup::failed : Lookup::ok;
+    EXPECT_EQ(out[i], want) << i;
+  }
+  std::vector<Lookup> wrong(3);
+  EXPECT_THROW(s.lookup(keys, wrong), UsageError);
+}
+
+TEST(Store, LaterRecordReplacesEarlierAcrossSegmentsAndCompaction) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  Record ok = demo_record(11);  // 11 fails in demo_record: make an ok retry of it
+  ok.status = Status::ok;
+  ok.error.clear();
+  ok.values = {std::int64_t{11}, 5.5, false, std::string("retried")};
+  {
+    Store s = Store::open(path, {.segment_records = 5});
+    s.define_job(demo_job());
+    append_range(s, 0, 20);
+    s.commit();  // a segment holds the failed one
+    s.append(std::span(&ok, 1));
+    s.commit();
+    EXPECT_EQ(s.get(ok.key)->status, Status::ok);
+    EXPECT_EQ(s.size(), 20u);
+  }
+  {
+    Store s = Store::open(path, {.read_only = true});
+    EXPECT_EQ(*s.get(ok.key), ok);
+    EXPECT_EQ(s.size(), 20u);
+  }
+  Store s = Store::open(path);
+  s.compact();
+  EXPECT_EQ(*s.get(ok.key), ok);
+  EXPECT_EQ(s.size(), 20u);
+}
+
+TEST(Store, CommittedSurvivesCrashAndUncommittedDoesNot) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  in_crashing_child([&] {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    append_range(s, 0, 30);
+    s.commit();
+    append_range(s, 30, 40);  // never committed
+    crash();
+  });
+  Store s = Store::open(path, {.read_only = true});
+  EXPECT_TRUE(s.problems().empty());
+  expect_exactly(s, 30);
+}
+
+TEST(Store, TornLogTailIsDroppedSilentlyAndWritingGoesOn) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  commit_groups_then_crash(path, 2);
+  const fs::path log = only_log(Store::sidecar(path));
+  ASSERT_FALSE(log.empty());
+  // Cut into the last commit group, as a crash during its write would.
+  fs::resize_file(log, fs::file_size(log) - 7);
+  {
+    Store s = Store::open(path, {.read_only = true});
+    EXPECT_TRUE(s.problems().empty());
+    expect_exactly(s, 10);
+  }
+  // Garbage after the last commit (a half-written frame) is also a torn tail.
+  { std::ofstream(log, std::ios::app | std::ios::binary) << "\x4d\x42\x46\x4d garbage"; }
+  Store s = Store::open(path);
+  EXPECT_TRUE(s.problems().empty());
+  expect_exactly(s, 10);
+  append_range(s, 10, 25);
+  s.commit();
+  expect_exactly(s, 25);
+}
+
+TEST(Store, BadChecksumInTheMiddleIsReportedNotSkipped) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  commit_groups_then_crash(path, 5);
+  const fs::path log = only_log(Store::sidecar(path));
+  {
+    std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(log) / 3));
+    f.put('\x7f').put('\x7f');
+  }
+  Store r = Store::open(path, {.read_only = true});
+  ASSERT_FALSE(r.problems().empty());
+  EXPECT_EQ(r.problems()[0].file, log.string());
+  EXPECT_NE(r.problems()[0].what.find("offset"), std::string::npos);
+  EXPECT_GE(r.size(), 40u);  // the rest is still readable
+  EXPECT_TRUE(r.get(demo_key(49)).has_value());
+  try {
+    Store::open(path);
+    ADD_FAILURE() << "a writer opened a damaged store";
+  } catch (const StoreCorruptError& e) {
+    EXPECT_NE(std::string(e.what()).find(log.string()), std::string::npos) << e.what();
+  }
+  Store w = Store::open(path, {.allow_damaged = true});
+  EXPECT_FALSE(w.problems().empty());
+}
+
+TEST(Store, SegmentsCompactionAndOrder) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  std::vector<TaskKey> task_order;
+  {
+    Store s = Store::open(path, {.segment_records = 64});
+    s.define_job(demo_job());
+    const auto run = s.begin_run(RunInfo{.command_line = "test", .ranks = 2, .hosts = {"a", "b"}});
+    for (std::uint64_t c = 0; c < 10; ++c) {
+      std::vector<TaskKey> keys;
+      // Tasks in reverse index order, so task order differs from key order.
+      for (std::uint64_t i = 0; i < 50; ++i) keys.push_back(demo_key(499 - c * 50 - i));
+      s.append_tasks(run, keys);
+      task_order.insert(task_order.end(), keys.begin(), keys.end());
+      append_range(s, 500 - (c + 1) * 50, 500 - c * 50, run);
+      s.commit();
+    }
+    s.end_run(run, RunState::finished, 0);
+  }
+  auto check = [&](const Store& s) {
+    expect_exactly(s, 500);
+    TaskKey prev{};
+    std::size_t n = 0;
+    s.for_each([&](const Record& r) {
+      if (n++ > 0) {
+        EXPECT_LT(prev, r.key);
+      }
+      prev = r.key;
+    });
+    EXPECT_EQ(n, 500u);
+    std::vector<TaskKey> seen;
+    s.for_each_task(1, [&](const TaskKey& k, const Record* r) {
+      ASSERT_NE(r, nullptr);
+      EXPECT_EQ(r->key, k);
+      seen.push_back(k);
+    });
+    EXPECT_EQ(seen, task_order);
+    ASSERT_EQ(s.runs().size(), 1u);
+    EXPECT_EQ(s.runs()[0].state, RunState::finished);
+    EXPECT_EQ(s.runs()[0].task_count, 500);
+    EXPECT_EQ(s.runs()[0].hosts, (std::vector<std::string>{"a", "b"}));
+  };
+  EXPECT_TRUE(fs::exists(Store::sidecar(path) / "MANIFEST"));
+  check(Store::open(path, {.read_only = true}));
+  {
+    Store s = Store::open(path);
+    s.compact();
+    check(s);
+  }
+  EXPECT_FALSE(fs::exists(Store::sidecar(path))) << "a compacted, closed store is one file";
+  check(Store::open(path, {.read_only = true}));
+}
+
+TEST(Store, CrashedRunIsMarkedCrashed) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  in_crashing_child([&] {
+    Store s = Store::open(path);
+    s.begin_run(RunInfo{.command_line = "x"});
+    s.commit();
+    crash();
+  });
+  EXPECT_EQ(Store::open(path, {.read_only = true}).runs().at(0).state, RunState::running);
+  EXPECT_EQ(Store::open(path).runs().at(0).state, RunState::crashed);
+}
+
+TEST(Store, MissingOrDamagedSegmentIsNamedAndTheRestReadable) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  {
+    Store s = Store::open(path, {.segment_records = 10});
+    s.define_job(demo_job());
+    for (std::uint64_t c = 0; c < 3; ++c) {
+      append_range(s, c * 10, c * 10 + 10);
+      s.commit();
+    }
+  }
+  std::vector<fs::path> segs;
+  for (const auto& e : fs::directory_iterator(Store::sidecar(path)))
+    if (e.path().extension() == ".h5") segs.push_back(e.path());
+  std::sort(segs.begin(), segs.end());
+  ASSERT_EQ(segs.size(), 3u);
+  fs::remove(segs[0]);
+  { std::ofstream(segs[1], std::ios::binary | std::ios::trunc) << "not hdf5 any more"; }
+  Store r = Store::open(path, {.read_only = true});
+  ASSERT_EQ(r.problems().size(), 2u);
+  EXPECT_EQ(r.problems()[0].file, segs[0].string());
+  EXPECT_NE(r.problems()[0].what.find("missing"), std::string::npos);
+  EXPECT_EQ(r.problems()[1].file, segs[1].string());
+  EXPECT_EQ(r.size(), 10u);
+  for (std::uint64_t i = 20; i < 30; ++i) EXPECT_EQ(*r.get(demo_key(i)), demo_record(i));
+  EXPECT_THROW(Store::open(path), StoreCorruptError);
+}
+
+TEST(Store, MissingBaseFileIsNamed) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  {
+    Store s = Store::open(path, {.segment_records = 10});
+    s.define_job(demo_job());
+    append_range(s, 0, 10);
+  }
+  fs::remove(path);
+  Store r = Store::open(path, {.read_only = true});
+  ASSERT_EQ(r.problems().size(), 1u);
+  EXPECT_EQ(r.problems()[0].file, path.string());
+  EXPECT_EQ(r.size(), 10u);
+}
+
+TEST(Store, NewerFormatIsRefusedWithItsVersion) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  Store::open(path).compact();
+  {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    hid_t a = H5Aopen(f, "mpibatch_format", H5P_DEFAULT);
+    const std::int64_t v = 99;
+    ASSERT_GE(H5Awrite(a, H5T_NATIVE_INT64, &v), 0);
+    H5Aclose(a);
+    H5Fclose(f);
+  }
+  for (bool ro : {true, false}) {
+    try {
+      Store::open(path, {.read_only = ro});
+      ADD_FAILURE() << "opened a newer store";
+    } catch (const StoreVersionError& e) {
+      EXPECT_NE(std::string(e.what()).find("99"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Store, PathThatIsNotAStore) {
+  TempDir dir;
+  { std::ofstream(dir / "notes.txt") << "hello"; }
+  EXPECT_THROW(Store::open(dir / "notes.txt"), NotAStoreError);
+  EXPECT_FALSE(fs::exists(Store::sidecar(dir / "notes.txt"))) << "nothing created beside it";
+  {
+    hid_t f = H5Fcreate((dir / "plain.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+  }
+  try {
+    Store::open(dir / "plain.h5", {.read_only = true});
+    ADD_FAILURE();
+  } catch (const NotAStoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("plain.h5"), std::string::npos);
+    EXPECT_EQ(e.exit_status(), kExitUsage);
+  }
+  EXPECT_THROW(Store::open(dir.path()), NotAStoreError);
+  EXPECT_THROW(Store::open(dir / "absent.h5", {.read_only = true}), NotAStoreError);
+  EXPECT_FALSE(Store::exists(dir / "notes.txt"));
+}
+
+TEST(Store, ReadOnlyDirectory) {
+  TempDir dir;
+  fs::permissions(dir.path(), fs::perms::all & ~fs::perms::others_write & ~fs::perms::group_write);
+  const auto ro = dir / "ro";
+  fs::create_directory(ro);
+  {
+    Store s = Store::open(ro / "kept.h5");
+    s.define_job(demo_job());
+    append_range(s, 0, 5);
+    s.compact();
+  }
+  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                          fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  // Root ignores permissions: check as an unprivileged user in a child.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(10);
+    try {
+      Store::open(ro / "new.h5");
+      ::_exit(11);
+    } catch (const IoError& e) {
+      if (std::string(e.what()).find((ro / "new.h5").string()) == std::string::npos) ::_exit(12);
+    } catch (...) {
+      ::_exit(13);
+    }
+    try {  // readers need no write access
+      if (Store::open(ro / "kept.h5", {.read_only = true}).size() != 5) ::_exit(14);
+    } catch (...) {
+      ::_exit(15);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(Store, SecondWriterIsRefusedNamingTheHolderReadersAreNot) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  Store w = Store::open(path);
+  w.define_job(demo_job());
+  append_range(w, 0, 3);
+  w.commit();
+  try {
+    Store::open(path);
+    ADD_FAILURE() << "second writer got in";
+  } catch (const StoreLockedError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("pid " + std::to_string(::getpid())), std::string::npos) << msg;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    EXPECT_NE(msg.find(host), std::string::npos) << msg;
+  }
+  EXPECT_EQ(Store::open(path, {.read_only = true}).size(), 3u);
+}
+
+TEST(Store, StaleLockOfDeadProcessIsTakenOverForeignHostIsNot) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  Store::open(path).close();
+  fs::create_directories(Store::sidecar(path));
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);  // now a pid that is not running
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  { std::ofstream(Store::sidecar(path) / "LOCK") << host << " " << child << "\n"; }
+  EXPECT_NO_THROW(Store::open(path));
+  fs::create_directories(Store::sidecar(path));
+  { std::ofstream(Store::sidecar(path) / "LOCK") << "other-node 4242\n"; }
+  try {
+    Store::open(path);
+    ADD_FAILURE();
+  } catch (const StoreLockedError& e) {
+    EXPECT_NE(std::string(e.what()).find("other-node pid 4242"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Store, JobsAndRecordsAreChecked) {
+  TempDir dir;
+  Store s = Store::open(dir / "s.h5");
+  s.define_job(demo_job());
+  s.define_job(demo_job());  // identical: fine
+  JobInfo changed = demo_job();
+  changed.results.pop_back();
+  EXPECT_THROW(s.define_job(changed), UsageError);
+  changed.version = 2;
+  EXPECT_NO_THROW(s.define_job(changed));
+  JobInfo bad = demo_job();
+  bad.name = "a/b";
+  EXPECT_THROW(s.define_job(bad), UsageError);
+
+  Record r = demo_record(1);
+  r.values[1] = std::int64_t{3};  // half must be float64
+  EXPECT_THROW(s.append(std::span(&r, 1)), UsageError);
+  r = demo_record(1);
+  r.job = "nope";
+  EXPECT_THROW(s.append(std::span(&r, 1)), UsageError);
+  r = demo_record(1);
+  r.values.pop_back();
+  EXPECT_THROW(s.append(std::span(&r, 1)), UsageError);
+  EXPECT_EQ(s.size(), 0u);
+}
+
+TEST(Store, NewJobVersionHasNewKeys) {
+  TempDir dir;
+  Store s = Store::open(dir / "s.h5");
+  s.define_job(demo_job(1));
+  s.define_job(demo_job(2));
+  const Record r1 = demo_record(3, 1, 1);
+  s.append(std::span(&r1, 1));
+  std::vector<Lookup> out(2);
+  const std::vector<TaskKey> keys{demo_key(3, 1), demo_key(3, 2)};
+  s.lookup(keys, out);
+  EXPECT_EQ(out[0], Lookup::ok);
+  EXPECT_EQ(out[1], Lookup::missing);
+}
+
+TEST(Store, ReaderSeesCommitsOfALiveWriter) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  Store w = Store::open(path, {.segment_records = 25});
+  w.define_job(demo_job());
+  for (std::uint64_t c = 0; c < 6; ++c) {
+    append_range(w, c * 10, c * 10 + 10);
+    w.commit();
+    append_range(w, 1000 + c, 1001 + c);  // not yet committed: readers must not see it
+    Store r = Store::open(path, {.read_only = true});
+    EXPECT_TRUE(r.problems().empty());
+    EXPECT_EQ(r.size(), (c + 1) * 10 + c);
+    EXPECT_FALSE(r.get(demo_key(1000 + c)).has_value());
+    if (c > 0) {
+      EXPECT_TRUE(r.get(demo_key(999 + c)).has_value());
+    }
+    w.commit();
+  }
+}
+
+}  // namespace

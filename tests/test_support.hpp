@@ -1,0 +1,86 @@
+// Helpers shared by the tests: a temporary folder and deterministic records.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "mpibatch/serialization.hpp"
+#include "mpibatch/store.hpp"
+#include "mpibatch/task_key.hpp"
+
+namespace mpibatch::test_support {
+
+// A fresh folder under the system temp folder, removed with its contents.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "mpibatch-test-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, ec);
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The job every generated record belongs to.
+inline JobInfo demo_job(std::int64_t version = 1) {
+  return JobInfo{"demo",
+                 version,
+                 "test job",
+                 {Field{"i", FieldType::int64, "", "index"}},
+                 {Field{"n", FieldType::int64, "", "the index again"},
+                  Field{"half", FieldType::float64, "m", "i / 2"},
+                  Field{"even", FieldType::boolean, "", "i is even"},
+                  Field{"label", FieldType::string, "", "i in words"}}};
+}
+
+inline TaskKey demo_key(std::uint64_t i, std::int64_t version = 1) {
+  return task_key("demo", version, to_bytes(i));
+}
+
+// Record i: contents derived from i only, so any process can check it.
+// Every 11th fails.
+inline Record demo_record(std::uint64_t i, std::int64_t run = 1, std::int64_t version = 1) {
+  Record r;
+  r.key = demo_key(i, version);
+  r.job = "demo";
+  r.job_version = version;
+  r.rank = static_cast<std::int32_t>(i % 4);
+  r.start_time = 1.7e9 + static_cast<double>(i);
+  r.duration = static_cast<double>(i) * 1e-3;
+  r.run = run;
+  if (i % 11 == 0) {
+    r.status = Status::failed;
+    r.error = "boom " + std::to_string(i) + " \xc3\xa9";  // UTF-8 survives
+  } else {
+    std::vector<std::uint64_t> payload(i % 37, i * 3);
+    r.result = to_bytes(payload);
+    r.values = {static_cast<std::int64_t>(i), static_cast<double>(i) / 2, i % 2 == 0,
+                "n" + std::to_string(i)};
+  }
+  return r;
+}
+
+}  // namespace mpibatch::test_support
+
+namespace mpibatch::test_support {
+
+// Records per commit of the crash writer: deterministic from where it started
+// and how many commits it made, so the test knows every commit boundary.
+inline std::uint64_t crash_batch_size(std::uint64_t start, std::uint64_t commit_no) {
+  return 1 + (commit_no * 7919 + start) % 40;
+}
+
+}  // namespace mpibatch::test_support
