@@ -11,9 +11,11 @@
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/utility.hpp>
 #include <boost/serialization/vector.hpp>
+#include <cstring>
 #include <streambuf>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "mpibatch/error.hpp"
 
@@ -61,6 +63,10 @@ inline constexpr unsigned kArchiveFlags = boost::archive::no_header | boost::arc
 // reports an archive error.
 template <class T>
 Bytes to_bytes(const T& value) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    // What a binary archive writes for a number, without building one.
+    return Bytes(reinterpret_cast<const char*>(&value), sizeof value);
+  }
   Bytes out;
   detail::StringSink sink(out);
   try {
@@ -77,6 +83,14 @@ Bytes to_bytes(const T& value) {
 template <class T>
 T from_bytes(std::string_view bytes) {
   T value{};
+  if constexpr (std::is_arithmetic_v<T>) {
+    if (bytes.size() != sizeof value) {
+      throw Error("deserialization failed: " + std::to_string(bytes.size()) + " bytes for a " +
+                  std::to_string(sizeof value) + "-byte number");
+    }
+    std::memcpy(&value, bytes.data(), sizeof value);
+    return value;
+  }
   detail::StringSource source(bytes);
   try {
     boost::archive::binary_iarchive archive(source, detail::kArchiveFlags);

@@ -49,7 +49,8 @@ struct JobInfo {
   bool operator==(const JobInfo&) const = default;
 };
 
-// One value of a result field; the alternative must match the field's type.
+// One value of a result field; the alternative must match the field's type
+// (the alternatives are in FieldType's order).
 using Value = std::variant<std::int64_t, double, bool, std::string>;
 
 enum class Status : std::uint8_t { ok = 0, failed = 1 };

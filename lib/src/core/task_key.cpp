@@ -1,5 +1,6 @@
 #include "mpibatch/task_key.hpp"
 
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack: no allocation per key
 #include <xxhash.h>
 
 #include <array>
@@ -19,12 +20,9 @@ void update(XXH3_state_t* state, const void* data, std::size_t size) {
 
 TaskKey task_key(std::string_view job_name, std::int64_t job_version,
                  std::string_view input_bytes) {
-  XXH3_state_t* state = XXH3_createState();
-  if (state == nullptr) throw Error("XXH3_createState: out of memory");
-  struct Free {
-    XXH3_state_t* s;
-    ~Free() { XXH3_freeState(s); }
-  } guard{state};
+  XXH3_state_t stack_state;
+  XXH3_state_t* state = &stack_state;
+  XXH3_INITSTATE(state);
   if (XXH3_128bits_reset(state) != XXH_OK) throw Error("XXH3_128bits_reset failed");
   const std::uint64_t name_size = job_name.size();
   update(state, &name_size, sizeof name_size);

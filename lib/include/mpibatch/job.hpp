@@ -1,0 +1,92 @@
+// A job: a named, versioned C++ function from a Boost-serializable input to
+// a Boost-serializable result. The name, version and input bytes make a
+// task's key: changing the version invalidates the job's cached results,
+// and nothing else does.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "mpibatch/serialization.hpp"
+#include "mpibatch/store.hpp"
+
+namespace mpibatch {
+
+// Which native HDF5 columns a result type gets in the store. Numbers, bools
+// and strings get one column named "value"; other types none, unless the
+// job lists its own result fields and a values function. Specialize it for
+// your own struct to get columns everywhere it is used.
+template <class T>
+struct ResultTraits {
+  static std::vector<Field> fields() { return {}; }
+  static std::vector<Value> values(const T&) { return {}; }
+};
+
+template <class T>
+requires std::is_arithmetic_v<T> || std::same_as<T, std::string>
+struct ResultTraits<T> {
+  static constexpr FieldType type() {
+    if constexpr (std::is_same_v<T, bool>)
+      return FieldType::boolean;
+    else if constexpr (std::is_integral_v<T>)
+      return FieldType::int64;
+    else if constexpr (std::is_floating_point_v<T>)
+      return FieldType::float64;
+    else
+      return FieldType::string;
+  }
+  static std::vector<Field> fields() { return {Field{"value", type(), "", "the task's result"}}; }
+  static std::vector<Value> values(const T& v) {
+    if constexpr (std::is_same_v<T, bool>)
+      return {Value(v)};
+    else if constexpr (std::is_integral_v<T>)
+      return {Value(static_cast<std::int64_t>(v))};
+    else if constexpr (std::is_floating_point_v<T>)
+      return {Value(static_cast<double>(v))};
+    else
+      return {Value(v)};
+  }
+};
+
+namespace detail {
+
+// A job with its types erased: what the engine runs.
+struct ErasedJob {
+  JobInfo info;
+  // Runs one task on its serialized input; returns the serialized result and
+  // fills values (one per result field). Throws whatever the task throws.
+  std::function<Bytes(std::string_view input, std::vector<Value>& values)> call;
+};
+
+}  // namespace detail
+
+template <class In, class Out>
+struct Job {
+  std::string name;
+  std::int64_t version = 1;
+  std::function<Out(const In&)> fn;
+  std::string description;
+  std::vector<Field> params;  // documents the input's fields
+  std::vector<Field> results = ResultTraits<Out>::fields();
+  std::function<std::vector<Value>(const Out&)> values = &ResultTraits<Out>::values;
+
+  JobInfo info() const { return JobInfo{name, version, description, params, results}; }
+
+  TaskKey key(const In& input) const { return task_key(name, version, to_bytes(input)); }
+
+  detail::ErasedJob erase() const {
+    return detail::ErasedJob{info(),
+                             [f = fn, v = values](std::string_view in, std::vector<Value>& out) {
+                               const Out result = f(from_bytes<In>(in));
+                               out = v(result);
+                               return to_bytes(result);
+                             }};
+  }
+};
+
+}  // namespace mpibatch

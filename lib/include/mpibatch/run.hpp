@@ -1,0 +1,125 @@
+// Running a job over many tasks on every rank of an MPI job.
+//
+// run() and map() are collective: every rank calls them with the same job
+// and options. Rank 0 reads the tasks (a range, read lazily and never
+// materialized whole), skips those whose results are in the store, sends the
+// rest in batches to the other ranks, and stores every result. With one rank
+// everything runs in-process with the same store semantics.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <vector>
+
+#include "mpibatch/environment.hpp"
+#include "mpibatch/error.hpp"
+#include "mpibatch/job.hpp"
+#include "mpibatch/store.hpp"
+
+namespace mpibatch {
+
+enum class ProgressMode : std::uint8_t {
+  automatic,  // bar on a terminal, plain lines otherwise (Slurm output files)
+  bar,        // one line redrawn in place
+  log,        // a plain line every few seconds
+  json,       // JSON lines (to progress_file, or standard error)
+  none
+};
+
+struct RunOptions {
+  std::filesystem::path store;      // default: "<job name>.h5"
+  std::size_t batch = 0;            // tasks per batch; 0: automatic (docs/ARCHITECTURE.md)
+  double batch_seconds = 0.2;       // automatic batches aim at this much work each
+  int retries = 0;                  // extra attempts for a task that throws
+  bool fail_fast = false;           // stop at the first task that fails for good
+  bool skip_failed = false;         // stored failures count as done (not retried)
+  double checkpoint_seconds = 2.0;  // commit at least this often
+  ProgressMode progress = ProgressMode::automatic;
+  std::filesystem::path progress_file;  // JSON lines go here when set
+  double time_limit = 0;                // seconds from the start; 0: none
+  double grace = 30;                    // stop dispatching this long before the time limit;
+                                        // also the longest wait for tasks in flight when stopping
+  bool compact = true;                  // compact the store when the run finishes every task
+  std::string command_line;             // recorded in the run's metadata
+};
+
+struct RunSummary {
+  std::int64_t run_id = 0;
+  std::uint64_t total = 0;     // tasks read
+  std::uint64_t cached = 0;    // served from the store (or repeated in the stream)
+  std::uint64_t computed = 0;  // computed in this run, ok
+  std::uint64_t failed = 0;    // failed for good (this run, or skipped as failed)
+  RunState state = RunState::finished;
+  int exit_status = kExitOk;  // 0 done, 3 stopped early (resumable), 4 tasks failed
+};
+
+// A task failed (map() only); what() carries the task's own message.
+class TaskFailedError : public Error {
+ public:
+  using Error::Error;
+  int exit_status() const noexcept override { return kExitFailedTasks; }
+};
+
+// The run stopped before every task was done (signal or time limit).
+class IncompleteError : public Error {
+ public:
+  using Error::Error;
+  int exit_status() const noexcept override { return kExitIncomplete; }
+};
+
+namespace detail {
+// Writes the next task's input bytes and returns true, or returns false at the end.
+using TaskSource = std::function<bool(Bytes& input)>;
+RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSource& tasks,
+                      const RunOptions& options);
+}  // namespace detail
+
+// Runs job over tasks (read on rank 0 only; other ranks may pass an empty
+// range). Returns the same summary on rank 0; on other ranks the summary
+// has only the exit status. Throws UsageError for bad options and store
+// errors (StoreLockedError, ...); a task's exception is recorded, not thrown.
+template <class In, class Out, std::ranges::input_range Tasks>
+RunSummary run(const Environment& env, const Job<In, Out>& job, Tasks&& tasks,
+               const RunOptions& options = {}) {
+  auto it = std::ranges::begin(tasks);
+  auto end = std::ranges::end(tasks);
+  detail::TaskSource source = [&](Bytes& out) {
+    if (it == end) return false;
+    out = to_bytes(static_cast<In>(*it));
+    ++it;
+    return true;
+  };
+  return detail::run_erased(env, job.erase(), source, options);
+}
+
+// run(), then the results in task order (on rank 0; empty elsewhere).
+// Throws TaskFailedError naming the first failed task's message, or
+// IncompleteError when the run stopped early: the store keeps what was done.
+template <class In, class Out, std::ranges::input_range Tasks>
+std::vector<Out> map(const Environment& env, const Job<In, Out>& job, Tasks&& tasks,
+                     RunOptions options = {}) {
+  if (options.store.empty()) options.store = job.name + ".h5";
+  const RunSummary s = run(env, job, std::forward<Tasks>(tasks), options);
+  std::vector<Out> out;
+  if (env.rank() != 0) return out;
+  if (s.state == RunState::stopped) {
+    throw IncompleteError("run stopped before every task was done; run again to resume");
+  }
+  Store store = Store::open(options.store, {.read_only = true});
+  std::string first_error;
+  store.for_each_task(s.run_id, [&](const TaskKey& key, const Record* r) {
+    if (r == nullptr || r->status != Status::ok) {
+      if (first_error.empty()) first_error = r ? r->error : "no result for task " + key.hex();
+      return;
+    }
+    out.push_back(from_bytes<Out>(r->result));
+  });
+  if (!first_error.empty()) throw TaskFailedError("task failed: " + first_error);
+  return out;
+}
+
+}  // namespace mpibatch

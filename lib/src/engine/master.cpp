@@ -1,0 +1,367 @@
+// The master (rank 0) of a run, and run_erased(), which sends every rank
+// to its part (docs/ARCHITECTURE.md follows a task through it).
+#include <absl/container/flat_hash_set.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <thread>
+
+#include "engine/batch_sizer.hpp"
+#include "engine/channel.hpp"
+#include "engine/progress.hpp"
+#include "engine/stop_signals.hpp"
+#include "mpi/mpi_check.hpp"
+#include "mpibatch/run.hpp"
+
+namespace mpibatch::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct Task {
+  std::uint64_t index = 0;
+  TaskKey key;
+  Bytes input;
+  int attempt = 0;
+};
+
+void validate(const RunOptions& o) {
+  auto bad = [](const std::string& what) { throw UsageError("run option " + what); };
+  if (o.batch_seconds <= 0) bad("batch_seconds must be > 0");
+  if (o.retries < 0) bad("retries must be >= 0");
+  if (o.checkpoint_seconds <= 0) bad("checkpoint_seconds must be > 0");
+  if (o.time_limit < 0) bad("time_limit must be >= 0");
+  if (o.grace < 0) bad("grace must be >= 0");
+  if (o.time_limit > 0 && o.grace >= o.time_limit) bad("grace must be shorter than time_limit");
+}
+
+// Host names of all ranks, gathered on rank 0 (empty elsewhere).
+std::vector<std::string> gather_hosts(const Environment& env) {
+  constexpr int kLen = 256;
+  std::string mine = env.host();
+  mine.resize(kLen, '\0');
+  std::string all(env.rank() == 0 ? static_cast<std::size_t>(kLen * env.size()) : 0, '\0');
+  mpi::check(MPI_Gather(mine.data(), kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, env.comm()),
+             "MPI_Gather");
+  std::vector<std::string> hosts;
+  for (int r = 0; env.rank() == 0 && r < env.size(); ++r)
+    hosts.emplace_back(all.c_str() + r * kLen);
+  return hosts;
+}
+
+class Master {
+ public:
+  Master(const ErasedJob& job, const TaskSource& source, const RunOptions& opt, Channel& channel,
+         Store& store, std::int64_t run_id)
+      : job_(job),
+        source_(source),
+        opt_(opt),
+        channel_(channel),
+        store_(store),
+        run_id_(run_id),
+        sizer_(opt.batch, opt.batch_seconds),
+        progress_(opt.progress, opt.progress_file, job.info.name),
+        in_flight_(static_cast<std::size_t>(channel.workers())) {}
+
+  RunSummary run(const StopSignals& signals) {
+    const auto start = Clock::now();
+    auto last_commit = start;
+    Clock::time_point stop_deadline{};
+    while (true) {
+      if (!stopping_) {
+        fill_queue();
+        for (int w = 0; w < channel_.workers(); ++w) dispatch(w);
+      }
+      const bool idle = busy_workers() == 0;
+      if (idle && queue_.empty() && source_done_) break;  // every task done
+      if (stopping_ && idle) break;
+
+      // Stop requests: signals, the time limit, a task that failed for good.
+      if (!stopping_) {
+        const char* why = nullptr;
+        if (signals.count() > 0)
+          why = "signal";
+        else if (opt_.time_limit > 0 &&
+                 seconds(Clock::now() - start) >= opt_.time_limit - opt_.grace)
+          why = "time limit";
+        else if (opt_.fail_fast && summary_.failed > 0)
+          why = "fail-fast";
+        if (why != nullptr) {
+          stopping_ = true;
+          stop_reason_ = why;
+          stop_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(opt_.grace));
+        }
+      }
+      if (stopping_ && (signals.count() > 1 || Clock::now() >= stop_deadline)) break;  // at once
+
+      int w = 0;
+      Bytes results;
+      const auto wait = std::chrono::milliseconds(idle ? 1 : 50);
+      if (channel_.receive(wait, w, results)) take_results(w, results);
+      if (seconds(Clock::now() - last_commit) >= opt_.checkpoint_seconds) {
+        store_.commit();
+        last_commit = Clock::now();
+      }
+      progress_.update(counts());
+    }
+    return finish();
+  }
+
+ private:
+  int busy_workers() const {
+    int n = 0;
+    for (const auto& q : in_flight_) n += q.empty() ? 0 : 1;
+    return n;
+  }
+
+  ProgressCounts counts() const {
+    ProgressCounts c;
+    c.total = next_index_;
+    c.total_known = source_done_;
+    c.cached = summary_.cached;
+    c.computed = summary_.computed;
+    c.failed = summary_.failed;
+    for (const auto& q : in_flight_)
+      for (const auto& b : q) c.in_flight += b.size();
+    return c;
+  }
+
+  // Reads ahead of dispatch (a bounded window: joblib's pre_dispatch), looks
+  // keys up in batches and queues only what the store does not have.
+  void fill_queue() {
+    const std::size_t window = std::max<std::size_t>(
+        8192, 4 * static_cast<std::size_t>(channel_.workers()) * sizer_.current());
+    std::vector<Task> chunk;
+    std::vector<TaskKey> keys;
+    std::vector<Lookup> found;
+    while (!source_done_ && queue_.size() < window) {
+      chunk.clear();
+      keys.clear();
+      Bytes input;
+      while (chunk.size() < 4096) {
+        if (!source_(input)) {
+          source_done_ = true;
+          break;
+        }
+        Task t;
+        t.index = next_index_++;
+        t.key = task_key(job_.info.name, job_.info.version, input);
+        t.input = std::move(input);
+        keys.push_back(t.key);
+        chunk.push_back(std::move(t));
+      }
+      if (chunk.empty()) break;
+      found.resize(keys.size());
+      store_.lookup(keys, found);
+      store_.append_tasks(run_id_, keys);
+      for (std::size_t i = 0; i < chunk.size(); ++i) {
+        if (found[i] == Lookup::ok) {
+          ++summary_.cached;
+        } else if (found[i] == Lookup::failed && opt_.skip_failed) {
+          ++summary_.failed;
+        } else if (!pending_keys_.insert(chunk[i].key).second) {
+          ++summary_.cached;  // the same task again in this stream: computed once
+        } else {
+          queue_.push_back(std::move(chunk[i]));
+        }
+      }
+    }
+  }
+
+  // Keeps worker w with two batches: one to compute, one in hand.
+  void dispatch(int w) {
+    auto& q = in_flight_[static_cast<std::size_t>(w)];
+    while (q.size() < 2 && !queue_.empty()) {
+      const std::size_t left = source_done_ ? queue_.size() : 0;
+      const std::size_t n =
+          std::min(queue_.size(), sizer_.next(left, static_cast<std::size_t>(channel_.workers())));
+      Batch msg;
+      std::vector<Task> tasks;
+      msg.items.reserve(n);
+      tasks.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        tasks.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+        msg.items.push_back(TaskItem{tasks.back().index, tasks.back().input});
+      }
+      channel_.send(w, to_bytes(msg));
+      q.push_back(std::move(tasks));
+    }
+  }
+
+  void take_results(int w, Bytes& bytes) {
+    auto& q = in_flight_.at(static_cast<std::size_t>(w));
+    if (q.empty())
+      throw Error("worker " + std::to_string(w + 1) + " sent results it was not asked for");
+    const ResultBatch rb = from_bytes<ResultBatch>(bytes);
+    std::vector<Task> tasks = std::move(q.front());
+    q.pop_front();
+    if (rb.items.size() != tasks.size()) {
+      throw Error("worker " + std::to_string(w + 1) + " returned " +
+                  std::to_string(rb.items.size()) + " results for " + std::to_string(tasks.size()) +
+                  " tasks");
+    }
+    sizer_.observe(tasks.size(), rb.seconds);
+    std::vector<Record> records;
+    records.reserve(tasks.size());
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      const ResultItem& item = rb.items[i];
+      Task& t = tasks[i];
+      if (!item.ok && t.attempt < opt_.retries) {
+        ++t.attempt;
+        queue_.push_front(std::move(t));  // retried first, before new tasks
+        continue;
+      }
+      Record r;
+      r.key = t.key;
+      r.job = job_.info.name;
+      r.job_version = job_.info.version;
+      r.status = item.ok ? Status::ok : Status::failed;
+      r.result = item.result;
+      r.values.reserve(item.values.size());
+      for (const auto& v : item.values) r.values.push_back(v.to());
+      r.error = item.error;
+      r.rank = channel_.rank(w);
+      r.start_time = item.start_time;
+      r.duration = item.duration;
+      r.run = run_id_;
+      ++(item.ok ? summary_.computed : summary_.failed);
+      pending_keys_.erase(t.key);
+      records.push_back(std::move(r));
+    }
+    store_.append(std::move(records));
+  }
+
+  RunSummary finish() {
+    const bool complete = source_done_ && queue_.empty() && busy_workers() == 0;
+    summary_.total = next_index_;
+    if (complete) {
+      summary_.state =
+          summary_.failed > 0 && opt_.fail_fast ? RunState::failed : RunState::finished;
+      summary_.exit_status = summary_.failed > 0 ? kExitFailedTasks : kExitOk;
+    } else if (stop_reason_ == std::string("fail-fast")) {
+      summary_.state = RunState::failed;
+      summary_.exit_status = kExitFailedTasks;
+    } else {
+      summary_.state = RunState::stopped;
+      summary_.exit_status = kExitIncomplete;
+    }
+    summary_.run_id = run_id_;
+    store_.commit();
+    progress_.finish(counts(), to_string(summary_.state));
+    return summary_;
+  }
+
+ public:
+  // Results that arrive while the workers are told to stop are kept too.
+  void take_late_results(int w, Bytes& bytes) { take_results(w, bytes); }
+
+ private:
+  const ErasedJob& job_;
+  const TaskSource& source_;
+  const RunOptions& opt_;
+  Channel& channel_;
+  Store& store_;
+  std::int64_t run_id_;
+  BatchSizer sizer_;
+  Progress progress_;
+  std::deque<Task> queue_;
+  absl::flat_hash_set<TaskKey, TaskKeyHash> pending_keys_;  // queued or in flight
+  std::vector<std::deque<std::vector<Task>>> in_flight_;    // per worker, oldest first
+  std::uint64_t next_index_ = 0;
+  bool source_done_ = false;
+  bool stopping_ = false;
+  const char* stop_reason_ = "";
+  RunSummary summary_;
+};
+
+}  // namespace
+
+RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSource& tasks,
+                      const RunOptions& options) {
+  validate(options);
+  RunOptions opt = options;
+  if (opt.store.empty()) opt.store = job.info.name + ".h5";
+  const std::vector<std::string> hosts = gather_hosts(env);
+  StopSignals signals(env.rank() == 0);
+
+  if (env.rank() != 0) {
+    int ok = 0;
+    mpi::check(MPI_Bcast(&ok, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+    RunSummary s;
+    if (!ok) {  // the master could not start; it reports why
+      s.exit_status = kExitRuntime;
+      return s;
+    }
+    serve(env, job);
+    mpi::check(MPI_Bcast(&s.exit_status, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+    return s;
+  }
+
+  // Rank 0: open everything first, then tell the workers whether to serve.
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Channel> channel;
+  std::int64_t run_id = 0;
+  try {
+    store = std::make_unique<Store>(Store::open(opt.store));
+    store->define_job(job.info);
+    RunInfo info;
+    info.start_time = unix_now();
+    info.command_line = opt.command_line;
+    info.ranks = env.size();
+    info.hosts = hosts;
+    if (const char* id = std::getenv("SLURM_JOB_ID")) info.slurm_job_id = id;
+    run_id = store->begin_run(info);
+    store->commit();
+    channel = env.size() > 1 ? make_mpi_channel(env) : make_local_channel(job);
+  } catch (...) {
+    int ok = 0;
+    MPI_Bcast(&ok, 1, MPI_INT, 0, env.comm());
+    throw;
+  }
+  int ok = 1;
+  mpi::check(MPI_Bcast(&ok, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+
+  RunSummary summary;
+  Master master(job, tasks, opt, *channel, *store, run_id);
+  try {
+    summary = master.run(signals);
+    // Workers finish the batch they hold; results that come are kept.
+    const auto wait = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::duration<double>(signals.count() > 1 ? 1.0 : std::max(5.0, opt.grace)));
+    const bool clean =
+        channel->stop(wait, [&](int w, Bytes& b) { master.take_late_results(w, b); });
+    store->end_run(run_id, summary.state, summary.exit_status);
+    if (summary.state == RunState::finished && opt.compact) store->compact();
+    store->close();
+    if (!clean) {
+      std::fprintf(
+          stderr, "mpibatch: workers did not stop in time; the store is saved, aborting the job\n");
+      env.abort(summary.exit_status);
+    }
+  } catch (const std::exception& e) {
+    // Never leave workers waiting: try to stop them, else take the job down.
+    std::fprintf(stderr, "mpibatch: run failed: %s\n", e.what());
+    try {
+      store->end_run(run_id, RunState::failed, kExitRuntime);
+      store->close();
+    } catch (...) {
+    }
+    env.abort(kExitRuntime);
+  }
+  mpi::check(MPI_Bcast(&summary.exit_status, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+  return summary;
+}
+
+}  // namespace mpibatch::detail

@@ -1,0 +1,79 @@
+#include "mpi/messaging.hpp"
+
+#include <thread>
+
+#include "mpi/mpi_check.hpp"
+#include "mpibatch/error.hpp"
+
+namespace mpibatch::detail::mpi {
+
+bool try_receive(MPI_Comm comm, Message& out) {
+  int flag = 0;
+  MPI_Message msg;
+  MPI_Status status;
+  check(MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &flag, &msg, &status), "MPI_Improbe");
+  if (!flag) return false;
+  int count = 0;
+  check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
+  out.source = status.MPI_SOURCE;
+  out.tag = status.MPI_TAG;
+  out.data.resize(static_cast<std::size_t>(count));
+  check(MPI_Mrecv(out.data.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
+  return true;
+}
+
+bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + wait;
+  std::chrono::microseconds nap(20);
+  for (;;) {
+    if (try_receive(comm, out)) return true;
+    const auto now = Clock::now();
+    if (now >= deadline) return false;
+    std::this_thread::sleep_for(std::min<Clock::duration>(nap, deadline - now));
+    nap = std::min(nap * 2, std::chrono::microseconds(2000));
+  }
+}
+
+Outbox::~Outbox() {
+  // Cancel what never completed (only on error paths: normal ends drain first).
+  for (auto& p : pending_) {
+    MPI_Cancel(&p.request);
+    MPI_Request_free(&p.request);
+  }
+}
+
+void Outbox::send(int dest, int tag, std::string data) {
+  if (data.size() > static_cast<std::size_t>(INT32_MAX)) {
+    throw MpiError("a message of " + std::to_string(data.size()) +
+                   " bytes is over MPI's 2 GiB limit");
+  }
+  pending_.push_back(Pending{MPI_REQUEST_NULL, std::move(data)});
+  Pending& p = pending_.back();
+  check(MPI_Isend(p.data.data(), static_cast<int>(p.data.size()), MPI_BYTE, dest, tag, comm_,
+                  &p.request),
+        "MPI_Isend");
+}
+
+void Outbox::reap() {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    int done = 0;
+    check(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    it = done ? pending_.erase(it) : std::next(it);
+  }
+}
+
+bool Outbox::drain(std::chrono::microseconds wait) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + wait;
+  std::chrono::microseconds nap(20);
+  for (;;) {
+    reap();
+    if (pending_.empty()) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(nap);
+    nap = std::min(nap * 2, std::chrono::microseconds(2000));
+  }
+}
+
+}  // namespace mpibatch::detail::mpi

@@ -1,0 +1,46 @@
+// Point-to-point messages of bytes without busy waiting: Open MPI's blocking
+// receive polls a core at 100 %, so waiting is a probe, then a short sleep
+// that grows (20 us to 2 ms) while nothing comes.
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <list>
+#include <string>
+
+namespace mpibatch::detail::mpi {
+
+struct Message {
+  int source = -1;
+  int tag = -1;
+  std::string data;
+};
+
+// Receives one message if one has arrived; never blocks.
+bool try_receive(MPI_Comm comm, Message& out);
+// Receives one message, waiting at most `wait` (sleeping, not spinning).
+bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out);
+
+// Non-blocking sends whose buffers live until MPI is done with them.
+class Outbox {
+ public:
+  explicit Outbox(MPI_Comm comm) : comm_(comm) {}
+  ~Outbox();
+  void send(int dest, int tag, std::string data);
+  // Frees the buffers of completed sends.
+  void reap();
+  // Waits (sleeping) until every send completed, at most `wait`. False on time-out.
+  bool drain(std::chrono::microseconds wait);
+  bool empty() const { return pending_.empty(); }
+
+ private:
+  struct Pending {
+    MPI_Request request;
+    std::string data;
+  };
+  MPI_Comm comm_;
+  std::list<Pending> pending_;
+};
+
+}  // namespace mpibatch::detail::mpi

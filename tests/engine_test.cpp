@@ -1,0 +1,321 @@
+// The engine under real MPI; ctest runs this binary at 1, 2, 3 and 4 ranks.
+// Every test is collective: all ranks run it; rank 0 checks the results.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <thread>
+
+#include "mpibatch/mpibatch.hpp"
+
+namespace {
+
+using namespace mpibatch;
+namespace fs = std::filesystem;
+
+Environment* g_env = nullptr;
+
+std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// A folder every rank sees (rank 0 makes it, everyone gets its name).
+class SharedDir {
+ public:
+  SharedDir() {
+    std::string name(256, '\0');
+    if (g_env->rank() == 0) {
+      std::string tmpl = (fs::temp_directory_path() / "mpibatch-engine-XXXXXX").string();
+      if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+      std::copy(tmpl.begin(), tmpl.end(), name.begin());
+    }
+    MPI_Bcast(name.data(), 256, MPI_CHAR, 0, MPI_COMM_WORLD);
+    path_ = name.c_str();
+  }
+  ~SharedDir() {
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (g_env->rank() == 0) fs::remove_all(path_);
+  }
+  fs::path operator/(const std::string& n) const { return path_ / n; }
+
+ private:
+  fs::path path_;
+};
+
+// Random durations (0 to 300 us) and random result sizes (0 to 39 numbers).
+std::vector<std::uint64_t> work(const std::uint64_t& i) {
+  std::this_thread::sleep_for(std::chrono::microseconds(mix(i) % 300));
+  std::vector<std::uint64_t> out(mix(i + 1) % 40);
+  for (std::size_t k = 0; k < out.size(); ++k) out[k] = mix(i * 131 + k);
+  return out;
+}
+
+Job<std::uint64_t, std::vector<std::uint64_t>> work_job(std::int64_t version = 1) {
+  return {.name = "work", .version = version, .fn = work};
+}
+
+RunOptions quiet(const fs::path& store) {
+  RunOptions o;
+  o.store = store;
+  o.progress = ProgressMode::none;
+  return o;
+}
+
+TEST(Engine, ResultsEqualASerialLoopInTaskOrder) {
+  SharedDir dir;
+  const std::uint64_t n = 10000;
+  const auto results =
+      map(*g_env, work_job(), std::views::iota(std::uint64_t{0}, n), quiet(dir / "s.h5"));
+  if (g_env->rank() != 0) return;
+  ASSERT_EQ(results.size(), n);
+  for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(results[i], work(i)) << "task " << i;
+  Store s = Store::open(dir / "s.h5", {.read_only = true});
+  ASSERT_EQ(s.runs().size(), 1u);
+  EXPECT_EQ(s.runs()[0].ranks, g_env->size());
+  EXPECT_EQ(s.runs()[0].state, RunState::finished);
+  EXPECT_EQ(s.runs()[0].task_count, static_cast<std::int64_t>(n));
+  // With workers, rank 0 only dispatches: every record names a worker rank.
+  std::set<int> ranks;
+  s.for_each([&](const Record& r) { ranks.insert(r.rank); });
+  if (g_env->size() > 1) {
+    EXPECT_EQ(ranks.count(0), 0u);
+  }
+  EXPECT_EQ(static_cast<int>(ranks.size()), std::max(1, g_env->size() - 1));
+}
+
+TEST(Engine, RerunComputesNothingNewTasksOnlyNewVersionAll) {
+  SharedDir dir;
+  const auto o = quiet(dir / "s.h5");
+  auto iota = [](std::uint64_t n) { return std::views::iota(std::uint64_t{0}, n); };
+  RunSummary s = run(*g_env, work_job(), iota(2000), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.computed, 2000u);
+  }
+  s = run(*g_env, work_job(), iota(2000), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.computed, 0u);
+    EXPECT_EQ(s.cached, 2000u);
+    EXPECT_EQ(s.exit_status, kExitOk);
+  }
+  s = run(*g_env, work_job(), iota(2500), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.computed, 500u);
+    EXPECT_EQ(s.cached, 2000u);
+  }
+  s = run(*g_env, work_job(2), iota(2500), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.computed, 2500u);
+  }
+  // The same task twice in one stream is computed once.
+  std::vector<std::uint64_t> twice{7000, 7001, 7000, 7001};
+  s = run(*g_env, work_job(), twice, o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.computed, 2u);
+    EXPECT_EQ(s.cached, 2u);
+  }
+}
+
+std::uint64_t fails_on_97(const std::uint64_t& i) {
+  if (i % 97 == 0) throw std::runtime_error("bad task " + std::to_string(i));
+  return i * i;
+}
+
+TEST(Engine, ExceptionsAreRecordedWithTheirMessagesAndFailedTasksRetriedNextRun) {
+  SharedDir dir;
+  const Job<std::uint64_t, std::uint64_t> job{.name = "f97", .fn = fails_on_97};
+  const auto o = quiet(dir / "s.h5");
+  RunSummary s = run(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{3000}), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.failed, 31u);  // 0, 97, ..., 2910
+    EXPECT_EQ(s.computed, 2969u);
+    EXPECT_EQ(s.exit_status, kExitFailedTasks);
+    Store st = Store::open(o.store, {.read_only = true});
+    const auto r = st.get(job.key(97));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, Status::failed);
+    EXPECT_EQ(r->error, "bad task 97");
+    EXPECT_EQ(std::get<std::int64_t>(st.get(job.key(5))->values.at(0)), 25);
+  }
+  // Stored failures are tried again, unless skipped.
+  s = run(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{3000}), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.computed, 0u);
+    EXPECT_EQ(s.failed, 31u);
+    EXPECT_EQ(s.cached, 2969u);
+  }
+  RunOptions skip = o;
+  skip.skip_failed = true;
+  s = run(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{3000}), skip);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.failed, 31u);
+    EXPECT_EQ(s.cached, 2969u);
+  }
+  // map() reports the task's own message.
+  try {
+    map(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{10}), o);
+    if (g_env->rank() == 0) ADD_FAILURE() << "map did not throw";
+  } catch (const TaskFailedError& e) {
+    EXPECT_EQ(std::string(e.what()), "task failed: bad task 0");
+  }
+}
+
+TEST(Engine, RetriesHappen) {
+  SharedDir dir;
+  const fs::path marks = dir / "marks";
+  if (g_env->rank() == 0) fs::create_directory(marks);
+  MPI_Barrier(MPI_COMM_WORLD);
+  // Every 10th task fails on its first attempt only (a marker file remembers).
+  const Job<std::uint64_t, std::uint64_t> job{
+      .name = "flaky", .fn = [marks](const std::uint64_t& i) {
+        if (i % 10 == 0) {
+          const auto m = marks / std::to_string(i);
+          const int fd = ::open(m.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+          if (fd >= 0) {
+            ::close(fd);
+            throw std::runtime_error("first try");
+          }
+        }
+        return i + 1;
+      }};
+  RunOptions o = quiet(dir / "s.h5");
+  o.retries = 1;
+  const auto results = map(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{1000}), o);
+  if (g_env->rank() == 0) {
+    ASSERT_EQ(results.size(), 1000u);
+    for (std::uint64_t i = 0; i < 1000; ++i) EXPECT_EQ(results[i], i + 1);
+  }
+}
+
+TEST(Engine, FailFastStops) {
+  SharedDir dir;
+  const Job<std::uint64_t, std::uint64_t> job{
+      .name = "ff", .fn = [](const std::uint64_t& i) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (i == 300) throw std::runtime_error("stop here");
+        return i;
+      }};
+  RunOptions o = quiet(dir / "s.h5");
+  o.fail_fast = true;
+  const RunSummary s =
+      run(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{20000}), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.state, RunState::failed);
+    EXPECT_EQ(s.exit_status, kExitFailedTasks);
+    EXPECT_EQ(s.failed, 1u);
+    EXPECT_LT(s.computed, 19999u);
+    EXPECT_EQ(Store::open(o.store, {.read_only = true}).runs().back().state, RunState::failed);
+  }
+}
+
+TEST(Engine, FixedBatchesAndProgressJson) {
+  SharedDir dir;
+  RunOptions o = quiet(dir / "s.h5");
+  o.batch = 7;
+  o.progress = ProgressMode::json;
+  o.progress_file = dir / "progress.jsonl";
+  const auto results =
+      map(*g_env, work_job(), std::views::iota(std::uint64_t{0}, std::uint64_t{500}), o);
+  if (g_env->rank() != 0) return;
+  ASSERT_EQ(results.size(), 500u);
+  std::ifstream in(o.progress_file);
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  EXPECT_NE(last.find("\"state\":\"finished\""), std::string::npos) << last;
+  EXPECT_NE(last.find("\"done\":500"), std::string::npos) << last;
+  EXPECT_NE(last.find("\"computed\":500"), std::string::npos) << last;
+}
+
+TEST(Engine, BadOptionsAreUsageErrorsOnEveryRank) {
+  RunOptions o;
+  o.batch_seconds = 0;
+  EXPECT_THROW(run(*g_env, work_job(), std::views::iota(std::uint64_t{0}, std::uint64_t{1}), o),
+               UsageError);
+  o = RunOptions{};
+  o.time_limit = 10;
+  o.grace = 20;
+  EXPECT_THROW(run(*g_env, work_job(), std::views::iota(std::uint64_t{0}, std::uint64_t{1}), o),
+               UsageError);
+}
+
+TEST(Engine, LockedStoreFailsOnRankZeroWithoutHangingWorkers) {
+  SharedDir dir;
+  std::unique_ptr<Store> holder;
+  if (g_env->rank() == 0) holder = std::make_unique<Store>(Store::open(dir / "s.h5"));
+  const auto o = quiet(dir / "s.h5");
+  if (g_env->rank() == 0) {
+    EXPECT_THROW(run(*g_env, work_job(), std::views::iota(std::uint64_t{0}, std::uint64_t{10}), o),
+                 StoreLockedError);
+  } else {
+    EXPECT_EQ(run(*g_env, work_job(), std::views::iota(std::uint64_t{0}, std::uint64_t{0}), o)
+                  .exit_status,
+              kExitRuntime);
+  }
+}
+
+TEST(Memory, CachesAcrossCallsAndProcesses) {
+  if (g_env->rank() != 0) return;  // single-process by design
+  const fs::path dir =
+      fs::temp_directory_path() / ("mpibatch-memory-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  int calls = 0;
+  auto job = Job<int, double>{.name = "half", .fn = [&calls](const int& x) {
+                                ++calls;
+                                if (x < 0) throw std::invalid_argument("negative");
+                                return x / 2.0;
+                              }};
+  {
+    Memory memory(dir / "cache.h5");
+    auto half = memory.cache(job);
+    EXPECT_EQ(half(3), 1.5);
+    EXPECT_EQ(half(3), 1.5);
+    EXPECT_EQ(calls, 1);
+    EXPECT_THROW(half(-1), std::invalid_argument);
+    EXPECT_THROW(half(-1), std::invalid_argument);  // failures are not cached as results
+    EXPECT_EQ(calls, 3);
+  }
+  Memory again(dir / "cache.h5");
+  auto half = again.cache(job);
+  EXPECT_EQ(half(3), 1.5);
+  EXPECT_EQ(calls, 3);  // served from the store a new Memory opened
+  fs::remove_all(dir);
+}
+
+TEST(Serialization, NumberFastPathMatchesBoostArchive) {
+  for (double v : {0.0, -1.5, 1e300}) {
+    std::string viaBoost;
+    {
+      detail::StringSink sink(viaBoost);
+      boost::archive::binary_oarchive a(sink, detail::kArchiveFlags);
+      a << v;
+    }
+    EXPECT_EQ(to_bytes(v), viaBoost);
+    EXPECT_EQ(from_bytes<double>(to_bytes(v)), v);
+  }
+  EXPECT_THROW(from_bytes<double>("abc"), Error);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Environment env(argc, argv);
+  g_env = &env;
+  ::testing::InitGoogleTest(&argc, argv);
+  if (env.rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  int any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return any;
+}
