@@ -7,6 +7,12 @@
 
 namespace mpibatch::detail::mpi {
 
+namespace {
+// The longest nap between probes. Workers hold a batch in hand, so a late
+// answer costs no work; waking less often leaves the core to a worker.
+constexpr std::chrono::microseconds kMaxNap(10000);
+}  // namespace
+
 bool try_receive(MPI_Comm comm, Message& out) {
   int flag = 0;
   MPI_Message msg;
@@ -31,7 +37,7 @@ bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out)
     const auto now = Clock::now();
     if (now >= deadline) return false;
     std::this_thread::sleep_for(std::min<Clock::duration>(nap, deadline - now));
-    nap = std::min(nap * 2, std::chrono::microseconds(2000));
+    nap = std::min(nap * 2, kMaxNap);
   }
 }
 
@@ -72,7 +78,7 @@ bool Outbox::drain(std::chrono::microseconds wait) {
     if (pending_.empty()) return true;
     if (Clock::now() >= deadline) return false;
     std::this_thread::sleep_for(nap);
-    nap = std::min(nap * 2, std::chrono::microseconds(2000));
+    nap = std::min(nap * 2, kMaxNap);
   }
 }
 

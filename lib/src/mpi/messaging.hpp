@@ -1,6 +1,6 @@
 // Point-to-point messages of bytes without busy waiting: Open MPI's blocking
 // receive polls a core at 100 %, so waiting is a probe, then a short sleep
-// that grows (20 us to 2 ms) while nothing comes.
+// that grows (20 us to 10 ms) while nothing comes.
 #pragma once
 
 #include <mpi.h>
