@@ -42,7 +42,8 @@ class BatchSizer {
   std::size_t current() const { return fixed_ > 0 ? fixed_ : last_; }
 
  private:
-  static constexpr std::size_t kMax = std::size_t{1} << 20;
+  // Bounds message size and the master's read-ahead window (4 batches a worker).
+  static constexpr std::size_t kMax = std::size_t{1} << 16;
   std::size_t fixed_;
   double target_;
   double per_task_ = -1;
