@@ -61,6 +61,7 @@ inline Record demo_record(std::uint64_t i, std::int64_t run = 1, std::int64_t ve
   r.start_time = 1.7e9 + static_cast<double>(i);
   r.duration = static_cast<double>(i) * 1e-3;
   r.run = run;
+  r.params = {static_cast<std::int64_t>(i)};
   if (i % 11 == 0) {
     r.status = Status::failed;
     r.error = "boom " + std::to_string(i) + " \xc3\xa9";  // UTF-8 survives

@@ -12,7 +12,7 @@ packages=(
   libhdf5-dev hdf5-tools
   libboost-serialization-dev
   libgtest-dev libgmock-dev
-  libcli11-dev
+  libcli11-dev libcsv-dev nlohmann-json3-dev
   libxxhash-dev
   libstb-dev
   libabsl-dev

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
     r.job = "square";
     r.result = to_bytes(std::int64_t{81});
     r.values = {std::int64_t{81}};
+    r.params = {std::int64_t{9}};
     s.append(std::span(&r, 1));
     s.compact();
   }

@@ -58,9 +58,10 @@ namespace detail {
 // A job with its types erased: what the engine runs.
 struct ErasedJob {
   JobInfo info;
-  // Runs one task on its serialized input; returns the serialized result and
-  // fills values (one per result field). Throws whatever the task throws.
-  std::function<Bytes(std::string_view input, std::vector<Value>& values)> call;
+  // Runs one task on its serialized input: fills params (one per param field)
+  // first, then runs the task, returns its serialized result and fills values
+  // (one per result field). Throws whatever the task throws.
+  std::function<Bytes(std::string_view input, std::vector<Value>& values, std::vector<Value>& params)> call;
 };
 
 }  // namespace detail
@@ -71,7 +72,8 @@ struct Job {
   std::int64_t version = 1;
   std::function<Out(const In&)> fn;
   std::string description;
-  std::vector<Field> params;  // documents the input's fields
+  std::vector<Field> params;  // the input's fields, stored as columns: set param_values too
+  std::function<std::vector<Value>(const In&)> param_values;
   std::vector<Field> results = ResultTraits<Out>::fields();
   std::function<std::vector<Value>(const Out&)> values = &ResultTraits<Out>::values;
 
@@ -79,14 +81,22 @@ struct Job {
 
   TaskKey key(const In& input) const { return task_key(name, version, to_bytes(input)); }
 
+  // Throws UsageError when params lists fields but param_values is not set.
   detail::ErasedJob erase() const {
-    return detail::ErasedJob{info(),
-                             [f = fn, v = values](std::string_view in, std::vector<Value>& out) {
-                               const Out result = f(from_bytes<In>(in));
-                               out = v(result);
-                               return to_bytes(result);
-                             }};
+    if (!params.empty() && !param_values) {
+      throw UsageError("job " + name + " lists param fields but has no param_values function");
+    }
+    return detail::ErasedJob{
+        info(), [f = fn, v = values, pv = param_values](std::string_view in, std::vector<Value>& out,
+                                                        std::vector<Value>& par) {
+          const In input = from_bytes<In>(in);
+          if (pv) par = pv(input);
+          const Out result = f(input);
+          out = v(result);
+          return to_bytes(result);
+        }};
   }
+
 };
 
 }  // namespace mpibatch

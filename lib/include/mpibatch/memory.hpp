@@ -27,6 +27,7 @@ class Cached {
     rec.key = key;
     rec.job = job_.name;
     rec.job_version = job_.version;
+    if (job_.param_values) rec.params = job_.param_values(input);
     rec.start_time =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     const auto t0 = std::chrono::steady_clock::now();

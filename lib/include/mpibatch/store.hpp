@@ -62,6 +62,7 @@ struct Record {
   Status status = Status::ok;
   Bytes result;               // the result's Boost archive (empty when failed)
   std::vector<Value> values;  // one per result field of the job; empty when failed
+  std::vector<Value> params;  // one per param field of the job (none if it has none)
   std::string error;          // the failure's message (empty when ok)
   std::int32_t rank = 0;      // MPI rank that computed it
   double start_time = 0;      // seconds since the Unix epoch

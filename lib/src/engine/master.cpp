@@ -231,6 +231,7 @@ class Master {
       r.result = item.result;
       r.values.reserve(item.values.size());
       for (const auto& v : item.values) r.values.push_back(v.to());
+      for (const auto& v : item.params) r.params.push_back(v.to());
       r.error = item.error;
       r.rank = channel_.rank(w);
       r.start_time = item.start_time;

@@ -48,12 +48,13 @@ struct ResultItem {
   bool ok = true;
   Bytes result;
   std::vector<WireValue> values;
+  std::vector<WireValue> params;  // filled even when the task failed
   std::string error;
   double start_time = 0;
   double duration = 0;
   template <class A>
   void serialize(A& a, unsigned) {
-    a& index& ok& result& values& error& start_time& duration;
+    a& index& ok& result& values& params& error& start_time& duration;
   }
 };
 

@@ -51,20 +51,27 @@ Value WireValue::to() const {
 
 namespace {
 
-// A job's values function must match its result fields; a mismatch fails
-// the task (with this message) rather than the run.
-void check_values(const JobInfo& job, const std::vector<Value>& values) {
-  if (values.size() != job.results.size()) {
-    throw Error("job " + job.name + " returned " + std::to_string(values.size()) +
-                " result values for its " + std::to_string(job.results.size()) + " result fields");
+// A job's values must match its fields; a mismatch fails the task (with
+// this message) rather than the run.
+void check_values(const std::string& job, const char* what, const std::vector<Field>& fields,
+                  const std::vector<Value>& values) {
+  if (values.size() != fields.size()) {
+    throw Error("job " + job + " gave " + std::to_string(values.size()) + " " + what +
+                " values for its " + std::to_string(fields.size()) + " " + what + " fields");
   }
   for (std::size_t i = 0; i < values.size(); ++i) {
-    const auto want = static_cast<std::size_t>(job.results[i].type);
-    if (values[i].index() != want) {
-      throw Error("job " + job.name + ": result field '" + job.results[i].name +
+    if (values[i].index() != static_cast<std::size_t>(fields[i].type)) {
+      throw Error("job " + job + ": " + what + " field '" + fields[i].name +
                   "' got a value of another type");
     }
   }
+}
+
+void fail(ResultItem& r, std::string message) {
+  r.ok = false;
+  r.error = std::move(message);
+  r.result.clear();
+  r.values.clear();
 }
 
 }  // namespace
@@ -73,29 +80,33 @@ ResultBatch compute(const ErasedJob& job, const Batch& batch) {
   using Clock = std::chrono::steady_clock;
   ResultBatch out;
   out.items.resize(batch.items.size());
-  std::vector<Value> values;
+  std::vector<Value> values, params;
   const auto t0 = Clock::now();
   for (std::size_t i = 0; i < batch.items.size(); ++i) {
     ResultItem& r = out.items[i];
     r.index = batch.items[i].index;
     r.start_time = now_seconds();
     const auto ts = Clock::now();
+    values.clear();
+    params.clear();
     try {
-      values.clear();
-      r.result = job.call(batch.items[i].input, values);
-      check_values(job.info, values);
+      r.result = job.call(batch.items[i].input, values, params);
+      check_values(job.info.name, "result", job.info.results, values);
       r.values.reserve(values.size());
       for (const Value& v : values) r.values.push_back(WireValue::from(v));
     } catch (const std::exception& e) {
-      r.ok = false;
-      r.error = e.what();
-      r.result.clear();
-      r.values.clear();
+      fail(r, e.what());
     } catch (...) {
-      r.ok = false;
-      r.error = "unknown exception (not derived from std::exception)";
+      fail(r, "unknown exception (not derived from std::exception)");
     }
     r.duration = std::chrono::duration<double>(Clock::now() - ts).count();
+    // Params are known even when the task failed: they are read first.
+    try {
+      check_values(job.info.name, "param", job.info.params, params);
+      for (const Value& v : params) r.params.push_back(WireValue::from(v));
+    } catch (const std::exception& e) {
+      fail(r, e.what());
+    }
   }
   out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return out;

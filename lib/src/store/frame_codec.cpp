@@ -31,6 +31,35 @@ std::vector<Field> get_fields(Decoder& d) {
   return fields;
 }
 
+void put_values(Encoder& e, const std::vector<Value>& values) {
+  e.put<std::uint32_t>(static_cast<std::uint32_t>(values.size()));
+  for (const Value& v : values) {
+    e.put<std::uint8_t>(static_cast<std::uint8_t>(v.index()));
+    std::visit(
+        [&e](const auto& x) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
+            e.put_str(x);
+          } else {
+            e.put(x);
+          }
+        },
+        v);
+  }
+}
+
+void get_values(Decoder& d, std::vector<Value>& values) {
+  values.resize(d.get<std::uint32_t>());
+  for (Value& v : values) {
+    switch (d.get<std::uint8_t>()) {
+      case 0: v.emplace<std::int64_t>(d.get<std::int64_t>()); break;
+      case 1: v.emplace<double>(d.get<double>()); break;
+      case 2: v.emplace<bool>(d.get<bool>()); break;
+      case 3: v.emplace<std::string>(d.get_str()); break;
+      default: throw StoreCorruptError("record value of unknown type");
+    }
+  }
+}
+
 }  // namespace
 
 void encode_job(std::string& out, std::uint32_t id, const JobInfo& job) {
@@ -71,19 +100,8 @@ void encode_records(std::string& out, std::span<const Record> records,
     e.put(r.run);
     e.put_str(r.result);
     e.put_str(r.error);
-    e.put<std::uint32_t>(static_cast<std::uint32_t>(r.values.size()));
-    for (const Value& v : r.values) {
-      e.put<std::uint8_t>(static_cast<std::uint8_t>(v.index()));
-      std::visit(
-          [&e](const auto& x) {
-            if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
-              e.put_str(x);
-            } else {
-              e.put(x);
-            }
-          },
-          v);
-    }
+    put_values(e, r.values);
+    put_values(e, r.params);
   }
 }
 
@@ -100,25 +118,8 @@ void decode_records(Decoder& d, const std::function<void(std::uint32_t, Record&&
     r.run = d.get<std::int64_t>();
     r.result = d.get_str();
     r.error = d.get_str();
-    r.values.resize(d.get<std::uint32_t>());
-    for (Value& v : r.values) {
-      switch (d.get<std::uint8_t>()) {
-        case 0:
-          v.emplace<std::int64_t>(d.get<std::int64_t>());
-          break;
-        case 1:
-          v.emplace<double>(d.get<double>());
-          break;
-        case 2:
-          v.emplace<bool>(d.get<bool>());
-          break;
-        case 3:
-          v.emplace<std::string>(d.get_str());
-          break;
-        default:
-          throw StoreCorruptError("record value of unknown type");
-      }
-    }
+    get_values(d, r.values);
+    get_values(d, r.params);
     emit(job_id, std::move(r));
   }
 }

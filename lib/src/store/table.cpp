@@ -96,14 +96,78 @@ std::string group_path(const std::string& job, std::int64_t version) {
 
 // ---------------------------------------------------------------- writing
 
+// One native column per field, in group/<sub>/<field>: a job's results or params.
+class ValueColumns {
+ public:
+  ValueColumns() = default;
+  ValueColumns(hid_t group, const char* sub, const std::vector<Field>& fields) : fields_(fields) {
+    if (fields.empty()) return;
+    h5::Handle g = h5::create_group(group, sub);
+    for (const auto& f : fields) {
+      types_.push_back(field_type(f.type));
+      cols_.emplace_back(g.get(), f.name, types_.back().get(), kChunkRows);
+      h5::write_attr(cols_.back().id(), "units", f.unit);
+      h5::write_attr(cols_.back().id(), "description", f.description);
+    }
+  }
+
+  // Appends field f of (rows[i]->*member)[f]; a record without values (a
+  // failed one's results) gets NaN, 0, FALSE or "".
+  void append(std::span<const Record* const> rows, std::vector<Value> Record::*member) {
+    const std::size_t n = rows.size();
+    for (std::size_t f = 0; f < cols_.size(); ++f) {
+      auto value = [&](std::size_t i) -> const Value* {
+        const auto& v = rows[i]->*member;
+        return f < v.size() ? &v[f] : nullptr;
+      };
+      const hid_t mt = types_[f].get();
+      switch (fields_[f].type) {
+        case FieldType::int64: {
+          std::vector<std::int64_t> v(n, 0);
+          for (std::size_t i = 0; i < n; ++i)
+            if (auto* p = value(i)) v[i] = std::get<std::int64_t>(*p);
+          cols_[f].append(mt, v.data(), n);
+          break;
+        }
+        case FieldType::float64: {
+          std::vector<double> v(n, std::nan(""));
+          for (std::size_t i = 0; i < n; ++i)
+            if (auto* p = value(i)) v[i] = std::get<double>(*p);
+          cols_[f].append(mt, v.data(), n);
+          break;
+        }
+        case FieldType::boolean: {
+          std::vector<std::int8_t> v(n, 0);
+          for (std::size_t i = 0; i < n; ++i)
+            if (auto* p = value(i)) v[i] = std::get<bool>(*p) ? 1 : 0;
+          cols_[f].append(mt, v.data(), n);
+          break;
+        }
+        case FieldType::string: {
+          std::vector<const char*> v(n, "");
+          for (std::size_t i = 0; i < n; ++i)
+            if (auto* p = value(i)) v[i] = std::get<std::string>(*p).c_str();
+          cols_[f].append(mt, v.data(), n);
+          break;
+        }
+      }
+    }
+  }
+
+ private:
+  std::vector<Field> fields_;
+  std::vector<h5::Column> cols_;
+  std::vector<h5::Handle> types_;
+};
+
 struct TableWriter::Group {
   JobInfo job;
   h5::Handle gid;
   // key status rank start_time duration run result_offset result_size error
   std::vector<h5::Column> cols;
   std::unique_ptr<h5::Column> result_data;  // all result bytes, concatenated
-  std::vector<h5::Column> values;           // one per result field
-  std::vector<h5::Handle> value_types;
+  ValueColumns results;                     // results/<field>
+  ValueColumns params;                      // params/<field>
 };
 
 struct TableWriter::RunGroup {
@@ -162,13 +226,8 @@ void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
                                "result_data[result_offset[i]:result_offset[i]+result_size[i]]"));
     h5::write_attr(g->cols[3].id(), "units", std::string("s since 1970-01-01 UTC"));
     h5::write_attr(g->cols[4].id(), "units", std::string("s"));
-    h5::Handle results = h5::create_group(gid, "results");
-    for (const auto& f : j.results) {
-      g->value_types.push_back(field_type(f.type));
-      g->values.emplace_back(results.get(), f.name, g->value_types.back().get(), kChunkRows);
-      h5::write_attr(g->values.back().id(), "units", f.unit);
-      h5::write_attr(g->values.back().id(), "description", f.description);
-    }
+    g->results = ValueColumns(gid, "results", j.results);
+    g->params = ValueColumns(gid, "params", j.params);
   }
 }
 
@@ -220,35 +279,8 @@ void TableWriter::append(const std::string& job, std::int64_t version,
   g.cols[8].append(str.get(), error.data(), n);
   g.result_data->append(H5T_NATIVE_UINT8, data.data(), data.size());
 
-  for (std::size_t f = 0; f < g.values.size(); ++f) {
-    const FieldType type = g.job.results[f].type;
-    // A failed record has no values: NaN, 0, FALSE or "" stand in.
-    auto value = [&](std::size_t i) -> const Value* {
-      return f < rows[i]->values.size() ? &rows[i]->values[f] : nullptr;
-    };
-    const hid_t mt = g.value_types[f].get();
-    if (type == FieldType::int64) {
-      std::vector<std::int64_t> v(n, 0);
-      for (std::size_t i = 0; i < n; ++i)
-        if (auto* p = value(i)) v[i] = std::get<std::int64_t>(*p);
-      g.values[f].append(mt, v.data(), n);
-    } else if (type == FieldType::float64) {
-      std::vector<double> v(n, std::nan(""));
-      for (std::size_t i = 0; i < n; ++i)
-        if (auto* p = value(i)) v[i] = std::get<double>(*p);
-      g.values[f].append(mt, v.data(), n);
-    } else if (type == FieldType::boolean) {
-      std::vector<std::int8_t> v(n, 0);
-      for (std::size_t i = 0; i < n; ++i)
-        if (auto* p = value(i)) v[i] = std::get<bool>(*p) ? 1 : 0;
-      g.values[f].append(mt, v.data(), n);
-    } else {
-      std::vector<const char*> v(n, "");
-      for (std::size_t i = 0; i < n; ++i)
-        if (auto* p = value(i)) v[i] = std::get<std::string>(*p).c_str();
-      g.values[f].append(mt, v.data(), n);
-    }
-  }
+  g.results.append(rows, &Record::values);
+  g.params.append(rows, &Record::params);
 }
 
 TableWriter::RunGroup& TableWriter::run_group(std::int64_t run) {
@@ -407,6 +439,51 @@ void read_result_bytes(hid_t data, const std::vector<std::uint64_t>& offset,
 
 }  // namespace
 
+namespace {
+
+// Reads group/<prefix><field> for every field into (out[i].*member).
+template <class Read, class Col>
+void read_values(const Read& read, const Col& col, const std::string& prefix,
+                 const std::vector<Field>& fields, std::vector<Record>& out,
+                 std::vector<Value> Record::*member, bool ok_rows_only) {
+  const std::size_t n = out.size();
+  std::vector<std::int64_t> i64(n);
+  std::vector<double> d(n);
+  std::vector<std::int8_t> i8(n);
+  std::vector<char*> strs(n);
+  h5::Handle str = h5::utf8_string_type(), boolean = h5::bool_type();
+  auto keep = [&](std::size_t i) { return !ok_rows_only || out[i].status == Status::ok; };
+  for (const Field& f : fields) {
+    h5::Handle ds = col(prefix + f.name);
+    // Values are built in place (GCC 12 warns on moving variants around).
+    switch (f.type) {
+      case FieldType::int64:
+        read(ds.get(), H5T_NATIVE_INT64, i64.data());
+        for (std::size_t i = 0; i < n; ++i)
+          if (keep(i)) (out[i].*member).emplace_back(std::in_place_type<std::int64_t>, i64[i]);
+        break;
+      case FieldType::float64:
+        read(ds.get(), H5T_NATIVE_DOUBLE, d.data());
+        for (std::size_t i = 0; i < n; ++i)
+          if (keep(i)) (out[i].*member).emplace_back(std::in_place_type<double>, d[i]);
+        break;
+      case FieldType::boolean:
+        read(ds.get(), boolean.get(), i8.data());
+        for (std::size_t i = 0; i < n; ++i)
+          if (keep(i)) (out[i].*member).emplace_back(std::in_place_type<bool>, i8[i] != 0);
+        break;
+      case FieldType::string:
+        read(ds.get(), str.get(), strs.data());
+        for (std::size_t i = 0; i < n; ++i)
+          if (keep(i)) (out[i].*member).emplace_back(std::in_place_type<std::string>, strs[i] ? strs[i] : "");
+        h5::reclaim(str.get(), strs.data(), n);
+        break;
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<Record> TableReader::read_selected(
     std::size_t g, hsize_t n, const std::function<void(hid_t, hid_t, void*)>& read) const {
   const Group& grp = groups_.at(g);
@@ -447,31 +524,9 @@ std::vector<Record> TableReader::read_selected(
   for (std::size_t i = 0; i < n; ++i) out[i].error = strs[i] ? strs[i] : "";
   h5::reclaim(str.get(), strs.data(), n);
 
-  for (std::size_t f = 0; f < grp.job.results.size(); ++f) {
-    h5::Handle ds = col("results/" + grp.job.results[f].name);
-    const FieldType type = grp.job.results[f].type;
-    // Values are built in place: failed rows carry none.
-    auto ok = [&](std::size_t i) { return out[i].status == Status::ok; };
-    if (type == FieldType::int64) {
-      read(ds.get(), H5T_NATIVE_INT64, i64.data());
-      for (std::size_t i = 0; i < n; ++i)
-        if (ok(i)) out[i].values.emplace_back(std::in_place_type<std::int64_t>, i64[i]);
-    } else if (type == FieldType::float64) {
-      read(ds.get(), H5T_NATIVE_DOUBLE, d.data());
-      for (std::size_t i = 0; i < n; ++i)
-        if (ok(i)) out[i].values.emplace_back(std::in_place_type<double>, d[i]);
-    } else if (type == FieldType::boolean) {
-      read(ds.get(), boolean.get(), i8.data());
-      for (std::size_t i = 0; i < n; ++i)
-        if (ok(i)) out[i].values.emplace_back(std::in_place_type<bool>, i8[i] != 0);
-    } else {
-      read(ds.get(), str.get(), strs.data());
-      for (std::size_t i = 0; i < n; ++i)
-        if (ok(i))
-          out[i].values.emplace_back(std::in_place_type<std::string>, strs[i] ? strs[i] : "");
-      h5::reclaim(str.get(), strs.data(), n);
-    }
-  }
+  // Results of failed rows are stand-ins: not read back. Params always are.
+  read_values(read, col, "results/", grp.job.results, out, &Record::values, true);
+  read_values(read, col, "params/", grp.job.params, out, &Record::params, false);
   return out;
 }
 
