@@ -26,14 +26,17 @@ namespace {
 using namespace mpibatch;
 using Clock = std::chrono::steady_clock;
 
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 double leibniz(int order) {
   const long long terms = 1LL;
   long long n = terms;
   for (int i = 0; i < order; ++i) n *= 10;
   double sum = 0;
-  for (long long k = 0; k < n; ++k) sum += (k % 2 == 0 ? 4.0 : -4.0) / static_cast<double>(2 * k + 1);
+  for (long long k = 0; k < n; ++k)
+    sum += (k % 2 == 0 ? 4.0 : -4.0) / static_cast<double>(2 * k + 1);
   return sum;
 }
 
@@ -78,14 +81,17 @@ int main(int argc, char** argv) {
     return sum < 0;
   }
   if (mode == "sqrt") {
-    const Job<double, double> job{.name = "sqrt", .fn = [](const double& x) { return std::sqrt(x * x); }};
+    const Job<double, double> job{.name = "sqrt",
+                                  .fn = [](const double& x) { return std::sqrt(x * x); }};
     const auto t0 = Clock::now();
-    const RunSummary s = run(env, job,
-                             std::views::iota(std::uint64_t{0}, n) |
-                                 std::views::transform([](std::uint64_t i) { return static_cast<double>(i); }),
-                             options("sqrt"));
+    const RunSummary s =
+        run(env, job,
+            std::views::iota(std::uint64_t{0}, n) |
+                std::views::transform([](std::uint64_t i) { return static_cast<double>(i); }),
+            options("sqrt"));
     if (root) {
-      print("run sqrt(x*x), end to end with the store", static_cast<double>(n) / since(t0), "tasks/s");
+      print("run sqrt(x*x), end to end with the store", static_cast<double>(n) / since(t0),
+            "tasks/s");
       print("  computed", static_cast<double>(s.computed), "tasks");
     }
     return 0;
@@ -105,8 +111,9 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     // The order rides in the input (plus 1000 * task index, so keys differ).
     run(env, job,
-        std::views::iota(std::uint64_t{0}, n) |
-            std::views::transform([order](std::uint64_t i) { return static_cast<int>(i * 1000 + order); }),
+        std::views::iota(std::uint64_t{0}, n) | std::views::transform([order](std::uint64_t i) {
+          return static_cast<int>(i * 1000 + order);
+        }),
         options("pi"));
     if (root) print("run pi: seconds", since(t0), "s");
     return 0;
@@ -123,11 +130,11 @@ int main(int argc, char** argv) {
       total += m;
       longest = std::max(longest, m);
     }
-    const Job<std::uint64_t, std::uint64_t> job{.name = "expo", .fn = [&ms](const std::uint64_t& i) {
-                                                  std::this_thread::sleep_for(
-                                                      std::chrono::duration<double, std::milli>(ms[i]));
-                                                  return i;
-                                                }};
+    const Job<std::uint64_t, std::uint64_t> job{
+        .name = "expo", .fn = [&ms](const std::uint64_t& i) {
+          std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms[i]));
+          return i;
+        }};
     const auto t0 = Clock::now();
     run(env, job, std::views::iota(std::uint64_t{0}, n), options("expo"));
     if (root) {
@@ -142,7 +149,8 @@ int main(int argc, char** argv) {
   if (mode == "dispatch") {
     RunOptions o = options("dispatch");
     o.batch = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 1;
-    const Job<std::uint64_t, std::uint64_t> job{.name = "nop", .fn = [](const std::uint64_t& i) { return i; }};
+    const Job<std::uint64_t, std::uint64_t> job{.name = "nop",
+                                                .fn = [](const std::uint64_t& i) { return i; }};
     const auto t0 = Clock::now();
     run(env, job, std::views::iota(std::uint64_t{0}, n), o);
     if (root) {
@@ -154,7 +162,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (root) {
-    std::fprintf(stderr, "usage: engine_bench serial-sqrt|sqrt|serial-pi|pi|expo|dispatch N [ARG]\n");
+    std::fprintf(stderr,
+                 "usage: engine_bench serial-sqrt|sqrt|serial-pi|pi|expo|dispatch N [ARG]\n");
   }
   return 2;
 }

@@ -61,7 +61,9 @@ struct ErasedJob {
   // Runs one task on its serialized input: fills params (one per param field)
   // first, then runs the task, returns its serialized result and fills values
   // (one per result field). Throws whatever the task throws.
-  std::function<Bytes(std::string_view input, std::vector<Value>& values, std::vector<Value>& params)> call;
+  std::function<Bytes(std::string_view input, std::vector<Value>& values,
+                      std::vector<Value>& params)>
+      call;
 };
 
 }  // namespace detail
@@ -87,8 +89,8 @@ struct Job {
       throw UsageError("job " + name + " lists param fields but has no param_values function");
     }
     return detail::ErasedJob{
-        info(), [f = fn, v = values, pv = param_values](std::string_view in, std::vector<Value>& out,
-                                                        std::vector<Value>& par) {
+        info(), [f = fn, v = values, pv = param_values](
+                    std::string_view in, std::vector<Value>& out, std::vector<Value>& par) {
           const In input = from_bytes<In>(in);
           if (pv) par = pv(input);
           const Out result = f(input);
@@ -96,7 +98,6 @@ struct Job {
           return to_bytes(result);
         }};
   }
-
 };
 
 }  // namespace mpibatch

@@ -51,11 +51,20 @@ void get_values(Decoder& d, std::vector<Value>& values) {
   values.resize(d.get<std::uint32_t>());
   for (Value& v : values) {
     switch (d.get<std::uint8_t>()) {
-      case 0: v.emplace<std::int64_t>(d.get<std::int64_t>()); break;
-      case 1: v.emplace<double>(d.get<double>()); break;
-      case 2: v.emplace<bool>(d.get<bool>()); break;
-      case 3: v.emplace<std::string>(d.get_str()); break;
-      default: throw StoreCorruptError("record value of unknown type");
+      case 0:
+        v.emplace<std::int64_t>(d.get<std::int64_t>());
+        break;
+      case 1:
+        v.emplace<double>(d.get<double>());
+        break;
+      case 2:
+        v.emplace<bool>(d.get<bool>());
+        break;
+      case 3:
+        v.emplace<std::string>(d.get_str());
+        break;
+      default:
+        throw StoreCorruptError("record value of unknown type");
     }
   }
 }

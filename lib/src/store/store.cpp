@@ -417,7 +417,8 @@ struct Store::Impl {
   void check_record(const Record& r, const JobInfo& job) const {
     check_values(r, "param", r.params, job.params);
     if (r.status == Status::failed) {
-      if (!r.values.empty()) throw UsageError("failed record of job " + r.job + " carries result values");
+      if (!r.values.empty())
+        throw UsageError("failed record of job " + r.job + " carries result values");
       return;
     }
     check_values(r, "result", r.values, job.results);
@@ -426,8 +427,8 @@ struct Store::Impl {
   static void check_values(const Record& r, const char* what, const std::vector<Value>& values,
                            const std::vector<Field>& fields) {
     if (values.size() != fields.size()) {
-      throw UsageError("record of job " + r.job + " has " + std::to_string(values.size()) + " " + what +
-                       " values; the job defines " + std::to_string(fields.size()));
+      throw UsageError("record of job " + r.job + " has " + std::to_string(values.size()) + " " +
+                       what + " values; the job defines " + std::to_string(fields.size()));
     }
     for (std::size_t i = 0; i < values.size(); ++i) {
       if (!value_matches(values[i], fields[i].type)) {
@@ -436,7 +437,6 @@ struct Store::Impl {
       }
     }
   }
-
 
   std::vector<RunInfo> run_list() const {
     std::vector<RunInfo> out;

@@ -475,7 +475,8 @@ void read_values(const Read& read, const Col& col, const std::string& prefix,
       case FieldType::string:
         read(ds.get(), str.get(), strs.data());
         for (std::size_t i = 0; i < n; ++i)
-          if (keep(i)) (out[i].*member).emplace_back(std::in_place_type<std::string>, strs[i] ? strs[i] : "");
+          if (keep(i))
+            (out[i].*member).emplace_back(std::in_place_type<std::string>, strs[i] ? strs[i] : "");
         h5::reclaim(str.get(), strs.data(), n);
         break;
     }

@@ -1,0 +1,117 @@
+// The mpibatch command line, and the jobs it can run: each takes a row of
+// typed parameters (from --grid, --param, or a --tasks file) and returns
+// typed result values. The `mpibatch` command registers the built-in jobs;
+// your own program registers its jobs and hands its main() over:
+//
+//   int main(int argc, char** argv) {
+//     mpibatch::register_job({{"square", 1, "x squared", {{"x", FieldType::int64}},
+//                              {{"y", FieldType::int64}}},
+//                             [](const mpibatch::Params& p) {
+//                               const auto x = p.integer("x");
+//                               return std::vector<mpibatch::Value>{x * x};
+//                             }});
+//     return mpibatch::run_command_line(argc, argv);
+//   }
+#pragma once
+
+#include <boost/serialization/split_member.hpp>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mpibatch/serialization.hpp"
+#include "mpibatch/store.hpp"
+
+namespace mpibatch {
+
+// One task's parameter values, in the job's param order. Accessors throw
+// UsageError naming the parameter when it does not exist or has another type.
+class Params {
+ public:
+  Params(const std::vector<Field>& fields, const std::vector<Value>& values)
+      : fields_(fields), values_(values) {}
+  std::int64_t integer(std::string_view name) const;
+  double number(std::string_view name) const;  // float64, or int64 converted
+  bool flag(std::string_view name) const;
+  const std::string& text(std::string_view name) const;
+  const std::vector<Value>& values() const { return values_; }
+
+ private:
+  const Value& at(std::string_view name) const;
+  const std::vector<Field>& fields_;
+  const std::vector<Value>& values_;
+};
+
+// A job the command line can run. fn returns one value per result field (in
+// order, of the field's type); it may throw to fail the task. It must be
+// safe to call from any rank.
+struct CommandJob {
+  JobInfo info;
+  std::function<std::vector<Value>(const Params&)> fn;
+};
+
+// Adds a job to this program's command line. Throws UsageError for a name
+// already registered or an invalid definition.
+void register_job(CommandJob job);
+const std::vector<CommandJob>& registered_jobs();
+
+// The mpibatch command: parses argv, runs the verb, and returns the exit
+// status (0 done, 1 runtime error, 2 bad usage or input, 3 stopped early,
+// 4 tasks failed). Initializes MPI only for `run`. Never throws.
+int run_command_line(int argc, char** argv);
+
+// A row of values as a Boost-serializable task input (what keys hash).
+struct Row {
+  std::vector<Value> values;
+
+  template <class A>
+  void save(A& a, unsigned) const {
+    const std::uint64_t n = values.size();
+    a << n;
+    for (const Value& v : values) {
+      const std::uint8_t type = static_cast<std::uint8_t>(v.index());
+      a << type;
+      std::visit([&a](const auto& x) { a << x; }, v);
+    }
+  }
+  template <class A>
+  void load(A& a, unsigned) {
+    std::uint64_t n = 0;
+    a >> n;
+    values.clear();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      std::uint8_t type = 0;
+      a >> type;
+      switch (type) {
+        case 0: {
+          std::int64_t x;
+          a >> x;
+          values.emplace_back(std::in_place_type<std::int64_t>, x);
+          break;
+        }
+        case 1: {
+          double x;
+          a >> x;
+          values.emplace_back(std::in_place_type<double>, x);
+          break;
+        }
+        case 2: {
+          bool x;
+          a >> x;
+          values.emplace_back(std::in_place_type<bool>, x);
+          break;
+        }
+        default: {
+          std::string x;
+          a >> x;
+          values.emplace_back(std::in_place_type<std::string>, std::move(x));
+          break;
+        }
+      }
+    }
+  }
+  BOOST_SERIALIZATION_SPLIT_MEMBER()
+};
+
+}  // namespace mpibatch

@@ -1,0 +1,555 @@
+// The mpibatch command: verbs, their options, and exit statuses.
+#include "mpibatch/command_line.hpp"
+
+#include <csv.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli/task_rows.hpp"
+#include "cli/values.hpp"
+#include "mpi/mpi_check.hpp"
+#include "mpibatch/mpibatch.hpp"
+
+namespace mpibatch {
+
+namespace {
+
+std::vector<CommandJob>& registry() {
+  static std::vector<CommandJob> jobs;
+  return jobs;
+}
+
+const CommandJob& find_command_job(const std::string& name) {
+  for (const auto& j : registry())
+    if (j.info.name == name) return j;
+  std::string names;
+  for (const auto& j : registry()) names += (names.empty() ? "" : ", ") + j.info.name;
+  throw UsageError("no job named '" + name + "' (this program has: " + names +
+                   "; see 'mpibatch jobs')");
+}
+
+// The engine's view of a command-line job: a Job from Row to Row.
+Job<Row, Row> as_job(const CommandJob& cj) {
+  Job<Row, Row> job;
+  job.name = cj.info.name;
+  job.version = cj.info.version;
+  job.description = cj.info.description;
+  job.params = cj.info.params;
+  job.results = cj.info.results;
+  job.fn = [&cj](const Row& in) { return Row{cj.fn(Params(cj.info.params, in.values))}; };
+  job.param_values = [](const Row& in) { return in.values; };
+  job.values = [](const Row& out) { return out.values; };
+  return job;
+}
+
+double now_unix() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string time_text(double unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+  return buf;
+}
+
+// ---------------------------------------------------------------- run
+
+struct RunArgs {
+  std::string job;
+  detail::TaskSpec tasks;
+  std::string store, batch = "auto", progress = "auto", progress_file, time_limit;
+  int retries = 0;
+  bool fail_fast = false, skip_failed = false;
+  double checkpoint = 2.0, grace = 30;
+};
+
+int do_run(const RunArgs& a, int argc, char** argv) {
+  Environment env(argc, argv);
+  // Every rank checks the options; rank 0 also reads every task row once
+  // before any work, so a bad row stops all ranks with the same message.
+  std::string error;
+  int status = kExitOk;
+  const CommandJob* cj = nullptr;
+  RunOptions o;
+  try {
+    cj = &find_command_job(a.job);
+    o.store = a.store.empty() ? a.job + ".h5" : a.store;
+    if (a.batch != "auto") {
+      std::size_t used = 0;
+      long long n = -1;
+      try {
+        n = std::stoll(a.batch, &used);
+      } catch (const std::exception&) {
+      }
+      if (n <= 0 || used != a.batch.size())
+        throw UsageError("--batch '" + a.batch + "': use auto or a number > 0");
+      o.batch = static_cast<std::size_t>(n);
+    }
+    o.retries = a.retries;
+    o.fail_fast = a.fail_fast;
+    o.skip_failed = a.skip_failed;
+    o.checkpoint_seconds = a.checkpoint;
+    o.grace = a.grace;
+    if (!a.time_limit.empty()) o.time_limit = detail::parse_duration(a.time_limit, "--time-limit");
+    static const std::map<std::string, ProgressMode> kModes{{"auto", ProgressMode::automatic},
+                                                            {"bar", ProgressMode::bar},
+                                                            {"log", ProgressMode::log},
+                                                            {"json", ProgressMode::json},
+                                                            {"none", ProgressMode::none}};
+    o.progress = kModes.at(a.progress);
+    o.progress_file = a.progress_file;
+    for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+    if (env.rank() == 0) {
+      detail::TaskRows rows(cj->info, a.tasks);
+      std::vector<Value> row;
+      while (rows.next(row)) {
+      }
+    }
+  } catch (const Error& e) {
+    error = e.what();
+    status = e.exit_status();
+  }
+  detail::mpi::check(MPI_Bcast(&status, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+  if (status != kExitOk) {
+    if (env.rank() == 0 || !error.empty())
+      std::fprintf(stderr, "mpibatch run: %s\n", error.c_str());
+    return status;
+  }
+
+  const Job<Row, Row> job = as_job(*cj);
+  std::unique_ptr<detail::TaskRows> rows;
+  if (env.rank() == 0) rows = std::make_unique<detail::TaskRows>(cj->info, a.tasks);
+  std::vector<Value> values;
+  const detail::TaskSource source = [&](Bytes& input) {
+    if (!rows || !rows->next(values)) return false;
+    input = to_bytes(Row{values});
+    return true;
+  };
+  const RunSummary s = detail::run_erased(env, job.erase(), source, o);
+  if (env.rank() == 0) {
+    std::fprintf(
+        stderr,
+        "mpibatch run %s: %s: %llu tasks, %llu computed, %llu from the store, %llu failed -> %s\n",
+        a.job.c_str(), to_string(s.state), static_cast<unsigned long long>(s.total),
+        static_cast<unsigned long long>(s.computed), static_cast<unsigned long long>(s.cached),
+        static_cast<unsigned long long>(s.failed), o.store.c_str());
+    if (s.exit_status == kExitIncomplete) {
+      std::fprintf(stderr, "mpibatch run: stopped early; run the same command again to resume\n");
+    }
+  }
+  return s.exit_status;
+}
+
+// ---------------------------------------------------------------- status
+
+const RunInfo& pick_run(const Store& s, std::int64_t id, std::vector<RunInfo>& runs) {
+  runs = s.runs();
+  if (runs.empty()) throw UsageError("store " + s.path().string() + " has no runs yet");
+  if (id == 0) return runs.back();
+  for (const auto& r : runs)
+    if (r.id == id) return r;
+  throw UsageError("store " + s.path().string() + " has no run " + std::to_string(id) +
+                   " (it has 1 to " + std::to_string(runs.back().id) + ")");
+}
+
+// Seconds since the store last changed on disk (the newest file's mtime).
+double seconds_since_change(const std::filesystem::path& store) {
+  double newest = 0;
+  auto consider = [&](const std::filesystem::path& p) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0) {
+      newest = std::max(newest, static_cast<double>(st.st_mtim.tv_sec) +
+                                    static_cast<double>(st.st_mtim.tv_nsec) * 1e-9);
+    }
+  };
+  consider(store);
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(Store::sidecar(store), ec))
+    consider(e.path());
+  return newest > 0 ? now_unix() - newest : -1;
+}
+
+int do_status(const std::string& path, std::int64_t run_id, bool json) {
+  Store s = Store::open(path, {.read_only = true});
+  std::vector<RunInfo> runs;
+  const RunInfo& run = pick_run(s, run_id, runs);
+  std::uint64_t total = 0, cached = 0, computed = 0, failed = 0, pending = 0;
+  std::map<int, std::uint64_t> per_rank;
+  s.for_each_task(run.id, [&](const TaskKey&, const Record* r) {
+    ++total;
+    if (r == nullptr) {
+      ++pending;
+    } else if (r->status == Status::failed) {
+      ++failed;
+    } else if (r->run == run.id) {
+      ++computed;
+      ++per_rank[r->rank];
+    } else {
+      ++cached;
+    }
+  });
+  const double end = run.state == RunState::running ? now_unix() : run.end_time;
+  const double elapsed = std::max(0.0, end - run.start_time);
+  const double rate = elapsed > 0 ? static_cast<double>(computed) / elapsed : 0;
+  const double eta =
+      rate > 0 && run.state == RunState::running ? static_cast<double>(pending) / rate : -1;
+  const double since = seconds_since_change(path);
+  if (json) {
+    nlohmann::json j{{"store", path},
+                     {"run", run.id},
+                     {"state", to_string(run.state)},
+                     {"exit_status", run.exit_status},
+                     {"start_time", run.start_time},
+                     {"end_time", run.end_time},
+                     {"command_line", run.command_line},
+                     {"ranks", run.ranks},
+                     {"hosts", run.hosts},
+                     {"slurm_job_id", run.slurm_job_id},
+                     {"total", total},
+                     {"done", cached + computed + failed},
+                     {"cached", cached},
+                     {"computed", computed},
+                     {"failed", failed},
+                     {"pending", pending},
+                     {"rate", rate},
+                     {"eta", eta < 0 ? nlohmann::json() : nlohmann::json(eta)},
+                     {"seconds_since_last_commit", since},
+                     {"runs", runs.size()}};
+    nlohmann::json ranks = nlohmann::json::object();
+    for (const auto& [r, n] : per_rank) ranks[std::to_string(r)] = n;
+    j["per_rank"] = ranks;
+    std::printf("%s\n", j.dump().c_str());
+    return kExitOk;
+  }
+  const double done = static_cast<double>(cached + computed + failed);
+  std::printf("store    %s (%zu runs%s)\n", path.c_str(), runs.size(),
+              s.problems().empty() ? "" : ", DAMAGED: run 'mpibatch verify'");
+  std::printf("run      %lld: %s, started %s, %.1f s%s\n", static_cast<long long>(run.id),
+              to_string(run.state), time_text(run.start_time).c_str(), elapsed,
+              run.state == RunState::running
+                  ? ""
+                  : (", exit status " + std::to_string(run.exit_status)).c_str());
+  std::printf("command  %s\n", run.command_line.c_str());
+  std::string hosts;
+  for (const auto& h : run.hosts) hosts += (hosts.empty() ? "" : ",") + h;
+  std::printf("ranks    %d on %s%s\n", run.ranks, hosts.c_str(),
+              run.slurm_job_id.empty() ? "" : (", Slurm job " + run.slurm_job_id).c_str());
+  std::printf(
+      "tasks    %llu: %llu done (%.1f%%), %llu computed this run, %llu from the store, %llu "
+      "failed, %llu pending\n",
+      static_cast<unsigned long long>(total),
+      static_cast<unsigned long long>(cached + computed + failed),
+      total ? 100.0 * done / static_cast<double>(total) : 0.0,
+      static_cast<unsigned long long>(computed), static_cast<unsigned long long>(cached),
+      static_cast<unsigned long long>(failed), static_cast<unsigned long long>(pending));
+  std::printf(
+      "rate     %.1f tasks/s%s; last change %.0f s ago\n", rate,
+      eta >= 0 ? (", ETA " + std::to_string(static_cast<long long>(eta)) + " s").c_str() : "",
+      since);
+  std::string pr;
+  for (const auto& [r, n] : per_rank)
+    pr += (pr.empty() ? "" : ", ") + std::to_string(r) + ": " + std::to_string(n);
+  std::printf("per rank %s\n", pr.empty() ? "-" : pr.c_str());
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- export
+
+class TableOut {
+ public:
+  TableOut(const std::string& file, const std::string& format) : csv_(format == "csv") {
+    out_ = file.empty() || file == "-" ? stdout : std::fopen(file.c_str(), "w");
+    if (out_ == nullptr) throw IoError("cannot write " + file + ": " + std::strerror(errno));
+    owned_ = out_ != stdout;
+  }
+  ~TableOut() {
+    if (owned_) std::fclose(out_);
+  }
+  void row(const std::vector<std::pair<std::string, nlohmann::json>>& cells) {
+    if (!csv_) {
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& [k, v] : cells) j[k] = v;
+      std::fprintf(out_, "%s\n", j.dump().c_str());
+      return;
+    }
+    if (!header_done_) {
+      for (std::size_t i = 0; i < cells.size(); ++i) {
+        if (i) std::fputc(',', out_);
+        csv_fwrite(out_, cells[i].first.data(), cells[i].first.size());
+      }
+      std::fputc('\n', out_);
+      header_done_ = true;
+    }
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      if (i) std::fputc(',', out_);
+      const auto& v = cells[i].second;
+      const std::string text = v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
+      csv_fwrite(out_, text.data(), text.size());
+    }
+    std::fputc('\n', out_);
+  }
+
+ private:
+  std::FILE* out_ = nullptr;
+  bool owned_ = false;
+  bool csv_;
+  bool header_done_ = false;
+};
+
+nlohmann::json to_json(const Value& v) {
+  switch (v.index()) {
+    case 0:
+      return std::get<std::int64_t>(v);
+    case 1:
+      return std::isfinite(std::get<double>(v)) ? nlohmann::json(std::get<double>(v))
+                                                : nlohmann::json();
+    case 2:
+      return std::get<bool>(v);
+    default:
+      return std::get<std::string>(v);
+  }
+}
+
+int do_export(const std::string& path, std::int64_t run_id, const std::string& format,
+              const std::string& file) {
+  Store s = Store::open(path, {.read_only = true});
+  std::vector<RunInfo> runs;
+  const RunInfo& run = pick_run(s, run_id, runs);
+  TableOut out(file, format);
+  // Columns: the job's params and results (from the first record), then status and error.
+  const JobInfo* job = nullptr;
+  std::vector<std::pair<std::string, nlohmann::json>> cells;
+  s.for_each_task(run.id, [&](const TaskKey& key, const Record* r) {
+    if (r != nullptr && job == nullptr) job = s.find_job(r->job, r->job_version);
+    cells.clear();
+    cells.emplace_back("key", key.hex());
+    if (job != nullptr) {
+      for (std::size_t i = 0; i < job->params.size(); ++i) {
+        cells.emplace_back(job->params[i].name,
+                           r && i < r->params.size() ? to_json(r->params[i]) : nlohmann::json());
+      }
+      for (std::size_t i = 0; i < job->results.size(); ++i) {
+        cells.emplace_back(job->results[i].name,
+                           r && i < r->values.size() ? to_json(r->values[i]) : nlohmann::json());
+      }
+    }
+    cells.emplace_back("status", r == nullptr              ? "pending"
+                                 : r->status == Status::ok ? "ok"
+                                                           : "failed");
+    cells.emplace_back("error", r ? r->error : "");
+    out.row(cells);
+  });
+  return kExitOk;
+}
+
+int do_failed(const std::string& path) {
+  Store s = Store::open(path, {.read_only = true});
+  std::uint64_t n = 0;
+  s.for_each([&](const Record& r) {
+    if (r.status != Status::failed) return;
+    ++n;
+    std::string params;
+    if (const JobInfo* job = s.find_job(r.job, r.job_version)) {
+      for (std::size_t i = 0; i < r.params.size() && i < job->params.size(); ++i) {
+        params += (params.empty() ? "" : " ") + job->params[i].name + "=" +
+                  detail::format_value(r.params[i]);
+      }
+    }
+    std::printf("%s %s v%lld %s: %s\n", r.key.hex().c_str(), r.job.c_str(),
+                static_cast<long long>(r.job_version), params.c_str(), r.error.c_str());
+  });
+  std::fprintf(stderr, "%llu failed tasks\n", static_cast<unsigned long long>(n));
+  return kExitOk;
+}
+
+int do_verify(const std::string& path) {
+  Store s = Store::open(path, {.read_only = true});
+  std::uint64_t records = 0, tasks = 0;
+  std::vector<Problem> problems = s.problems();
+  try {
+    s.for_each([&](const Record&) { ++records; });
+    for (const auto& run : s.runs())
+      s.for_each_task(run.id, [&](const TaskKey&, const Record*) { ++tasks; });
+  } catch (const Error& e) {
+    problems.push_back({path, e.what()});
+  }
+  for (const auto& p : problems) std::printf("DAMAGED %s: %s\n", p.file.c_str(), p.what.c_str());
+  std::printf("%s: %llu records, %zu runs, %llu task-list entries: %s\n", path.c_str(),
+              static_cast<unsigned long long>(records), s.runs().size(),
+              static_cast<unsigned long long>(tasks),
+              problems.empty() ? "every checksum and index is sound" : "damaged");
+  return problems.empty() ? kExitOk : kExitRuntime;
+}
+
+int do_jobs() {
+  for (const auto& j : registry()) {
+    std::printf("%s (version %lld): %s\n", j.info.name.c_str(),
+                static_cast<long long>(j.info.version), j.info.description.c_str());
+    for (const auto* fields : {&j.info.params, &j.info.results}) {
+      for (const auto& f : *fields) {
+        std::printf("  %-7s %-12s %-7s %s%s\n", fields == &j.info.params ? "param" : "result",
+                    f.name.c_str(), detail::type_name(f.type), f.description.c_str(),
+                    f.unit.empty() ? "" : (" [" + f.unit + "]").c_str());
+      }
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- public
+
+const Value& Params::at(std::string_view name) const {
+  for (std::size_t i = 0; i < fields_.size(); ++i)
+    if (fields_[i].name == name && i < values_.size()) return values_[i];
+  throw UsageError("no parameter '" + std::string(name) + "'");
+}
+std::int64_t Params::integer(std::string_view name) const {
+  const Value& v = at(name);
+  if (v.index() != 0) throw UsageError("parameter '" + std::string(name) + "' is not an int64");
+  return std::get<std::int64_t>(v);
+}
+double Params::number(std::string_view name) const {
+  const Value& v = at(name);
+  if (v.index() == 0) return static_cast<double>(std::get<std::int64_t>(v));
+  if (v.index() != 1) throw UsageError("parameter '" + std::string(name) + "' is not a number");
+  return std::get<double>(v);
+}
+bool Params::flag(std::string_view name) const {
+  const Value& v = at(name);
+  if (v.index() != 2) throw UsageError("parameter '" + std::string(name) + "' is not a bool");
+  return std::get<bool>(v);
+}
+const std::string& Params::text(std::string_view name) const {
+  const Value& v = at(name);
+  if (v.index() != 3) throw UsageError("parameter '" + std::string(name) + "' is not a string");
+  return std::get<std::string>(v);
+}
+
+void register_job(CommandJob job) {
+  for (const auto& j : registry()) {
+    if (j.info.name == job.info.name)
+      throw UsageError("job " + job.info.name + " is registered twice");
+  }
+  if (!job.fn) throw UsageError("job " + job.info.name + " has no function");
+  registry().push_back(std::move(job));
+}
+
+const std::vector<CommandJob>& registered_jobs() {
+  return registry();
+}
+
+int run_command_line(int argc, char** argv) {
+  CLI::App app{
+      "mpibatch: run very large batches of independent tasks under MPI, with every result kept in "
+      "a crash-safe HDF5 store that is also the cache.\nExit statuses: 0 done, 1 runtime error, "
+      "2 bad usage or input, 3 stopped early (resumable), 4 tasks failed.",
+      "mpibatch"};
+  app.require_subcommand(1);
+
+  RunArgs ra;
+  auto* run = app.add_subcommand("run",
+                                 "Run a job over tasks; rerun to resume.\nExample:\n  mpirun -n 3 "
+                                 "mpibatch run pi --grid row=0..99 --param order=6 --store pi.h5");
+  run->add_option("job", ra.job, "The job (see 'mpibatch jobs')")->required();
+  run->add_option("--tasks", ra.tasks.tasks_file,
+                  "Tasks file: CSV with a header, JSON lines (.jsonl), or plain "
+                  "text with one value per line");
+  run->add_option("--grid", ra.tasks.grid,
+                  "name=v1,v2,... or name=a..b[:step]: the Cartesian product")
+      ->allow_extra_args(false);
+  run->add_option("--param", ra.tasks.params, "name=value: the same value for every task")
+      ->allow_extra_args(false);
+  run->add_option("--store", ra.store, "The store (default JOB.h5)");
+  run->add_option("--batch", ra.batch, "Tasks per batch: auto or a number")->capture_default_str();
+  run->add_option("--retries", ra.retries, "Extra attempts for a failing task")
+      ->check(CLI::NonNegativeNumber);
+  run->add_flag("--fail-fast", ra.fail_fast, "Stop at the first task that fails for good");
+  run->add_flag("--skip-failed", ra.skip_failed,
+                "Count stored failures as done instead of retrying them");
+  run->add_option("--checkpoint-every", ra.checkpoint, "Commit at least every SECONDS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  run->add_option("--progress", ra.progress, "auto, bar, log, json or none")
+      ->check(CLI::IsMember({"auto", "bar", "log", "json", "none"}))
+      ->capture_default_str();
+  run->add_option("--progress-file", ra.progress_file, "Also write JSON progress lines to FILE");
+  run->add_option("--time-limit", ra.time_limit,
+                  "Stop this long after the start (90, 15m, 2h, 1:30:00)");
+  run->add_option("--grace", ra.grace, "Stop dispatching GRACE seconds before the time limit")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+
+  std::string store_path, format = "csv", out_file;
+  std::int64_t run_id = 0;
+  bool json = false;
+  auto* status =
+      app.add_subcommand("status",
+                         "A store's latest run (or --run ID): totals, rate, ETA, ranks; "
+                         "works while a run writes it.\nExample:\n  mpibatch status pi.h5 --json");
+  status->add_option("store", store_path, "The store")->required();
+  status->add_option("--run", run_id, "Run id (default: the latest)");
+  status->add_flag("--json", json, "One JSON object");
+  auto* exp = app.add_subcommand("export",
+                                 "One row per task in task order: params, results, status, error.\n"
+                                 "Example:\n  mpibatch export pi.h5 --format csv -o pi.csv");
+  exp->add_option("store", store_path, "The store")->required();
+  exp->add_option("--run", run_id, "Run id (default: the latest)");
+  exp->add_option("--format", format, "csv or jsonl")
+      ->check(CLI::IsMember({"csv", "jsonl"}))
+      ->capture_default_str();
+  exp->add_option("-o,--output", out_file, "Output file (default: standard output)");
+  auto* failed = app.add_subcommand(
+      "failed", "The failed tasks with their messages.\nExample:\n  mpibatch failed pi.h5");
+  failed->add_option("store", store_path, "The store")->required();
+  auto* verify = app.add_subcommand("verify",
+                                    "Check every checksum and index; say what is wrong and where.\n"
+                                    "Example:\n  mpibatch verify pi.h5");
+  verify->add_option("store", store_path, "The store")->required();
+  auto* compact = app.add_subcommand("compact",
+                                     "Merge the store into one self-contained HDF5 file.\n"
+                                     "Example:\n  mpibatch compact pi.h5");
+  compact->add_option("store", store_path, "The store")->required();
+  app.add_subcommand(
+      "jobs",
+      "The jobs this program knows, with parameters and results.\nExample:\n  mpibatch jobs");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  try {
+    if (run->parsed()) return do_run(ra, argc, argv);
+    if (status->parsed()) return do_status(store_path, run_id, json);
+    if (exp->parsed()) return do_export(store_path, run_id, format, out_file);
+    if (failed->parsed()) return do_failed(store_path);
+    if (verify->parsed()) return do_verify(store_path);
+    if (compact->parsed()) {
+      Store s = Store::open(store_path, {.create = false});
+      s.compact();
+      s.close();
+      std::fprintf(stderr, "mpibatch compact: %s is one file now\n", store_path.c_str());
+      return kExitOk;
+    }
+    return do_jobs();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "mpibatch: %s\n", e.what());
+    return e.exit_status();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mpibatch: %s\n", e.what());
+    return kExitRuntime;
+  }
+}
+
+}  // namespace mpibatch

@@ -1,0 +1,386 @@
+#include "cli/task_rows.hpp"
+
+#include <csv.h>
+
+#include <cmath>
+#include <deque>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/values.hpp"
+#include "mpibatch/error.hpp"
+
+namespace mpibatch::detail {
+
+namespace {
+
+std::string names_of(const std::vector<Field>& fields) {
+  std::string out;
+  for (const auto& f : fields) out += (out.empty() ? "" : ", ") + f.name;
+  return out.empty() ? "none" : out;
+}
+
+int param_index(const JobInfo& job, const std::string& name, const std::string& where) {
+  for (std::size_t i = 0; i < job.params.size(); ++i)
+    if (job.params[i].name == name) return static_cast<int>(i);
+  throw UsageError(where + ": job " + job.name + " has no parameter '" + name +
+                   "' (it has: " + names_of(job.params) + ")");
+}
+
+std::pair<std::string, std::string> split_assignment(const std::string& text, const char* option) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw UsageError(std::string(option) + " '" + text + "': expected name=value");
+  }
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+}  // namespace
+
+// One grid dimension: a list, or an arithmetic range computed on demand.
+struct TaskRows::Dim {
+  std::vector<Value> list;
+  bool range = false;
+  bool integer = false;
+  double start = 0, step = 1;
+  std::uint64_t count = 0;
+  std::uint64_t size() const { return range ? count : list.size(); }
+  Value at(std::uint64_t i) const {
+    if (!range) return list[i];
+    const double v = start + step * static_cast<double>(i);
+    if (integer)
+      return Value(std::in_place_type<std::int64_t>, static_cast<std::int64_t>(std::llround(v)));
+    return Value(std::in_place_type<double>, v);
+  }
+};
+
+// ---------------------------------------------------------------- files
+
+class TaskRows::FileRows {
+ public:
+  virtual ~FileRows() = default;
+  virtual bool next(std::vector<Value>& row) = 0;  // values of the file's params, in order
+  std::vector<int> params;                         // job param index of each value
+};
+
+namespace {
+
+class CsvRows : public TaskRows::FileRows {
+ public:
+  CsvRows(const JobInfo& job, const std::string& path) : job_(job), path_(path), in_(path) {
+    if (!in_) throw UsageError("--tasks " + path + ": cannot open the file");
+    if (csv_init(&parser_, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
+      throw Error("csv_init failed");
+    }
+    std::vector<std::string> header;
+    if (!next_record(header)) throw UsageError(path + ": empty file; expected a header row");
+    for (const auto& h : header) params.push_back(param_index(job, h, path + " header"));
+  }
+  ~CsvRows() override { csv_free(&parser_); }
+
+  bool next(std::vector<Value>& row) override {
+    std::vector<std::string> cells;
+    if (!next_record(cells)) return false;
+    ++row_;
+    const std::string where =
+        path_ + " row " + std::to_string(row_) + " (line " + std::to_string(record_line_) + ")";
+    if (cells.size() != params.size()) {
+      throw UsageError(where + ": " + std::to_string(cells.size()) + " fields; the header has " +
+                       std::to_string(params.size()));
+    }
+    row.clear();
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      const Field& f = job_.params[static_cast<std::size_t>(params[c])];
+      row.push_back(parse_value(f, cells[c], where + ", column '" + f.name + "'"));
+    }
+    return true;
+  }
+
+ private:
+  static void on_field(void* s, std::size_t len, void* data) {
+    auto* self = static_cast<CsvRows*>(data);
+    if (self->fields_.empty()) self->record_line_ = self->line_;
+    self->fields_.emplace_back(static_cast<const char*>(s), len);
+  }
+  static void on_row(int, void* data) {
+    auto* self = static_cast<CsvRows*>(data);
+    self->records_.push_back(std::move(self->fields_));
+    self->fields_.clear();
+  }
+
+  // Feeds the parser a line at a time so that errors can name their line.
+  bool next_record(std::vector<std::string>& out) {
+    std::string line;
+    while (records_.empty() && !eof_) {
+      if (std::getline(in_, line)) {
+        ++line_;
+        line += '\n';
+        if (csv_parse(&parser_, line.data(), line.size(), on_field, on_row, this) != line.size()) {
+          throw UsageError(path_ + " line " + std::to_string(line_) + ": " +
+                           csv_strerror(csv_error(&parser_)));
+        }
+      } else {
+        eof_ = true;
+        if (csv_fini(&parser_, on_field, on_row, this) != 0) {
+          throw UsageError(path_ + " line " + std::to_string(record_line_) + ": " +
+                           csv_strerror(csv_error(&parser_)) + " (an unterminated quoted field?)");
+        }
+      }
+    }
+    if (records_.empty()) return false;
+    out = std::move(records_.front());
+    records_.pop_front();
+    // A blank line is an empty record: skip it.
+    if (out.size() == 1 && out[0].empty()) return next_record(out);
+    return true;
+  }
+
+  const JobInfo& job_;
+  std::string path_;
+  std::ifstream in_;
+  csv_parser parser_{};
+  std::vector<std::string> fields_;
+  std::deque<std::vector<std::string>> records_;
+  std::uint64_t line_ = 0, record_line_ = 0, row_ = 0;
+  bool eof_ = false;
+};
+
+class JsonRows : public TaskRows::FileRows {
+ public:
+  JsonRows(const JobInfo& job, const std::string& path, std::vector<int> wanted)
+      : job_(job), path_(path), in_(path) {
+    if (!in_) throw UsageError("--tasks " + path + ": cannot open the file");
+    params = std::move(wanted);
+  }
+  bool next(std::vector<Value>& row) override {
+    std::string line;
+    while (std::getline(in_, line)) {
+      ++line_;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = path_ + " line " + std::to_string(line_);
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::parse_error& e) {
+        throw UsageError(where + ": not JSON: " + e.what());
+      }
+      if (!j.is_object()) throw UsageError(where + ": expected a JSON object of parameters");
+      for (const auto& [k, v] : j.items()) {
+        const int p = param_index(job_, k, where);
+        if (std::find(params.begin(), params.end(), p) == params.end()) {
+          throw UsageError(where + ": parameter '" + k + "' is already given by --param or --grid");
+        }
+      }
+      row.clear();
+      for (int p : params) {
+        const Field& f = job_.params[static_cast<std::size_t>(p)];
+        const std::string at = where + ", field '" + f.name + "'";
+        if (!j.contains(f.name)) throw UsageError(at + ": missing");
+        const auto& v = j[f.name];
+        auto wrong = [&]() {
+          throw UsageError(at + ": expected " + type_name(f.type) + ", got " + v.type_name());
+        };
+        switch (f.type) {
+          case FieldType::int64:
+            if (!v.is_number_integer()) wrong();
+            row.emplace_back(std::in_place_type<std::int64_t>, v.get<std::int64_t>());
+            break;
+          case FieldType::float64:
+            if (!v.is_number()) wrong();
+            row.emplace_back(std::in_place_type<double>, v.get<double>());
+            break;
+          case FieldType::boolean:
+            if (!v.is_boolean()) wrong();
+            row.emplace_back(std::in_place_type<bool>, v.get<bool>());
+            break;
+          case FieldType::string:
+            if (!v.is_string()) wrong();
+            row.emplace_back(std::in_place_type<std::string>, v.get<std::string>());
+            break;
+        }
+      }
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  const JobInfo& job_;
+  std::string path_;
+  std::ifstream in_;
+  std::uint64_t line_ = 0;
+};
+
+class TextRows : public TaskRows::FileRows {
+ public:
+  TextRows(const JobInfo& job, const std::string& path, int param)
+      : job_(job), path_(path), in_(path) {
+    if (!in_) throw UsageError("--tasks " + path + ": cannot open the file");
+    params = {param};
+  }
+  bool next(std::vector<Value>& row) override {
+    std::string line;
+    while (std::getline(in_, line)) {
+      ++line_;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const Field& f = job_.params[static_cast<std::size_t>(params[0])];
+      row.assign(1, parse_value(f, line, path_ + " line " + std::to_string(line_)));
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  const JobInfo& job_;
+  std::string path_;
+  std::ifstream in_;
+  std::uint64_t line_ = 0;
+};
+
+bool ends_with(const std::string& s, const char* suffix) {
+  return s.ends_with(suffix);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- rows
+
+TaskRows::TaskRows(const JobInfo& job, const TaskSpec& spec) : job_(job) {
+  source_.assign(job.params.size(), -3);  // -3: not given yet
+  fixed_.resize(job.params.size());
+  auto take = [&](int p, int kind, const std::string& where) {
+    if (source_[static_cast<std::size_t>(p)] != -3) {
+      throw UsageError(where + ": parameter '" + job.params[static_cast<std::size_t>(p)].name +
+                       "' is given twice");
+    }
+    source_[static_cast<std::size_t>(p)] = kind;
+  };
+  for (const auto& text : spec.params) {
+    const auto [name, value] = split_assignment(text, "--param");
+    const int p = param_index(job, name, "--param " + text);
+    take(p, -1, "--param " + text);
+    fixed_[static_cast<std::size_t>(p)] =
+        parse_value(job.params[static_cast<std::size_t>(p)], value, "--param " + text);
+  }
+  for (const auto& text : spec.grid) {
+    const auto [name, value] = split_assignment(text, "--grid");
+    const std::string where = "--grid " + text;
+    const int p = param_index(job, name, where);
+    take(p, static_cast<int>(dims_.size()), where);
+    const Field& f = job.params[static_cast<std::size_t>(p)];
+    Dim d;
+    if (auto dots = value.find(".."); dots != std::string::npos && f.type != FieldType::string) {
+      if (f.type != FieldType::int64 && f.type != FieldType::float64) {
+        throw UsageError(where + ": a range needs a number parameter; '" + f.name + "' is " +
+                         type_name(f.type));
+      }
+      const auto colon = value.find(':', dots);
+      const std::string a = value.substr(0, dots);
+      const std::string b =
+          value.substr(dots + 2, colon == std::string::npos ? std::string::npos : colon - dots - 2);
+      const Value va = parse_value(f, a, where), vb = parse_value(f, b, where);
+      const Value vs = colon == std::string::npos ? parse_value(f, "1", where)
+                                                  : parse_value(f, value.substr(colon + 1), where);
+      auto num = [](const Value& v) {
+        return v.index() == 0 ? static_cast<double>(std::get<std::int64_t>(v))
+                              : std::get<double>(v);
+      };
+      d.range = true;
+      d.integer = f.type == FieldType::int64;
+      d.start = num(va);
+      d.step = num(vs);
+      const double end = num(vb);
+      if (d.step <= 0) throw UsageError(where + ": the step must be > 0");
+      if (end < d.start) throw UsageError(where + ": the range ends before it starts");
+      d.count = static_cast<std::uint64_t>(std::floor((end - d.start) / d.step + 1e-9)) + 1;
+    } else {
+      std::size_t from = 0;
+      while (true) {
+        const auto comma = value.find(',', from);
+        d.list.push_back(parse_value(
+            f, value.substr(from, comma == std::string::npos ? std::string::npos : comma - from),
+            where));
+        if (comma == std::string::npos) break;
+        from = comma + 1;
+      }
+    }
+    dims_.push_back(std::move(d));
+  }
+  std::vector<int> rest;  // params still without a value: the file's
+  for (std::size_t p = 0; p < job.params.size(); ++p)
+    if (source_[p] == -3) rest.push_back(static_cast<int>(p));
+
+  if (!spec.tasks_file.empty()) {
+    const std::string& path = spec.tasks_file;
+    if (ends_with(path, ".csv")) {
+      file_ = std::make_unique<CsvRows>(job, path);
+      for (int p : file_->params) take(p, -2, path + " header");
+    } else if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson") ||
+               ends_with(path, ".json")) {
+      file_ = std::make_unique<JsonRows>(job, path, rest);
+      for (int p : rest) take(p, -2, path);
+    } else {
+      if (rest.size() != 1) {
+        throw UsageError("--tasks " + path +
+                         ": a plain text file (one value per line) serves a job with one "
+                         "parameter left to give; job " +
+                         job.name + " has " + std::to_string(rest.size()) + " (" +
+                         names_of(job.params) + "). Use a .csv or .jsonl file");
+      }
+      file_ = std::make_unique<TextRows>(job, path, rest[0]);
+      take(rest[0], -2, path);
+    }
+  }
+  for (std::size_t p = 0; p < job.params.size(); ++p) {
+    if (source_[p] == -3) {
+      throw UsageError("job " + job.name + ": parameter '" + job.params[p].name +
+                       "' has no value: give it with --param, --grid or a column of --tasks");
+    }
+  }
+  odometer_.assign(dims_.size(), 0);
+  for (const auto& d : dims_)
+    if (d.size() == 0) done_ = true;
+}
+
+TaskRows::~TaskRows() = default;
+
+// Steps the grid like an odometer, last dimension fastest; false after the last point.
+bool TaskRows::advance_grid() {
+  for (std::size_t i = dims_.size(); i-- > 0;) {
+    if (++odometer_[i] < dims_[i].size()) return true;
+    odometer_[i] = 0;
+  }
+  return false;
+}
+
+bool TaskRows::next(std::vector<Value>& row) {
+  if (done_) return false;
+  if (!started_ || !advance_grid()) {
+    // A new file row (or, without a file, the single pass over the grid).
+    if (file_) {
+      if (!file_->next(file_row_)) {
+        done_ = true;
+        return false;
+      }
+    } else if (started_) {
+      done_ = true;
+      return false;
+    }
+    started_ = true;
+  }
+  row.assign(job_.params.size(), Value());
+  for (std::size_t p = 0; p < job_.params.size(); ++p) {
+    const int s = source_[p];
+    if (s == -1)
+      row[p] = fixed_[p];
+    else if (s >= 0)
+      row[p] = dims_[static_cast<std::size_t>(s)].at(odometer_[static_cast<std::size_t>(s)]);
+  }
+  if (file_) {
+    for (std::size_t i = 0; i < file_->params.size(); ++i)
+      row[static_cast<std::size_t>(file_->params[i])] = file_row_[i];
+  }
+  return true;
+}
+
+}  // namespace mpibatch::detail

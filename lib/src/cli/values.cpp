@@ -1,0 +1,154 @@
+#include "cli/values.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "mpibatch/error.hpp"
+
+namespace mpibatch::detail {
+
+const char* type_name(FieldType t) {
+  switch (t) {
+    case FieldType::int64:
+      return "int64";
+    case FieldType::float64:
+      return "float64";
+    case FieldType::boolean:
+      return "bool";
+    case FieldType::string:
+      return "string";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+[[noreturn]] void bad(const Field& f, std::string_view text, const std::string& where) {
+  throw UsageError(where + ": '" + std::string(text) + "' is not a valid " + type_name(f.type) +
+                   " for parameter '" + f.name + "'");
+}
+
+}  // namespace
+
+Value parse_value(const Field& field, std::string_view raw, const std::string& where) {
+  const std::string_view text = field.type == FieldType::string ? raw : trim(raw);
+  switch (field.type) {
+    case FieldType::int64: {
+      std::int64_t v = 0;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc() || p != text.data() + text.size() || text.empty())
+        bad(field, raw, where);
+      return Value(std::in_place_type<std::int64_t>, v);
+    }
+    case FieldType::float64: {
+      double v = 0;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc() || p != text.data() + text.size() || text.empty())
+        bad(field, raw, where);
+      return Value(std::in_place_type<double>, v);
+    }
+    case FieldType::boolean: {
+      if (text == "true" || text == "1" || text == "yes" || text == "True" || text == "TRUE") {
+        return Value(std::in_place_type<bool>, true);
+      }
+      if (text == "false" || text == "0" || text == "no" || text == "False" || text == "FALSE") {
+        return Value(std::in_place_type<bool>, false);
+      }
+      bad(field, raw, where);
+    }
+    case FieldType::string:
+      return Value(std::in_place_type<std::string>, std::string(text));
+  }
+  bad(field, raw, where);
+}
+
+std::string format_value(const Value& v) {
+  switch (v.index()) {
+    case 0:
+      return std::to_string(std::get<std::int64_t>(v));
+    case 1: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.17g", std::get<double>(v));
+      return buf;
+    }
+    case 2:
+      return std::get<bool>(v) ? "true" : "false";
+    default:
+      return std::get<std::string>(v);
+  }
+}
+
+double parse_duration(std::string_view raw, const std::string& option) {
+  const std::string_view text = trim(raw);
+  auto fail = [&]() -> double {
+    throw UsageError(option + " '" + std::string(raw) +
+                     "': use seconds (90), units (90s, 15m, 2h, 1h30m) or [D-]HH:MM:SS");
+  };
+  if (text.empty()) fail();
+  auto number = [&](std::string_view s) {
+    double v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || s.empty() || v < 0) fail();
+    return v;
+  };
+  if (text.find(':') != std::string_view::npos || text.find('-') != std::string_view::npos) {
+    double days = 0;
+    std::string_view rest = text;
+    if (auto dash = rest.find('-'); dash != std::string_view::npos) {
+      days = number(rest.substr(0, dash));
+      rest.remove_prefix(dash + 1);
+    }
+    std::vector<double> parts;
+    while (true) {
+      const auto colon = rest.find(':');
+      parts.push_back(number(rest.substr(0, colon)));
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+    if (parts.size() > 3) fail();
+    double secs = 0;
+    // H:M:S, M:S; with days, Slurm reads D-H, D-H:M, D-H:M:S.
+    if (days > 0 || text.find('-') != std::string_view::npos) {
+      const double mult[] = {3600, 60, 1};
+      for (std::size_t i = 0; i < parts.size(); ++i) secs += parts[i] * mult[i];
+    } else {
+      for (double p : parts) secs = secs * 60 + p;
+    }
+    return days * 86400 + secs;
+  }
+  double total = 0;
+  std::size_t i = 0;
+  bool any_unit = false;
+  while (i < text.size()) {
+    std::size_t j = i;
+    while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.'))
+      ++j;
+    const double v = number(text.substr(i, j - i));
+    if (j == text.size()) {
+      if (any_unit) fail();  // "1h30" is ambiguous
+      return total + v;
+    }
+    const char unit = text[j];
+    const double mult = unit == 's'   ? 1
+                        : unit == 'm' ? 60
+                        : unit == 'h' ? 3600
+                        : unit == 'd' ? 86400
+                                      : fail();
+    total += v * mult;
+    any_unit = true;
+    i = j + 1;
+  }
+  return total;
+}
+
+}  // namespace mpibatch::detail
