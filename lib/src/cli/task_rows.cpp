@@ -99,13 +99,14 @@ class CsvRows : public TaskRows::FileRows {
  private:
   static void on_field(void* s, std::size_t len, void* data) {
     auto* self = static_cast<CsvRows*>(data);
-    if (self->fields_.empty()) self->record_line_ = self->line_;
     self->fields_.emplace_back(static_cast<const char*>(s), len);
   }
+  // A record ends with the line just fed; the next one starts on the next line.
   static void on_row(int, void* data) {
     auto* self = static_cast<CsvRows*>(data);
-    self->records_.push_back(std::move(self->fields_));
+    self->records_.push_back({self->start_line_, std::move(self->fields_)});
     self->fields_.clear();
+    self->start_line_ = self->line_ + 1;
   }
 
   // Feeds the parser a line at a time so that errors can name their line.
@@ -122,13 +123,14 @@ class CsvRows : public TaskRows::FileRows {
       } else {
         eof_ = true;
         if (csv_fini(&parser_, on_field, on_row, this) != 0) {
-          throw UsageError(path_ + " line " + std::to_string(record_line_) + ": " +
+          throw UsageError(path_ + " line " + std::to_string(start_line_) + ": " +
                            csv_strerror(csv_error(&parser_)) + " (an unterminated quoted field?)");
         }
       }
     }
     if (records_.empty()) return false;
-    out = std::move(records_.front());
+    record_line_ = records_.front().first;
+    out = std::move(records_.front().second);
     records_.pop_front();
     // A blank line is an empty record: skip it.
     if (out.size() == 1 && out[0].empty()) return next_record(out);
@@ -140,8 +142,8 @@ class CsvRows : public TaskRows::FileRows {
   std::ifstream in_;
   csv_parser parser_{};
   std::vector<std::string> fields_;
-  std::deque<std::vector<std::string>> records_;
-  std::uint64_t line_ = 0, record_line_ = 0, row_ = 0;
+  std::deque<std::pair<std::uint64_t, std::vector<std::string>>> records_;  // (first line, fields)
+  std::uint64_t line_ = 0, start_line_ = 1, record_line_ = 0, row_ = 0;
   bool eof_ = false;
 };
 

@@ -1,0 +1,211 @@
+"""The mpibatch command, end to end: real mpirun, real files, real exit statuses.
+
+Usage: cli_test.py MPIBATCH_BINARY   (run by ctest; needs mpirun on PATH)
+"""
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+MPIBATCH = sys.argv.pop(1)
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
+def leibniz(order):
+    return sum((4.0 if k % 2 == 0 else -4.0) / (2 * k + 1) for k in range(10 ** order))
+
+
+class Cli(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mpibatch-cli-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def mpibatch(self, *args, np=None, check=None):
+        cmd = [MPIBATCH, *args]
+        if np is not None:
+            cmd = ["mpirun", "-n", str(np), "--oversubscribe", *cmd]
+        p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+        if check is not None:
+            self.assertEqual(p.returncode, check, "%s\nstdout: %s\nstderr: %s" % (cmd, p.stdout, p.stderr))
+        return p
+
+    def export(self, store, fmt="csv"):
+        out = self.mpibatch("export", store, "--format", fmt, check=0).stdout
+        if fmt == "csv":
+            return list(csv.DictReader(io.StringIO(out)))
+        return [json.loads(line) for line in out.splitlines()]
+
+    def status(self, store):
+        return json.loads(self.mpibatch("status", store, "--json", check=0).stdout)
+
+    def test_jobs_lists_the_builtin_jobs(self):
+        out = self.mpibatch("jobs", check=0).stdout
+        for name in ("pi (version 1)", "sqrt (version 1)", "sleep (version 1)"):
+            self.assertIn(name, out)
+
+    def test_every_verb_has_help_with_an_example(self):
+        for verb in ("run", "status", "export", "failed", "verify", "compact", "jobs"):
+            out = self.mpibatch(verb, "--help", check=0).stdout
+            self.assertIn("Example", out, verb)
+
+    def test_pi_grid_at_1_to_4_ranks_then_rerun_serves_everything_from_the_store(self):
+        for np in (1, 2, 3, 4):
+            store = self.path("pi%d.h5" % np)
+            args = ("run", "pi", "--grid", "row=0..29", "--param", "order=4", "--store", store, "--progress", "none")
+            self.mpibatch(*args, np=np, check=0)
+            rows = self.export(store)
+            self.assertEqual([int(r["row"]) for r in rows], list(range(30)), "task order")
+            want = leibniz(4)
+            for r in rows:
+                self.assertEqual(r["status"], "ok")
+                self.assertAlmostEqual(float(r["value"]), want, places=12)
+                self.assertAlmostEqual(float(r["deviation"]), want - math.pi, places=12)
+            self.mpibatch(*args, np=np, check=0)
+            s = self.status(store)
+            self.assertEqual((s["total"], s["computed"], s["cached"], s["state"]), (30, 0, 30, "finished"))
+            self.assertEqual(s["ranks"], np)
+
+    def test_grid_product_lists_ranges_with_steps(self):
+        store = self.path("g.h5")
+        self.mpibatch("run", "pi", "--grid", "row=1,5", "--grid", "order=0..4:2", "--store", store,
+                      "--progress", "none", check=0)
+        got = [(int(r["row"]), int(r["order"])) for r in self.export(store)]
+        self.assertEqual(got, [(1, 0), (1, 2), (1, 4), (5, 0), (5, 2), (5, 4)])
+
+    def test_tasks_from_csv_jsonl_and_text(self):
+        with open(self.path("t.csv"), "w") as f:
+            f.write('x\n1.5\n" -2"\n3\n')
+        with open(self.path("t.jsonl"), "w") as f:
+            f.write('{"x": 4}\n\n{"x": -5.5}\n')
+        with open(self.path("t.txt"), "w") as f:
+            f.write("6\n-7.25\n")
+        for name, want in (("t.csv", [1.5, -2, 3]), ("t.jsonl", [4, -5.5]), ("t.txt", [6, -7.25])):
+            store = self.path(name + ".h5")
+            self.mpibatch("run", "sqrt", "--tasks", self.path(name), "--store", store, "--progress", "none",
+                          np=2, check=0)
+            rows = self.export(store, "jsonl")
+            self.assertEqual([r["x"] for r in rows], want, name)
+            self.assertEqual([r["value"] for r in rows], [abs(x) for x in want], name)
+
+    def test_csv_file_times_grid_with_quoted_fields(self):
+        with open(self.path("rows.csv"), "w") as f:
+            f.write('row\n"7"\n8\n')
+        store = self.path("rg.h5")
+        self.mpibatch("run", "pi", "--tasks", self.path("rows.csv"), "--grid", "order=1,2", "--store", store,
+                      "--progress", "none", check=0)
+        got = [(int(r["row"]), int(r["order"])) for r in self.export(store)]
+        self.assertEqual(got, [(7, 1), (7, 2), (8, 1), (8, 2)])
+
+    def test_bad_input_is_one_clear_line_and_exit_2_and_no_store(self):
+        with open(self.path("bad.csv"), "w") as f:
+            f.write("row,order\n1,2\n2,2\n3,two\n")
+        with open(self.path("cols.csv"), "w") as f:
+            f.write("row,ordr\n1,2\n")
+        with open(self.path("quote.csv"), "w") as f:
+            f.write('row,order\n1,2\n"2,3\n')
+        with open(self.path("bad.jsonl"), "w") as f:
+            f.write('{"x": 1}\n{"x": "one"}\n')
+        with open(self.path("broken.jsonl"), "w") as f:
+            f.write('{"x": 1}\n{"x": \n')
+        cases = [
+            (["run", "pi", "--tasks", self.path("bad.csv")], ["bad.csv row 3 (line 4)", "column 'order'", "'two'", "int64"]),
+            (["run", "pi", "--tasks", self.path("cols.csv")], ["cols.csv header", "no parameter 'ordr'", "row, order"]),
+            (["run", "pi", "--tasks", self.path("quote.csv")], ["quote.csv line 3"]),
+            (["run", "sqrt", "--tasks", self.path("bad.jsonl")], ["bad.jsonl line 2", "field 'x'", "expected float64, got string"]),
+            (["run", "sqrt", "--tasks", self.path("broken.jsonl")], ["broken.jsonl line 2", "not JSON"]),
+            (["run", "pi", "--grid", "row=0..3"], ["parameter 'order' has no value"]),
+            (["run", "pi", "--grid", "row=5..3", "--param", "order=1"], ["--grid row=5..3", "ends before it starts"]),
+            (["run", "pi", "--grid", "row=0..3", "--param", "order=1", "--param", "order=2"], ["given twice"]),
+            (["run", "pi", "--grid", "row=0..3", "--param", "order=1", "--time-limit", "soon"], ["--time-limit 'soon'"]),
+            (["run", "nope"], ["no job named 'nope'", "pi"]),
+            (["run", "pi", "--batch", "0", "--param", "row=1", "--param", "order=1"], ["--batch '0'"]),
+            (["status", self.path("missing.h5")], ["missing.h5", "no such store"]),
+            (["run"], ["job is required"]),
+        ]
+        for args, needles in cases:
+            for np in ((None, 2) if args[0] == "run" and len(args) > 2 else (None,)):
+                p = self.mpibatch(*args, np=np)
+                self.assertEqual(p.returncode, 2, "%s: %s" % (args, p.stderr))
+                for needle in needles:
+                    self.assertIn(needle, p.stderr, args)
+        self.assertEqual([f for f in os.listdir(self.dir) if f.endswith(".h5")], [], "bad input made a store")
+
+    def test_failed_tasks_exit_4_and_are_listed(self):
+        store = self.path("s.h5")
+        p = self.mpibatch("run", "sleep", "--grid", "seconds=-1,0,-2", "--store", store, "--progress", "none", np=2)
+        self.assertEqual(p.returncode, 4, p.stderr)
+        out = self.mpibatch("failed", store, check=0).stdout
+        self.assertIn("seconds=-1: seconds must be >= 0", out)
+        self.assertIn("seconds=-2: seconds must be >= 0", out)
+        self.assertEqual(len(out.splitlines()), 2)
+        self.assertEqual(self.status(store)["failed"], 2)
+
+    def test_time_limit_stops_with_3_and_the_same_command_resumes(self):
+        store = self.path("t.h5")
+        # 120 distinct tasks of about 50 ms: 6 s of work for one worker.
+        with open(self.path("secs.txt"), "w") as f:
+            f.write("".join("0.05%03d\n" % i for i in range(120)))
+        args = ("run", "sleep", "--tasks", self.path("secs.txt"), "--store", store, "--progress", "none")
+        p = self.mpibatch(*args, "--time-limit", "3", "--grace", "1", np=2)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("run the same command again to resume", p.stderr)
+        s = self.status(store)
+        self.assertEqual(s["state"], "stopped")
+        self.assertLess(s["computed"], 120)
+        self.mpibatch(*args, np=2, check=0)
+        self.assertEqual(self.status(store)["done"], 120)
+
+    def test_status_of_a_store_that_a_run_is_writing(self):
+        store = self.path("live.h5")
+        with open(self.path("secs.txt"), "w") as f:
+            f.write("".join("0.02%02d\n" % i for i in range(100)))
+        run = subprocess.Popen(["mpirun", "-n", "2", "--oversubscribe", MPIBATCH, "run", "sleep", "--tasks",
+                                self.path("secs.txt"), "--store", store, "--progress", "none",
+                                "--checkpoint-every", "0.2"], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        seen = []
+        try:
+            deadline = time.time() + 60
+            while run.poll() is None and time.time() < deadline:
+                p = self.mpibatch("status", store, "--json")
+                if p.returncode == 0:
+                    s = json.loads(p.stdout)
+                    if s["state"] == "running":
+                        seen.append(s["done"])
+                time.sleep(0.2)
+        finally:
+            run.wait(timeout=60)
+        self.assertEqual(run.returncode, 0)
+        self.assertGreaterEqual(len(seen), 2, "status never saw the run running")
+        self.assertEqual(seen, sorted(seen))
+        self.assertEqual(self.status(store)["done"], 100)
+
+    def test_verify_compact_and_damage(self):
+        store = self.path("v.h5")
+        self.mpibatch("run", "pi", "--grid", "row=0..9", "--param", "order=2", "--store", store,
+                      "--progress", "none", check=0)
+        self.assertIn("sound", self.mpibatch("verify", store, check=0).stdout)
+        self.mpibatch("compact", store, check=0)
+        self.assertFalse(os.path.exists(store + ".d"))
+        with open(store, "r+b") as f:  # break the HDF5 file's superblock
+            f.write(b"\0" * 64)
+        p = self.mpibatch("verify", store)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("v.h5", p.stdout + p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
