@@ -10,6 +10,7 @@
 namespace mpibatch::jobs {
 
 CommandJob pi_job();
+CommandJob exec_job();
 
 namespace {
 
@@ -49,6 +50,7 @@ void register_builtin_jobs() {
   register_job(pi_job());
   register_job(sqrt_job());
   register_job(sleep_job());
+  register_job(exec_job());
 }
 
 }  // namespace mpibatch::jobs

@@ -3,7 +3,7 @@
 
 namespace mpibatch::jobs {
 
-// Registers pi, sqrt and sleep with the command line. Call once.
+// Registers pi, sqrt, sleep and exec with the command line. Call once.
 void register_builtin_jobs();
 
 }  // namespace mpibatch::jobs

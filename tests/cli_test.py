@@ -193,6 +193,44 @@ class Cli(unittest.TestCase):
         self.assertEqual(seen, sorted(seen))
         self.assertEqual(self.status(store)["done"], 100)
 
+    def test_exec_commands_file_template_shell_retries_and_no_rerun(self):
+        log = self.path("ran.txt")
+        with open(self.path("cmds.txt"), "w") as f:
+            for i in range(20):
+                f.write("sh -c 'echo %d >> %s; echo out%d'\n" % (i, log, i))
+            f.write("sh -c 'echo oops >&2; exit 3'\n")
+        store = self.path("e.h5")
+        args = ("run", "exec", "--tasks", self.path("cmds.txt"), "--store", store, "--progress", "none")
+        p = self.mpibatch(*args, np=3)
+        self.assertEqual(p.returncode, 4, p.stderr)
+        rows = self.export(store, "jsonl")
+        self.assertEqual(len(rows), 21)
+        self.assertEqual([r["stdout_tail"] for r in rows[:20]], ["out%d\n" % i for i in range(20)])
+        self.assertEqual(rows[20]["status"], "failed")
+        self.assertEqual(rows[20]["error"], "exit code 3; stderr: oops\n")
+        p = self.mpibatch(*args, "--skip-failed", np=3)
+        self.assertEqual(p.returncode, 4)
+        with open(log) as f:
+            self.assertEqual(sorted(int(x) for x in f.read().split()), list(range(20)), "a command ran twice")
+        # A template with placeholders from a grid; no shell unless asked for.
+        store = self.path("t.h5")
+        self.mpibatch("run", "exec", "--cmd", "echo {x}-{y} $HOME", "--grid", "x=1..2", "--grid", "y=a,b",
+                      "--store", store, "--progress", "none", np=2, check=0)
+        self.assertEqual([r["stdout_tail"] for r in self.export(store, "jsonl")],
+                         ["1-a $HOME\n", "1-b $HOME\n", "2-a $HOME\n", "2-b $HOME\n"])
+        store = self.path("sh.h5")
+        self.mpibatch("run", "exec", "--shell", "--cmd", "echo $(( {n} * 2 ))", "--grid", "n=1..3",
+                      "--store", store, "--progress", "none", check=0)
+        self.assertEqual([r["stdout_tail"] for r in self.export(store, "jsonl")], ["2\n", "4\n", "6\n"])
+        # Retries: this command fails on its first attempt only.
+        mark = self.path("mark")
+        store = self.path("r.h5")
+        self.mpibatch("run", "exec", "--shell", "--cmd", "test -e %s{i} || { touch %s{i}; exit 1; }" % (mark, mark),
+                      "--grid", "i=0..5", "--retries", "1", "--store", store, "--progress", "none", np=2, check=0)
+        p = self.mpibatch("run", "exec", "--cmd", "echo {x}", "--grid", "x=1", "--param", "shell=true")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("no parameter 'shell'", p.stderr)
+
     def test_verify_compact_and_damage(self):
         store = self.path("v.h5")
         self.mpibatch("run", "pi", "--grid", "row=0..9", "--param", "order=2", "--store", store,

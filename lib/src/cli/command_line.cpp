@@ -10,6 +10,8 @@
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
 
 #include "cli/task_rows.hpp"
 #include "cli/values.hpp"
@@ -65,10 +67,71 @@ std::string time_text(double unix_seconds) {
 struct RunArgs {
   std::string job;
   detail::TaskSpec tasks;
+  std::string cmd;     // exec: a command template with {name} placeholders
+  bool shell = false;  // exec: run commands with /bin/sh -c
   std::string store, batch = "auto", progress = "auto", progress_file, time_limit;
   int retries = 0;
   bool fail_fast = false, skip_failed = false;
   double checkpoint = 2.0, grace = 30;
+};
+
+// The rows of `run`: straight from TaskRows, or for exec, commands built
+// from --cmd's template (whose {placeholders} take values like params) plus
+// the shell flag. The command itself is what the key hashes.
+class RunTasks {
+ public:
+  RunTasks(const CommandJob& job, const RunArgs& a) : shell_(a.shell) {
+    const bool exec = job.info.name == "exec";
+    if (!exec && (!a.cmd.empty() || a.shell)) {
+      throw UsageError("--cmd and --shell are for the exec job, not " + job.info.name);
+    }
+    detail::TaskSpec spec = a.tasks;
+    if (exec && !a.cmd.empty()) {
+      cmd_ = a.cmd;
+      JobInfo t{"exec --cmd", 1, "", {}, {}};
+      // {name} with a name of letters, digits and _ is a placeholder; other braces
+      // (a shell's { ...; }) are text.
+      static const std::regex kPlaceholder(R"(\{([A-Za-z_][A-Za-z0-9_]*)\})");
+      for (std::sregex_iterator it(cmd_.begin(), cmd_.end(), kPlaceholder), end; it != end; ++it) {
+        const std::string name = (*it)[1].str();
+        bool known = false;
+        for (const auto& f : t.params) known = known || f.name == name;
+        if (!known) t.params.push_back(Field{name, FieldType::string, "", ""});
+      }
+      if (t.params.empty())
+        throw UsageError("--cmd '" + cmd_ + "' has no {placeholder}: every task would be the same");
+      template_info_ = t;
+      rows_ = std::make_unique<detail::TaskRows>(*template_info_, spec);
+      return;
+    }
+    if (exec) spec.params.push_back(std::string("shell=") + (a.shell ? "true" : "false"));
+    rows_ = std::make_unique<detail::TaskRows>(job.info, spec);
+  }
+
+  bool next(std::vector<Value>& row) {
+    if (!template_info_) return rows_->next(row);
+    if (!rows_->next(values_)) return false;
+    std::string command = cmd_;
+    for (std::size_t i = 0; i < template_info_->params.size(); ++i) {
+      const std::string token = "{" + template_info_->params[i].name + "}";
+      const std::string& value = std::get<std::string>(values_[i]);
+      for (auto at = command.find(token); at != std::string::npos;
+           at = command.find(token, at + value.size())) {
+        command.replace(at, token.size(), value);
+      }
+    }
+    row.clear();
+    row.emplace_back(std::in_place_type<std::string>, std::move(command));
+    row.emplace_back(std::in_place_type<bool>, shell_);
+    return true;
+  }
+
+ private:
+  bool shell_;
+  std::string cmd_;
+  std::optional<JobInfo> template_info_;
+  std::unique_ptr<detail::TaskRows> rows_;
+  std::vector<Value> values_;
 };
 
 int do_run(const RunArgs& a, int argc, char** argv) {
@@ -108,7 +171,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     o.progress_file = a.progress_file;
     for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
     if (env.rank() == 0) {
-      detail::TaskRows rows(cj->info, a.tasks);
+      RunTasks rows(*cj, a);
       std::vector<Value> row;
       while (rows.next(row)) {
       }
@@ -125,8 +188,8 @@ int do_run(const RunArgs& a, int argc, char** argv) {
   }
 
   const Job<Row, Row> job = as_job(*cj);
-  std::unique_ptr<detail::TaskRows> rows;
-  if (env.rank() == 0) rows = std::make_unique<detail::TaskRows>(cj->info, a.tasks);
+  std::unique_ptr<RunTasks> rows;
+  if (env.rank() == 0) rows = std::make_unique<RunTasks>(*cj, a);
   std::vector<Value> values;
   const detail::TaskSource source = [&](Bytes& input) {
     if (!rows || !rows->next(values)) return false;
@@ -469,6 +532,10 @@ int run_command_line(int argc, char** argv) {
       ->allow_extra_args(false);
   run->add_option("--param", ra.tasks.params, "name=value: the same value for every task")
       ->allow_extra_args(false);
+  run->add_option("--cmd", ra.cmd,
+                  "exec: a command template; {name} takes each task's value of name "
+                  "(from --grid, --param or --tasks)");
+  run->add_flag("--shell", ra.shell, "exec: run each command with /bin/sh -c (default: no shell)");
   run->add_option("--store", ra.store, "The store (default JOB.h5)");
   run->add_option("--batch", ra.batch, "Tasks per batch: auto or a number")->capture_default_str();
   run->add_option("--retries", ra.retries, "Extra attempts for a failing task")

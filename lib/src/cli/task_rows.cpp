@@ -42,12 +42,18 @@ struct TaskRows::Dim {
   std::vector<Value> list;
   bool range = false;
   bool integer = false;
+  bool text = false;  // a string parameter given a numeric range: values as text
   double start = 0, step = 1;
   std::uint64_t count = 0;
   std::uint64_t size() const { return range ? count : list.size(); }
   Value at(std::uint64_t i) const {
     if (!range) return list[i];
     const double v = start + step * static_cast<double>(i);
+    if (text) {
+      return Value(std::in_place_type<std::string>,
+                   integer ? std::to_string(std::llround(v))
+                           : format_value(Value(std::in_place_type<double>, v)));
+    }
     if (integer)
       return Value(std::in_place_type<std::int64_t>, static_cast<std::int64_t>(std::llround(v)));
     return Value(std::in_place_type<double>, v);
@@ -271,8 +277,12 @@ TaskRows::TaskRows(const JobInfo& job, const TaskSpec& spec) : job_(job) {
     take(p, static_cast<int>(dims_.size()), where);
     const Field& f = job.params[static_cast<std::size_t>(p)];
     Dim d;
-    if (auto dots = value.find(".."); dots != std::string::npos && f.type != FieldType::string) {
-      if (f.type != FieldType::int64 && f.type != FieldType::float64) {
+    const auto dots = value.find("..");
+    // A string parameter (e.g. an exec --cmd placeholder) takes a numeric range as text.
+    const bool text_range = f.type == FieldType::string && dots != std::string::npos &&
+                            value.find_first_not_of("0123456789.:-+eE") == std::string::npos;
+    if (dots != std::string::npos && (f.type != FieldType::string || text_range)) {
+      if (f.type == FieldType::boolean) {
         throw UsageError(where + ": a range needs a number parameter; '" + f.name + "' is " +
                          type_name(f.type));
       }
@@ -280,15 +290,21 @@ TaskRows::TaskRows(const JobInfo& job, const TaskSpec& spec) : job_(job) {
       const std::string a = value.substr(0, dots);
       const std::string b =
           value.substr(dots + 2, colon == std::string::npos ? std::string::npos : colon - dots - 2);
-      const Value va = parse_value(f, a, where), vb = parse_value(f, b, where);
-      const Value vs = colon == std::string::npos ? parse_value(f, "1", where)
-                                                  : parse_value(f, value.substr(colon + 1), where);
+      const std::string s = colon == std::string::npos ? "1" : value.substr(colon + 1);
+      const bool whole = (a + b + s).find_first_of(".eE") == std::string::npos;
+      // Text ranges are parsed as numbers of the kind they are written in.
+      const Field nf = f.type != FieldType::string
+                           ? f
+                           : Field{f.name, whole ? FieldType::int64 : FieldType::float64};
+      const Value va = parse_value(nf, a, where), vb = parse_value(nf, b, where),
+                  vs = parse_value(nf, s, where);
       auto num = [](const Value& v) {
         return v.index() == 0 ? static_cast<double>(std::get<std::int64_t>(v))
                               : std::get<double>(v);
       };
       d.range = true;
-      d.integer = f.type == FieldType::int64;
+      d.integer = nf.type == FieldType::int64;
+      d.text = text_range;
       d.start = num(va);
       d.step = num(vs);
       const double end = num(vb);

@@ -1,0 +1,166 @@
+// exec: each task is a command line, run with posix_spawn (through /bin/sh
+// only when shell is true), with its exit code, signal, duration and the
+// last few KiB of its output recorded. A non-zero exit or a signal fails
+// the task, with the code and the end of stderr in the message.
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+#include "builtin_jobs.hpp"
+#include "mpibatch/command_line.hpp"
+#include "mpibatch/error.hpp"
+
+extern char** environ;
+
+namespace mpibatch::jobs {
+
+namespace {
+
+constexpr std::size_t kTail = 4096;
+
+// Shell-like word splitting without expansion: spaces separate words;
+// '...' and "..." quote; a backslash escapes the next character.
+std::vector<std::string> split_words(const std::string& line) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  char quote = 0;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quote) {
+      if (c == quote)
+        quote = 0;
+      else if (c == '\\' && quote == '"' && i + 1 < line.size())
+        word += line[++i];
+      else
+        word += c;
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+      in_word = true;
+    } else if (c == '\\' && i + 1 < line.size()) {
+      word += line[++i];
+      in_word = true;
+    } else if (c == ' ' || c == '\t') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+    } else {
+      word += c;
+      in_word = true;
+    }
+  }
+  if (quote) throw std::runtime_error("unterminated quote in command: " + line);
+  if (in_word) words.push_back(std::move(word));
+  return words;
+}
+
+void keep_tail(std::string& tail, const char* data, std::size_t n) {
+  tail.append(data, n);
+  if (tail.size() > 2 * kTail) tail.erase(0, tail.size() - kTail);
+}
+
+struct Outcome {
+  int exit_code = -1;
+  int signal = 0;
+  std::string out, err;
+};
+
+Outcome run_command(const std::string& command, bool shell) {
+  std::vector<std::string> words =
+      shell ? std::vector<std::string>{"/bin/sh", "-c", command} : split_words(command);
+  if (words.empty()) throw std::runtime_error("empty command");
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  if (rc != 0) {
+    ::close(out_pipe[0]);
+    ::close(err_pipe[0]);
+    throw std::runtime_error("cannot run '" + words[0] + "': " + std::strerror(rc));
+  }
+  Outcome o;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open_fds = 2;
+  char buf[1 << 14];
+  while (open_fds > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        keep_tail(i == 0 ? o.out : o.err, buf, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) o.signal = WTERMSIG(status);
+  for (auto* t : {&o.out, &o.err})
+    if (t->size() > kTail) t->erase(0, t->size() - kTail);
+  return o;
+}
+
+}  // namespace
+
+CommandJob exec_job() {
+  return {
+      {"exec",
+       1,
+       "runs each task's command line (no shell unless shell is true); a non-zero exit fails the "
+       "task",
+       {{"command", FieldType::string, "", "the command line"},
+        {"shell", FieldType::boolean, "", "run it with /bin/sh -c (mpibatch run exec --shell)"}},
+       {{"exit_code", FieldType::int64, "", "the exit code"},
+        {"signal", FieldType::int64, "", "the signal that ended it, or 0"},
+        {"seconds", FieldType::float64, "s", "wall time"},
+        {"stdout_tail", FieldType::string, "", "the last 4 KiB of standard output"},
+        {"stderr_tail", FieldType::string, "", "the last 4 KiB of standard error"}}},
+      [](const Params& p) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const Outcome o = run_command(p.text("command"), p.flag("shell"));
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (o.signal != 0) {
+          throw std::runtime_error("killed by signal " + std::to_string(o.signal) +
+                                   "; stderr: " + o.err);
+        }
+        if (o.exit_code != 0) {
+          throw std::runtime_error("exit code " + std::to_string(o.exit_code) +
+                                   "; stderr: " + o.err);
+        }
+        return std::vector<Value>{std::int64_t{o.exit_code}, std::int64_t{o.signal}, secs, o.out,
+                                  o.err};
+      }};
+}
+
+}  // namespace mpibatch::jobs
