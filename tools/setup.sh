@@ -21,7 +21,7 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --slurm) packages+=(slurmctld slurmd slurm-client munge) ;;
-    --bench) packages+=(python3-joblib python3-mpi4py parallel hyperfine) ;;
+    --bench) packages+=(python3-joblib python3-mpi4py parallel hyperfine bc) ;;
     *) echo "setup: unknown option $arg (use --slurm, --bench)" >&2; exit 2 ;;
   esac
 done
