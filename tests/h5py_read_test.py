@@ -34,6 +34,9 @@ with tempfile.TemporaryDirectory() as tmp:
         assert np.all(even[ok] == (n[ok] % 2 == 0))
         assert all(labels[k] == "n%d" % n[k] for k in np.nonzero(ok)[0])
         assert np.all(np.isnan(half[~ok]))
+        i = g["params/i"][:]
+        assert sorted(i.tolist()) == list(range(N)), "every task's parameter, failed ones too"
+        assert np.all(i[ok] == n[ok])
         errors = g["error"].asstr()[:]
         assert sorted(errors[~ok].tolist()) == sorted("boom %d \u00e9" % i for i in range(0, N, 11))
         keys = g["key"][:]

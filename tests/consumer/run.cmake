@@ -18,3 +18,17 @@ execute_process(COMMAND ${WORK_DIR}/build/consumer ${WORK_DIR}/consumer.h5 RESUL
 if(rc)
   message(FATAL_ERROR "the consumer failed: ${rc}")
 endif()
+
+# The user's own job gets the whole command line: run it under mpirun, then export.
+set(ENV{OMPI_ALLOW_RUN_AS_ROOT} 1)
+set(ENV{OMPI_ALLOW_RUN_AS_ROOT_CONFIRM} 1)
+execute_process(COMMAND mpirun -n 2 --oversubscribe ${WORK_DIR}/build/my_jobs run square --grid x=1..5
+                        --store ${WORK_DIR}/square.h5 --progress none RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "my_jobs run failed: ${rc}")
+endif()
+execute_process(COMMAND ${WORK_DIR}/build/my_jobs export ${WORK_DIR}/square.h5 --format jsonl
+                OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(rc OR NOT out MATCHES "\"x\":5,\"y\":25")
+  message(FATAL_ERROR "my_jobs export gave: ${out}")
+endif()
