@@ -11,6 +11,7 @@ namespace mpibatch::jobs {
 
 CommandJob pi_job();
 CommandJob exec_job();
+CommandJob csv_classify_job();
 
 namespace {
 
@@ -51,6 +52,7 @@ void register_builtin_jobs() {
   register_job(sqrt_job());
   register_job(sleep_job());
   register_job(exec_job());
+  register_job(csv_classify_job());
 }
 
 }  // namespace mpibatch::jobs

@@ -1,9 +1,15 @@
 // The jobs the mpibatch command ships with (see `mpibatch jobs`).
 #pragma once
 
+#include <string>
+
 namespace mpibatch::jobs {
 
-// Registers pi, sqrt, sleep and exec with the command line. Call once.
+// Registers pi, sqrt, sleep, exec and csv_classify with the command line. Call once.
 void register_builtin_jobs();
+
+// csv_classify's work done serially, in one process: the reference its
+// output must equal byte for byte. Throws UsageError for a malformed file.
+void csv_classify_serial(const std::string& input, const std::string& output);
 
 }  // namespace mpibatch::jobs

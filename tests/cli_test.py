@@ -231,6 +231,51 @@ class Cli(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("no parameter 'shell'", p.stderr)
 
+    def test_csv_classify_matches_the_serial_run_byte_for_byte(self):
+        import random
+        rng = random.Random(7)
+        src = self.path("in.csv")
+        with open(src, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "name", "note"])
+            for i in range(1000):
+                w.writerow([i, "n%d" % rng.randint(0, 99),
+                            rng.choice(["plain", "with, comma", 'with "quote"', "multi\nline", " padded "])])
+        serial = self.path("serial.csv")
+        subprocess.run([os.path.join(os.path.dirname(MPIBATCH), "csv_classify_serial"), src, serial], check=True)
+        want = open(serial, "rb").read()
+        for np in (1, 2, 3, 4):
+            out, store = self.path("out%d.csv" % np), self.path("c%d.h5" % np)
+            args = ("run", "csv_classify", "--param", "input=" + src, "--param", "output=" + out,
+                    "--param", "rows_per_task=64", "--store", store, "--progress", "none")
+            self.mpibatch(*args, np=np, check=0)
+            self.assertEqual(open(out, "rb").read(), want, "np %d" % np)
+            os.remove(out)
+            self.mpibatch(*args, np=np, check=0)  # from the store: the same bytes again
+            self.assertEqual(open(out, "rb").read(), want)
+            self.assertEqual(self.status(store)["computed"], 0)
+        with open(src) as f:
+            rows = list(csv.reader(f))
+        self.assertEqual([r[:3] for r in csv.reader(open(out))], rows, "fields kept exactly")
+        # One changed row: only its chunk of 64 rows is computed again.
+        rows[500][1] = "changed"
+        with open(src, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        self.mpibatch("run", "csv_classify", "--param", "input=" + src, "--param", "output=" + out,
+                      "--param", "rows_per_task=64", "--store", self.path("c4.h5"), "--progress", "none", check=0)
+        self.assertEqual(self.status(self.path("c4.h5"))["computed"], 1)
+        # A malformed row names its line; nothing is written.
+        with open(self.path("bad.csv"), "w") as f:
+            f.write("a,b\n1,2\n3\n")
+        p = self.mpibatch("run", "csv_classify", "--param", "input=" + self.path("bad.csv"),
+                          "--param", "output=" + self.path("never.csv"), np=2)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("bad.csv line 3: 1 fields; the header has 2", p.stderr)
+        self.assertFalse(os.path.exists(self.path("never.csv")))
+        p = self.mpibatch("run", "csv_classify", "--param", "input=" + src)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("needs --param output=string", p.stderr)
+
     def test_verify_compact_and_damage(self):
         store = self.path("v.h5")
         self.mpibatch("run", "pi", "--grid", "row=0..9", "--param", "order=2", "--store", store,

@@ -4,7 +4,10 @@
 
 int main(int argc, char** argv) {
   using namespace mpibatch;
-  register_job({{"square", 1, "x squared", {{"x", FieldType::int64, "", "the input"}},
+  register_job({{"square",
+                 1,
+                 "x squared",
+                 {{"x", FieldType::int64, "", "the input"}},
                  {{"y", FieldType::int64, "", "x * x"}}},
                 [](const Params& p) {
                   const std::int64_t x = p.integer("x");

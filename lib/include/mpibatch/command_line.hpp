@@ -43,12 +43,26 @@ class Params {
   const std::vector<Value>& values_;
 };
 
+// Writes the next task's row and returns true, or returns false at the end.
+using RowStream = std::function<bool(std::vector<Value>& row)>;
+
 // A job the command line can run. fn returns one value per result field (in
 // order, of the field's type); it may throw to fail the task. It must be
 // safe to call from any rank.
 struct CommandJob {
   JobInfo info;
   std::function<std::vector<Value>(const Params&)> fn;
+  // Optional, for jobs whose tasks come from a few options (a file to split,
+  // a folder to walk) rather than --grid/--tasks: the options, given with
+  // --param, and a function that makes the task rows from them (on rank 0;
+  // it is called twice: to check every row, then to run). Throws UsageError.
+  std::vector<Field> options;
+  std::vector<std::string> option_defaults;  // per option; "" means required
+  std::function<RowStream(const Params& options)> tasks;
+  // Optional: runs on rank 0 after a run that finished every task, e.g. to
+  // write an output file from store.for_each_task(run, ...), which gives the
+  // results in task order. Throws Error.
+  std::function<void(const Params& options, const Store& store, std::int64_t run)> finish;
 };
 
 // Adds a job to this program's command line. Throws UsageError for a name

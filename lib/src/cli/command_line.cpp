@@ -81,6 +81,15 @@ struct RunArgs {
 class RunTasks {
  public:
   RunTasks(const CommandJob& job, const RunArgs& a) : shell_(a.shell) {
+    if (job.tasks) {  // the job makes its tasks from its options
+      if (!a.tasks.tasks_file.empty() || !a.tasks.grid.empty()) {
+        throw UsageError("job " + job.info.name + " makes its own tasks: give only --param " +
+                         option_names(job));
+      }
+      options_ = parse_options(job, a.tasks.params);
+      stream_ = job.tasks(Params(job.options, options_));
+      return;
+    }
     const bool exec = job.info.name == "exec";
     if (!exec && (!a.cmd.empty() || a.shell)) {
       throw UsageError("--cmd and --shell are for the exec job, not " + job.info.name);
@@ -108,7 +117,46 @@ class RunTasks {
     rows_ = std::make_unique<detail::TaskRows>(job.info, spec);
   }
 
+  // The job-level options of a job with its own tasks (empty otherwise).
+  const std::vector<Value>& options() const { return options_; }
+
+  static std::string option_names(const CommandJob& job) {
+    std::string out;
+    for (const auto& f : job.options)
+      out += (out.empty() ? "" : ", ") + f.name + "=" + detail::type_name(f.type);
+    return out;
+  }
+
+  static std::vector<Value> parse_options(const CommandJob& job,
+                                          const std::vector<std::string>& given) {
+    std::vector<std::optional<Value>> values(job.options.size());
+    for (const auto& text : given) {
+      const auto eq = text.find('=');
+      const std::string name = text.substr(0, eq);
+      std::size_t i = 0;
+      while (i < job.options.size() && job.options[i].name != name) ++i;
+      if (eq == std::string::npos || i == job.options.size()) {
+        throw UsageError("--param " + text + ": job " + job.info.name + " takes " +
+                         option_names(job));
+      }
+      values[i] = detail::parse_value(job.options[i], text.substr(eq + 1), "--param " + text);
+    }
+    std::vector<Value> out;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (!values[i] && i < job.option_defaults.size() && !job.option_defaults[i].empty()) {
+        values[i] = detail::parse_value(job.options[i], job.option_defaults[i],
+                                        "default of " + job.options[i].name);
+      }
+      if (!values[i])
+        throw UsageError("job " + job.info.name + " needs --param " + job.options[i].name + "=" +
+                         detail::type_name(job.options[i].type));
+      out.push_back(*values[i]);
+    }
+    return out;
+  }
+
   bool next(std::vector<Value>& row) {
+    if (stream_) return stream_(row);
     if (!template_info_) return rows_->next(row);
     if (!rows_->next(values_)) return false;
     std::string command = cmd_;
@@ -128,6 +176,8 @@ class RunTasks {
 
  private:
   bool shell_;
+  std::vector<Value> options_;
+  RowStream stream_;
   std::string cmd_;
   std::optional<JobInfo> template_info_;
   std::unique_ptr<detail::TaskRows> rows_;
@@ -196,7 +246,16 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     input = to_bytes(Row{values});
     return true;
   };
-  const RunSummary s = detail::run_erased(env, job.erase(), source, o);
+  RunSummary s = detail::run_erased(env, job.erase(), source, o);
+  if (env.rank() == 0 && cj->finish && s.state == RunState::finished && s.failed == 0) {
+    try {
+      const Store store = Store::open(o.store, {.read_only = true});
+      cj->finish(Params(cj->options, rows->options()), store, s.run_id);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "mpibatch run %s: after the run: %s\n", a.job.c_str(), e.what());
+      s.exit_status = e.exit_status();
+    }
+  }
   if (env.rank() == 0) {
     std::fprintf(
         stderr,

@@ -1,13 +1,12 @@
 #include "cli/task_rows.hpp"
 
-#include <csv.h>
-
 #include <cmath>
 #include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/values.hpp"
+#include "mpibatch/csv.hpp"
 #include "mpibatch/error.hpp"
 
 namespace mpibatch::detail {
@@ -73,23 +72,18 @@ namespace {
 
 class CsvRows : public TaskRows::FileRows {
  public:
-  CsvRows(const JobInfo& job, const std::string& path) : job_(job), path_(path), in_(path) {
-    if (!in_) throw UsageError("--tasks " + path + ": cannot open the file");
-    if (csv_init(&parser_, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
-      throw Error("csv_init failed");
-    }
+  CsvRows(const JobInfo& job, const std::string& path) : job_(job), reader_(path) {
     std::vector<std::string> header;
-    if (!next_record(header)) throw UsageError(path + ": empty file; expected a header row");
+    if (!reader_.next(header)) throw UsageError(path + ": empty file; expected a header row");
     for (const auto& h : header) params.push_back(param_index(job, h, path + " header"));
   }
-  ~CsvRows() override { csv_free(&parser_); }
 
   bool next(std::vector<Value>& row) override {
     std::vector<std::string> cells;
-    if (!next_record(cells)) return false;
+    if (!reader_.next(cells)) return false;
     ++row_;
-    const std::string where =
-        path_ + " row " + std::to_string(row_) + " (line " + std::to_string(record_line_) + ")";
+    const std::string where = reader_.path() + " row " + std::to_string(row_) + " (line " +
+                              std::to_string(reader_.line()) + ")";
     if (cells.size() != params.size()) {
       throw UsageError(where + ": " + std::to_string(cells.size()) + " fields; the header has " +
                        std::to_string(params.size()));
@@ -103,54 +97,9 @@ class CsvRows : public TaskRows::FileRows {
   }
 
  private:
-  static void on_field(void* s, std::size_t len, void* data) {
-    auto* self = static_cast<CsvRows*>(data);
-    self->fields_.emplace_back(static_cast<const char*>(s), len);
-  }
-  // A record ends with the line just fed; the next one starts on the next line.
-  static void on_row(int, void* data) {
-    auto* self = static_cast<CsvRows*>(data);
-    self->records_.push_back({self->start_line_, std::move(self->fields_)});
-    self->fields_.clear();
-    self->start_line_ = self->line_ + 1;
-  }
-
-  // Feeds the parser a line at a time so that errors can name their line.
-  bool next_record(std::vector<std::string>& out) {
-    std::string line;
-    while (records_.empty() && !eof_) {
-      if (std::getline(in_, line)) {
-        ++line_;
-        line += '\n';
-        if (csv_parse(&parser_, line.data(), line.size(), on_field, on_row, this) != line.size()) {
-          throw UsageError(path_ + " line " + std::to_string(line_) + ": " +
-                           csv_strerror(csv_error(&parser_)));
-        }
-      } else {
-        eof_ = true;
-        if (csv_fini(&parser_, on_field, on_row, this) != 0) {
-          throw UsageError(path_ + " line " + std::to_string(start_line_) + ": " +
-                           csv_strerror(csv_error(&parser_)) + " (an unterminated quoted field?)");
-        }
-      }
-    }
-    if (records_.empty()) return false;
-    record_line_ = records_.front().first;
-    out = std::move(records_.front().second);
-    records_.pop_front();
-    // A blank line is an empty record: skip it.
-    if (out.size() == 1 && out[0].empty()) return next_record(out);
-    return true;
-  }
-
   const JobInfo& job_;
-  std::string path_;
-  std::ifstream in_;
-  csv_parser parser_{};
-  std::vector<std::string> fields_;
-  std::deque<std::pair<std::uint64_t, std::vector<std::string>>> records_;  // (first line, fields)
-  std::uint64_t line_ = 0, start_line_ = 1, record_line_ = 0, row_ = 0;
-  bool eof_ = false;
+  CsvReader reader_;
+  std::uint64_t row_ = 0;
 };
 
 class JsonRows : public TaskRows::FileRows {
