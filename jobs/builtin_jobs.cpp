@@ -12,6 +12,7 @@ namespace mpibatch::jobs {
 CommandJob pi_job();
 CommandJob exec_job();
 CommandJob csv_classify_job();
+CommandJob image_resize_job();
 
 namespace {
 
@@ -53,6 +54,7 @@ void register_builtin_jobs() {
   register_job(sleep_job());
   register_job(exec_job());
   register_job(csv_classify_job());
+  register_job(image_resize_job());
 }
 
 }  // namespace mpibatch::jobs

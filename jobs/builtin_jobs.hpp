@@ -5,7 +5,7 @@
 
 namespace mpibatch::jobs {
 
-// Registers pi, sqrt, sleep, exec and csv_classify with the command line. Call once.
+// Registers pi, sqrt, sleep, exec, csv_classify and image_resize with the command line. Call once.
 void register_builtin_jobs();
 
 // csv_classify's work done serially, in one process: the reference its

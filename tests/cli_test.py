@@ -16,6 +16,7 @@ import time
 import unittest
 
 MPIBATCH = sys.argv.pop(1)
+IMAGES = sys.argv.pop(1)  # tests/images.cpp: makes and measures test images
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
@@ -275,6 +276,33 @@ class Cli(unittest.TestCase):
         p = self.mpibatch("run", "csv_classify", "--param", "input=" + src)
         self.assertEqual(p.returncode, 2)
         self.assertIn("needs --param output=string", p.stderr)
+
+    def test_image_resize_every_image_and_a_bad_file_fails_alone(self):
+        src, dst = self.path("in"), self.path("out")
+        os.mkdir(src)
+        subprocess.run([IMAGES, "make", src], check=True)
+        store = self.path("img.h5")
+        args = ("run", "image_resize", "--param", "input=" + src, "--param", "output=" + dst,
+                "--param", "width=16", "--param", "height=12", "--store", store, "--progress", "none")
+        p = self.mpibatch(*args, np=3)
+        self.assertEqual(p.returncode, 4, p.stderr)  # bad.png failed; the rest did not
+        rows = {os.path.basename(r["path"]): r for r in self.export(store, "jsonl")}
+        self.assertEqual(sorted(rows), ["a.png", "b.jpg", "bad.png", "c.pgm"])
+        self.assertEqual(rows["bad.png"]["status"], "failed")
+        self.assertIn("bad.png: not an image", rows["bad.png"]["error"])
+        for name, (w, h, ch) in (("a.png", (40, 30, 3)), ("b.jpg", (64, 48, 3)), ("c.pgm", (20, 10, 1))):
+            r = rows[name]
+            self.assertEqual((r["status"], r["in_width"], r["in_height"], r["channels"]), ("ok", w, h, ch))
+            self.assertEqual(r["output_path"], os.path.join(dst, name))
+            size = subprocess.run([IMAGES, "size", r["output_path"]], capture_output=True, text=True, check=True)
+            self.assertEqual(size.stdout.split(), ["16", "12", str(ch)], name)
+        p = self.mpibatch(*args, np=3)
+        self.assertEqual(p.returncode, 4)
+        self.assertEqual((self.status(store)["computed"], self.status(store)["cached"]), (0, 3))
+        p = self.mpibatch("run", "image_resize", "--param", "input=" + self.path("nope"), "--param",
+                          "output=" + dst, "--param", "width=16", "--param", "height=12")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("nope: not a folder", p.stderr)
 
     def test_verify_compact_and_damage(self):
         store = self.path("v.h5")
