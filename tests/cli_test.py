@@ -58,7 +58,7 @@ class Cli(unittest.TestCase):
             self.assertIn(name, out)
 
     def test_every_verb_has_help_with_an_example(self):
-        for verb in ("run", "status", "export", "failed", "verify", "compact", "jobs"):
+        for verb in ("run", "status", "export", "failed", "verify", "compact", "clear", "jobs"):
             out = self.mpibatch(verb, "--help", check=0).stdout
             self.assertIn("Example", out, verb)
 
@@ -303,6 +303,22 @@ class Cli(unittest.TestCase):
                           "output=" + dst, "--param", "width=16", "--param", "height=12")
         self.assertEqual(p.returncode, 2)
         self.assertIn("nope: not a folder", p.stderr)
+
+    def test_clear_failed_then_a_job_then_everything(self):
+        store = self.path("c.h5")
+        self.mpibatch("run", "sleep", "--grid", "seconds=-1,0,0.001,-2", "--store", store, "--progress", "none")
+        self.mpibatch("run", "pi", "--grid", "row=0..4", "--param", "order=1", "--store", store, "--progress", "none",
+                      check=0)
+        self.assertIn("removed 2 results", self.mpibatch("clear", store, "--failed", check=0).stderr)
+        self.assertEqual(self.mpibatch("failed", store, check=0).stdout, "")
+        self.assertIn("removed 2 results", self.mpibatch("clear", store, "--job", "sleep", check=0).stderr)
+        # pi's results are untouched: a rerun computes nothing; sleep's run everything again.
+        p = self.mpibatch("run", "pi", "--grid", "row=0..4", "--param", "order=1", "--store", store, check=0)
+        self.assertIn("0 computed", p.stderr)
+        self.assertIn("removed 5 results", self.mpibatch("clear", store, check=0).stderr)
+        p = self.mpibatch("run", "pi", "--grid", "row=0..4", "--param", "order=1", "--store", store, check=0)
+        self.assertIn("5 computed", p.stderr)
+        self.assertIn("sound", self.mpibatch("verify", store, check=0).stdout)
 
     def test_verify_compact_and_damage(self):
         store = self.path("v.h5")

@@ -502,3 +502,34 @@ TEST(Store, ReaderSeesCommitsOfALiveWriter) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Store, EraseIfRemovesOnlyWhatItSaysAndSurvivesReopen) {
+  mpibatch::test_support::TempDir dir;
+  const auto path = dir / "s.h5";
+  {
+    mpibatch::Store s = mpibatch::Store::open(path, {.segment_records = 30});
+    s.define_job(mpibatch::test_support::demo_job());
+    std::vector<mpibatch::Record> batch;
+    for (std::uint64_t i = 0; i < 100; ++i) batch.push_back(mpibatch::test_support::demo_record(i));
+    s.append(std::move(batch));
+    s.commit();
+    EXPECT_EQ(
+        s.erase_if([](const mpibatch::Record& r) { return r.status == mpibatch::Status::failed; }),
+        10u);
+    EXPECT_EQ(s.size(), 90u);
+  }
+  mpibatch::Store r = mpibatch::Store::open(path, {.read_only = true});
+  EXPECT_TRUE(r.problems().empty());
+  EXPECT_EQ(r.size(), 90u);
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    const auto rec = r.get(mpibatch::test_support::demo_key(i));
+    EXPECT_EQ(rec.has_value(), i % 11 != 0) << i;
+    if (rec) {
+      EXPECT_EQ(*rec, mpibatch::test_support::demo_record(i));
+    }
+  }
+}
+
+}  // namespace

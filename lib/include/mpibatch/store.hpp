@@ -171,6 +171,10 @@ class Store {
   // Writers: merges everything into the single HDF5 file at path() and
   // removes the sidecar's logs and segments. Crash-safe at every step.
   void compact();
+  // Writers: removes the records for which drop is true (their tasks will be
+  // computed again), by writing the store anew as compact() does; returns
+  // how many were removed. Runs and task lists stay.
+  std::uint64_t erase_if(const std::function<bool(const Record&)>& drop);
   // Commits and releases the lock. Idempotent. Throws what commit throws.
   void close();
 
@@ -183,6 +187,7 @@ class Store {
 
  private:
   explicit Store(std::unique_ptr<Impl> impl);
+  std::uint64_t rewrite(const std::function<bool(const Record&)>* drop);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -645,6 +645,16 @@ int run_command_line(int argc, char** argv) {
                                      "Merge the store into one self-contained HDF5 file.\n"
                                      "Example:\n  mpibatch compact pi.h5");
   compact->add_option("store", store_path, "The store")->required();
+  std::string clear_job;
+  bool clear_failed = false;
+  auto* clear =
+      app.add_subcommand("clear",
+                         "Remove results so that their tasks run again: all of them, a job's "
+                         "(--job), the failed ones (--failed), or a job's failed ones.\n"
+                         "Example:\n  mpibatch clear pi.h5 --failed");
+  clear->add_option("store", store_path, "The store")->required();
+  clear->add_option("--job", clear_job, "Only this job's results (every version)");
+  clear->add_flag("--failed", clear_failed, "Only failed results");
   app.add_subcommand(
       "jobs",
       "The jobs this program knows, with parameters and results.\nExample:\n  mpibatch jobs");
@@ -661,6 +671,17 @@ int run_command_line(int argc, char** argv) {
     if (exp->parsed()) return do_export(store_path, run_id, format, out_file);
     if (failed->parsed()) return do_failed(store_path);
     if (verify->parsed()) return do_verify(store_path);
+    if (clear->parsed()) {
+      Store s = Store::open(store_path, {.create = false});
+      const std::uint64_t n = s.erase_if([&](const Record& r) {
+        return (clear_job.empty() || r.job == clear_job) &&
+               (!clear_failed || r.status == Status::failed);
+      });
+      s.close();
+      std::fprintf(stderr, "mpibatch clear: removed %llu results from %s\n",
+                   static_cast<unsigned long long>(n), store_path.c_str());
+      return kExitOk;
+    }
     if (compact->parsed()) {
       Store s = Store::open(store_path, {.create = false});
       s.compact();

@@ -883,6 +883,21 @@ void Store::for_each_task(std::int64_t run,
 void Store::compact() {
   Impl& s = *impl_;
   s.require_writer("compact");
+  s.commit();
+  s.flush_now();
+  if (s.tables.size() <= 1) return;  // already one file
+  rewrite(nullptr);
+}
+
+std::uint64_t Store::erase_if(const std::function<bool(const Record&)>& drop) {
+  impl_->require_writer("erase records");
+  return rewrite(&drop);
+}
+
+// Writes everything, less what drop says, into a new base file (fsync'd and
+// renamed over the old one), then lets the segments and logs go.
+std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
+  Impl& s = *impl_;
   if (!s.problems.empty()) {
     throw StoreCorruptError("store " + s.path.string() +
                             " is damaged; refusing to compact (would drop " +
@@ -890,8 +905,7 @@ void Store::compact() {
   }
   s.commit();
   s.flush_now();
-  if (s.tables.size() <= 1) return;  // already one file
-
+  std::uint64_t dropped = 0;
   const std::int64_t through = s.tables.back()->through_seq();
   {
     detail::TableWriter w(s.path.string() + ".tmp", through);
@@ -913,7 +927,13 @@ void Store::compact() {
           locs.push_back(entries[j].second);
         const auto recs = s.fetch(locs);
         std::vector<const Record*> ptrs;
-        for (const auto& r : recs) ptrs.push_back(&r);
+        for (const auto& r : recs) {
+          if (drop != nullptr && (*drop)(r)) {
+            ++dropped;
+          } else {
+            ptrs.push_back(&r);
+          }
+        }
         w.append(job.first, job.second, ptrs);
       }
     }
@@ -938,6 +958,7 @@ void Store::compact() {
   s.index_table(0);
   s.remove_obsolete();
   detail::fsync_dir(s.dir);
+  return dropped;
 }
 
 void Store::close() {
