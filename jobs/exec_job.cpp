@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cerrno>
 #include <chrono>
@@ -72,7 +73,30 @@ struct Outcome {
   std::string out, err;
 };
 
-Outcome run_command(const std::string& command, bool shell) {
+// Full output files, when asked for: DIR/<xxh64 of the command>.out and .err.
+struct OutputFiles {
+  std::FILE* f[2] = {nullptr, nullptr};
+  OutputFiles(const std::string& dir, const std::string& command) {
+    if (dir.empty()) return;
+    char name[32];
+    std::snprintf(name, sizeof name, "%016llx",
+                  static_cast<unsigned long long>(XXH64(command.data(), command.size(), 0)));
+    const std::string base = dir + "/" + name;
+    for (int i = 0; i < 2; ++i) {
+      const std::string path = base + (i == 0 ? ".out" : ".err");
+      f[i] = std::fopen(path.c_str(), "wb");
+      if (f[i] == nullptr)
+        throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+    }
+  }
+  ~OutputFiles() {
+    for (auto* x : f)
+      if (x != nullptr) std::fclose(x);
+  }
+};
+
+Outcome run_command(const std::string& command, bool shell, const std::string& output_dir) {
+  OutputFiles files(output_dir, command);
   std::vector<std::string> words =
       shell ? std::vector<std::string>{"/bin/sh", "-c", command} : split_words(command);
   if (words.empty()) throw std::runtime_error("empty command");
@@ -113,6 +137,7 @@ Outcome run_command(const std::string& command, bool shell) {
       const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
       if (n > 0) {
         keep_tail(i == 0 ? o.out : o.err, buf, static_cast<std::size_t>(n));
+        if (files.f[i] != nullptr) std::fwrite(buf, 1, static_cast<std::size_t>(n), files.f[i]);
       } else if (n == 0 || errno != EINTR) {
         ::close(fds[i].fd);
         fds[i].fd = -1;
@@ -139,7 +164,10 @@ CommandJob exec_job() {
        "runs each task's command line (no shell unless shell is true); a non-zero exit fails the "
        "task",
        {{"command", FieldType::string, "", "the command line"},
-        {"shell", FieldType::boolean, "", "run it with /bin/sh -c (mpibatch run exec --shell)"}},
+        {"shell", FieldType::boolean, "", "run it with /bin/sh -c (mpibatch run exec --shell)"},
+        {"output_dir", FieldType::string, "",
+         "if not empty, the full output goes to OUTPUT_DIR/<hash of command>.out and .err "
+         "(--output-dir)"}},
        {{"exit_code", FieldType::int64, "", "the exit code"},
         {"signal", FieldType::int64, "", "the signal that ended it, or 0"},
         {"seconds", FieldType::float64, "s", "wall time"},
@@ -147,7 +175,7 @@ CommandJob exec_job() {
         {"stderr_tail", FieldType::string, "", "the last 4 KiB of standard error"}}},
       [](const Params& p) {
         const auto t0 = std::chrono::steady_clock::now();
-        const Outcome o = run_command(p.text("command"), p.flag("shell"));
+        const Outcome o = run_command(p.text("command"), p.flag("shell"), p.text("output_dir"));
         const double secs =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (o.signal != 0) {

@@ -228,6 +228,13 @@ class Cli(unittest.TestCase):
         store = self.path("r.h5")
         self.mpibatch("run", "exec", "--shell", "--cmd", "test -e %s{i} || { touch %s{i}; exit 1; }" % (mark, mark),
                       "--grid", "i=0..5", "--retries", "1", "--store", store, "--progress", "none", np=2, check=0)
+        # Full output in files, named by the command's hash.
+        outdir, store = self.path("outs"), self.path("o.h5")
+        self.mpibatch("run", "exec", "--shell", "--cmd", "seq 1 {n}", "--grid", "n=5000,3", "--output-dir", outdir,
+                      "--store", store, "--progress", "none", check=0)
+        outs = sorted(open(os.path.join(outdir, f)).read() for f in os.listdir(outdir) if f.endswith(".out"))
+        self.assertEqual(outs, sorted(["".join("%d\n" % i for i in range(1, 5001)), "1\n2\n3\n"]))
+        self.assertEqual(len(self.export(store, "jsonl")[0]["stdout_tail"]), 4096)  # the tail only
         p = self.mpibatch("run", "exec", "--cmd", "echo {x}", "--grid", "x=1", "--param", "shell=true")
         self.assertEqual(p.returncode, 2)
         self.assertIn("no parameter 'shell'", p.stderr)

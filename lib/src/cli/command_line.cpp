@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -67,8 +68,9 @@ std::string time_text(double unix_seconds) {
 struct RunArgs {
   std::string job;
   detail::TaskSpec tasks;
-  std::string cmd;     // exec: a command template with {name} placeholders
-  bool shell = false;  // exec: run commands with /bin/sh -c
+  std::string cmd;         // exec: a command template with {name} placeholders
+  bool shell = false;      // exec: run commands with /bin/sh -c
+  std::string output_dir;  // exec: keep every command's full output here
   std::string store, batch = "auto", progress = "auto", progress_file, time_limit;
   int retries = 0;
   bool fail_fast = false, skip_failed = false;
@@ -91,9 +93,16 @@ class RunTasks {
       return;
     }
     const bool exec = job.info.name == "exec";
-    if (!exec && (!a.cmd.empty() || a.shell)) {
-      throw UsageError("--cmd and --shell are for the exec job, not " + job.info.name);
+    if (!exec && (!a.cmd.empty() || a.shell || !a.output_dir.empty())) {
+      throw UsageError("--cmd, --shell and --output-dir are for the exec job, not " +
+                       job.info.name);
     }
+    if (!a.output_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(a.output_dir, ec);
+      if (ec) throw UsageError("--output-dir " + a.output_dir + ": " + ec.message());
+    }
+    output_dir_ = a.output_dir;
     detail::TaskSpec spec = a.tasks;
     if (exec && !a.cmd.empty()) {
       cmd_ = a.cmd;
@@ -113,7 +122,10 @@ class RunTasks {
       rows_ = std::make_unique<detail::TaskRows>(*template_info_, spec);
       return;
     }
-    if (exec) spec.params.push_back(std::string("shell=") + (a.shell ? "true" : "false"));
+    if (exec) {
+      spec.params.push_back(std::string("shell=") + (a.shell ? "true" : "false"));
+      spec.params.push_back("output_dir=" + a.output_dir);
+    }
     rows_ = std::make_unique<detail::TaskRows>(job.info, spec);
   }
 
@@ -171,11 +183,13 @@ class RunTasks {
     row.clear();
     row.emplace_back(std::in_place_type<std::string>, std::move(command));
     row.emplace_back(std::in_place_type<bool>, shell_);
+    row.emplace_back(std::in_place_type<std::string>, output_dir_);
     return true;
   }
 
  private:
   bool shell_;
+  std::string output_dir_;
   std::vector<Value> options_;
   RowStream stream_;
   std::string cmd_;
@@ -595,6 +609,9 @@ int run_command_line(int argc, char** argv) {
                   "exec: a command template; {name} takes each task's value of name "
                   "(from --grid, --param or --tasks)");
   run->add_flag("--shell", ra.shell, "exec: run each command with /bin/sh -c (default: no shell)");
+  run->add_option("--output-dir", ra.output_dir,
+                  "exec: keep each command's full stdout and stderr in "
+                  "DIR/<hash of the command>.out and .err");
   run->add_option("--store", ra.store, "The store (default JOB.h5)");
   run->add_option("--batch", ra.batch, "Tasks per batch: auto or a number")->capture_default_str();
   run->add_option("--retries", ra.retries, "Extra attempts for a failing task")
