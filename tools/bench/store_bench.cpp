@@ -56,6 +56,7 @@ Record make_record(std::uint64_t i) {
   const double y = static_cast<double>(i) * 0.5;
   r.result = to_bytes(y);
   r.values = {y};
+  r.params = {static_cast<std::int64_t>(i)};
   r.start_time = 1.7e9;
   r.duration = 1e-6;
   r.run = 1;

@@ -149,7 +149,7 @@ class Store {
   // A later record for the same key replaces the earlier one. Durable only
   // after commit(). One log frame per call: pass batches, not single records.
   void append(std::span<const Record> records);
-  // The same, moving the records in (faster; records is left empty).
+  // The same; records is left empty.
   void append(std::vector<Record>&& records);
   // When it returns, everything appended, defined or begun before it
   // survives kill -9 and power loss (fdatasync of the log).

@@ -93,24 +93,44 @@ JobInfo decode_job(Decoder& d, std::uint32_t& id) {
   return job;
 }
 
+void put_record(std::string& out, const Record& r, std::uint32_t job_id) {
+  Encoder e(out);
+  e.put(r.key);
+  e.put(job_id);
+  e.put(r.status);
+  e.put(r.rank);
+  e.put(r.start_time);
+  e.put(r.duration);
+  e.put(r.run);
+  e.put_str(r.result);
+  e.put_str(r.error);
+  put_values(e, r.values);
+  put_values(e, r.params);
+}
+
+std::uint32_t get_record(Decoder& d, Record& r) {
+  r.key = d.get<TaskKey>();
+  const auto job_id = d.get<std::uint32_t>();
+  r.status = d.get<Status>();
+  r.rank = d.get<std::int32_t>();
+  r.start_time = d.get<double>();
+  r.duration = d.get<double>();
+  r.run = d.get<std::int64_t>();
+  r.result = d.get_str();
+  r.error = d.get_str();
+  get_values(d, r.values);
+  get_values(d, r.params);
+  return job_id;
+}
+
 void encode_records(std::string& out, std::span<const Record> records,
-                    std::span<const std::uint32_t> job_ids) {
+                    std::span<const std::uint32_t> job_ids, std::vector<std::size_t>* offsets) {
   Encoder e(out);
   e.put(FrameType::records);
   e.put<std::uint32_t>(static_cast<std::uint32_t>(records.size()));
   for (std::size_t i = 0; i < records.size(); ++i) {
-    const Record& r = records[i];
-    e.put(r.key);
-    e.put(job_ids[i]);
-    e.put(r.status);
-    e.put(r.rank);
-    e.put(r.start_time);
-    e.put(r.duration);
-    e.put(r.run);
-    e.put_str(r.result);
-    e.put_str(r.error);
-    put_values(e, r.values);
-    put_values(e, r.params);
+    if (offsets != nullptr) offsets->push_back(out.size());
+    put_record(out, records[i], job_ids[i]);
   }
 }
 
@@ -118,17 +138,7 @@ void decode_records(Decoder& d, const std::function<void(std::uint32_t, Record&&
   const auto n = d.get<std::uint32_t>();
   for (std::uint32_t k = 0; k < n; ++k) {
     Record r;
-    r.key = d.get<TaskKey>();
-    const auto job_id = d.get<std::uint32_t>();
-    r.status = d.get<Status>();
-    r.rank = d.get<std::int32_t>();
-    r.start_time = d.get<double>();
-    r.duration = d.get<double>();
-    r.run = d.get<std::int64_t>();
-    r.result = d.get_str();
-    r.error = d.get_str();
-    get_values(d, r.values);
-    get_values(d, r.params);
+    const std::uint32_t job_id = get_record(d, r);
     emit(job_id, std::move(r));
   }
 }

@@ -62,9 +62,15 @@ class Decoder {
 
 // Each encode_* appends one payload (type byte first) to out.
 void encode_job(std::string& out, std::uint32_t id, const JobInfo& job);
-// job_ids[i] is the log's id of records[i]'s job.
+// job_ids[i] is the log's id of records[i]'s job. offsets, when given,
+// gets where each record's encoding starts in out.
 void encode_records(std::string& out, std::span<const Record> records,
-                    std::span<const std::uint32_t> job_ids);
+                    std::span<const std::uint32_t> job_ids,
+                    std::vector<std::size_t>* offsets = nullptr);
+// One record's encoding (inside a records frame, or in a memtable's arena).
+void put_record(std::string& out, const Record& r, std::uint32_t job_id);
+// Reads one record (its job left empty); returns its job id.
+std::uint32_t get_record(Decoder& d, Record& r);
 void encode_run(std::string& out, const RunInfo& run);
 void encode_tasks(std::string& out, std::int64_t run, std::span<const TaskKey> keys);
 

@@ -241,18 +241,19 @@ struct Store::Impl {
     }
   }
 
-  void insert_mem(Record r) {
+  // Points the index at row of the active memtable.
+  void index_mem(const TaskKey& key, bool failed, std::size_t row) {
     detail::MemTable& m = mem();
-    const Loc loc = Loc::make(Loc::kMem + active, 0, r.status == Status::failed, m.records.size());
-    auto [it, inserted] = index.try_emplace(r.key, loc);
+    const Loc loc = Loc::make(Loc::kMem + active, 0, failed, row);
+    auto [it, inserted] = index.try_emplace(key, loc);
     if (!inserted) {
       // Only the active memtable is marked: a frozen one is being written.
-      if (it->second.table() == Loc::kMem + active) m.superseded[it->second.row()] = true;
+      if (it->second.table() == Loc::kMem + active) m.entries[it->second.row()].superseded = true;
       it->second = loc;
     }
-    m.records.push_back(std::move(r));
-    m.superseded.push_back(false);
   }
+
+  void insert_mem(const Record& r) { index_mem(r.key, r.status == Status::failed, mem().add(r)); }
 
   void index_table(std::uint32_t t) {
     const TableReader& tr = *tables[t];
@@ -469,12 +470,18 @@ struct Store::Impl {
       const std::string name = seq_name(f->seq, ".h5");
       detail::TableWriter w(dir / (name + ".tmp"), f->seq);
       w.add_jobs(jobs_copy);
+      std::vector<Record> chunk;
       std::vector<const Record*> rows;
       for (const auto& [job, idx] : f->live) {
         if (idx.size() > kMaxRows) throw StoreError("segment too large");
-        rows.clear();
-        for (std::size_t i : idx) rows.push_back(&frozen->records[i]);
-        w.append(job.first, job.second, rows);
+        for (std::size_t at = 0; at < idx.size(); at += kFetchChunk) {  // decoded a chunk at a time
+          chunk.clear();
+          rows.clear();
+          for (std::size_t j = at; j < std::min(idx.size(), at + kFetchChunk); ++j)
+            chunk.push_back(frozen->get(idx[j]));
+          for (const auto& r : chunk) rows.push_back(&r);
+          w.append(job.first, job.second, rows);
+        }
       }
       for (const auto& [run, keys] : frozen->tasks) w.append_tasks(run, keys);
       w.set_runs(runs_copy);
@@ -509,12 +516,12 @@ struct Store::Impl {
       if (it == f->live.end()) continue;
       for (std::size_t row = 0; row < it->second.size(); ++row) {
         if (row + kPrefetch < it->second.size()) {
-          index.prefetch(frozen.records[it->second[row + kPrefetch]].key);
+          index.prefetch(frozen.entries[it->second[row + kPrefetch]].key);
         }
         const std::size_t i = it->second[row];
-        const Record& r = frozen.records[i];
-        const bool failed = r.status == Status::failed;
-        auto loc = index.find(r.key);
+        const auto& e = frozen.entries[i];
+        const bool failed = e.failed;
+        auto loc = index.find(e.key);
         if (loc->second.bits == Loc::make(Loc::kMem + f->slot, 0, failed, i).bits) {
           loc->second = Loc::make(t, g, failed, row);
         }
@@ -549,10 +556,15 @@ struct Store::Impl {
   }
 
   // Checks a batch against its jobs (all or nothing) and logs it as one frame.
-  void log_records(std::span<const Record> records) {
+  // Checks a batch against its jobs (all or nothing), logs it as one frame,
+  // copies the frame's record bytes into the active memtable's arena and
+  // points the index at them: one encoding, no per-record allocation.
+  void append_batch(std::span<const Record> records) {
     require_writer("append records");
     if (records.empty()) return;
+    detail::MemTable& m = mem();
     std::vector<std::uint32_t> ids(records.size());
+    std::vector<std::uint16_t> mem_jobs(records.size());
     const JobInfo* job = nullptr;
     for (std::size_t i = 0; i < records.size(); ++i) {
       const Record& r = records[i];
@@ -560,12 +572,32 @@ struct Store::Impl {
       if (!job || job->name != r.job || job->version != r.job_version) {
         job = &job_of(r.job, r.job_version);
         ids[i] = log_job_id(*job);
+        mem_jobs[i] = m.job_index(job->name, job->version);
       } else {
         ids[i] = ids[i - 1];
+        mem_jobs[i] = mem_jobs[i - 1];
       }
       check_record(r, *job);
     }
-    log->add([&](std::string& out) { detail::encode_records(out, records, ids); });
+    std::vector<std::size_t> offsets;
+    offsets.reserve(records.size() + 1);
+    std::uint64_t arena_base = 0;
+    std::size_t frame_start = 0;
+    log->add([&](std::string& out) {
+      frame_start = out.size();
+      detail::encode_records(out, records, ids, &offsets);
+      offsets.push_back(out.size());
+      arena_base = m.arena.size();
+      m.arena.append(out, frame_start, out.size() - frame_start);
+    });
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      if (i + kPrefetch < records.size()) index.prefetch(records[i + kPrefetch].key);
+      const bool failed = records[i].status == Status::failed;
+      const std::size_t row = m.add_encoded(
+          records[i].key, mem_jobs[i], failed, arena_base + (offsets[i] - frame_start),
+          static_cast<std::uint32_t>(offsets[i + 1] - offsets[i]));
+      index_mem(records[i].key, failed, row);
+    }
     uncommitted = true;
   }
 
@@ -578,7 +610,7 @@ struct Store::Impl {
     std::map<std::pair<std::uint32_t, std::uint32_t>, std::vector<std::size_t>> by_group;
     for (std::size_t i = 0; i < locs.size(); ++i) {
       if (locs[i].table() >= Loc::kMem) {
-        out[i] = mems[locs[i].table() - Loc::kMem].records[locs[i].row()];
+        out[i] = mems[locs[i].table() - Loc::kMem].get(locs[i].row());
       } else {
         by_group[{locs[i].table(), locs[i].group()}].push_back(i);
       }
@@ -791,19 +823,11 @@ std::vector<RunInfo> Store::runs() const {
 }
 
 void Store::append(std::span<const Record> records) {
-  impl_->log_records(records);
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    if (i + kPrefetch < records.size()) impl_->index.prefetch(records[i + kPrefetch].key);
-    impl_->insert_mem(records[i]);
-  }
+  impl_->append_batch(records);
 }
 
 void Store::append(std::vector<Record>&& records) {
-  impl_->log_records(records);
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    if (i + kPrefetch < records.size()) impl_->index.prefetch(records[i + kPrefetch].key);
-    impl_->insert_mem(std::move(records[i]));
-  }
+  impl_->append_batch(records);
   records.clear();
 }
 
