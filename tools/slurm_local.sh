@@ -87,6 +87,10 @@ stop() {
   rm -f "$state/started"
 }
 
+if [[ $(id -u) -ne 0 ]]; then
+  echo "slurm_local: needs root (daemons, /etc/slurm): skipped" >&2
+  exit 77
+fi
 case "${1:-}" in
   start) start ;;
   stop) stop ;;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <regex>
 
+#include "cli/submit.hpp"
 #include "cli/task_rows.hpp"
 #include "cli/values.hpp"
 #include "mpi/mpi_check.hpp"
@@ -225,7 +226,15 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     o.skip_failed = a.skip_failed;
     o.checkpoint_seconds = a.checkpoint;
     o.grace = a.grace;
-    if (!a.time_limit.empty()) o.time_limit = detail::parse_duration(a.time_limit, "--time-limit");
+    if (!a.time_limit.empty()) {
+      o.time_limit = detail::parse_duration(a.time_limit, "--time-limit");
+    } else if (env.rank() == 0) {
+      // Inside a Slurm job: stop before its end, even if the warning signal never comes.
+      if (const double left = detail::slurm_time_left(); left > 0) {
+        o.time_limit = left;
+        o.grace = std::min(o.grace, left / 3);
+      }
+    }
     static const std::map<std::string, ProgressMode> kModes{{"auto", ProgressMode::automatic},
                                                             {"bar", ProgressMode::bar},
                                                             {"log", ProgressMode::log},
@@ -540,6 +549,81 @@ int do_jobs() {
   return kExitOk;
 }
 
+// The options of `run`, shared with `submit` (which passes them on).
+void add_run_options(CLI::App* sub, RunArgs& ra) {
+  sub->add_option("job", ra.job, "The job (see 'mpibatch jobs')")->required();
+  sub->add_option("--tasks", ra.tasks.tasks_file,
+                  "Tasks file: CSV with a header, JSON lines (.jsonl), or plain "
+                  "text with one value per line");
+  sub->add_option("--grid", ra.tasks.grid,
+                  "name=v1,v2,... or name=a..b[:step]: the Cartesian product")
+      ->allow_extra_args(false);
+  sub->add_option("--param", ra.tasks.params, "name=value: the same value for every task")
+      ->allow_extra_args(false);
+  sub->add_option("--cmd", ra.cmd,
+                  "exec: a command template; {name} takes each task's value of name "
+                  "(from --grid, --param or --tasks)");
+  sub->add_flag("--shell", ra.shell, "exec: run each command with /bin/sh -c (default: no shell)");
+  sub->add_option("--output-dir", ra.output_dir,
+                  "exec: keep each command's full stdout and stderr in "
+                  "DIR/<hash of the command>.out and .err");
+  sub->add_option("--store", ra.store, "The store (default JOB.h5)");
+  sub->add_option("--batch", ra.batch, "Tasks per batch: auto or a number")->capture_default_str();
+  sub->add_option("--retries", ra.retries, "Extra attempts for a failing task")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--fail-fast", ra.fail_fast, "Stop at the first task that fails for good");
+  sub->add_flag("--skip-failed", ra.skip_failed,
+                "Count stored failures as done instead of retrying them");
+  sub->add_option("--checkpoint-every", ra.checkpoint, "Commit at least every SECONDS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--progress", ra.progress, "auto, bar, log, json or none")
+      ->check(CLI::IsMember({"auto", "bar", "log", "json", "none"}))
+      ->capture_default_str();
+  sub->add_option("--progress-file", ra.progress_file, "Also write JSON progress lines to FILE");
+  sub->add_option("--time-limit", ra.time_limit,
+                  "Stop this long after the start (90, 15m, 2h, 1:30:00)");
+  sub->add_option("--grace", ra.grace, "Stop dispatching GRACE seconds before the time limit")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
+// `submit`: the same command line as `run`, less submit's own options,
+// with an absolute store path; mpibatch itself by its absolute path.
+int do_submit(const RunArgs& ra, detail::SubmitArgs sa, int argc, char** argv) {
+  find_command_job(ra.job);
+  const std::string store =
+      std::filesystem::absolute(ra.store.empty() ? ra.job + ".h5" : ra.store).string();
+  sa.store = store;
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  sa.run_argv = {ec ? std::string(argv[0]) : self.string(), "run"};
+  static const std::vector<std::string> kValued{"--nodes",     "--ntasks",   "--time",
+                                                "--partition", "--account",  "--chain",
+                                                "--warn",      "--launcher", "--store"};
+  bool after_verb = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string w = argv[i];
+    if (!after_verb) {
+      after_verb = w == "submit";
+      continue;
+    }
+    bool skip = w == "--dry-run";
+    for (const auto& v : kValued) {
+      if (w == v) {
+        skip = true;
+        ++i;  // and its value
+      } else if (w.rfind(v + "=", 0) == 0) {
+        skip = true;
+      }
+    }
+    if (!skip) sa.run_argv.push_back(w);
+  }
+  sa.run_argv.push_back("--store");
+  sa.run_argv.push_back(store);
+  return detail::submit(sa);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- public
@@ -596,42 +680,32 @@ int run_command_line(int argc, char** argv) {
   auto* run = app.add_subcommand("run",
                                  "Run a job over tasks; rerun to resume.\nExample:\n  mpirun -n 3 "
                                  "mpibatch run pi --grid row=0..99 --param order=6 --store pi.h5");
-  run->add_option("job", ra.job, "The job (see 'mpibatch jobs')")->required();
-  run->add_option("--tasks", ra.tasks.tasks_file,
-                  "Tasks file: CSV with a header, JSON lines (.jsonl), or plain "
-                  "text with one value per line");
-  run->add_option("--grid", ra.tasks.grid,
-                  "name=v1,v2,... or name=a..b[:step]: the Cartesian product")
-      ->allow_extra_args(false);
-  run->add_option("--param", ra.tasks.params, "name=value: the same value for every task")
-      ->allow_extra_args(false);
-  run->add_option("--cmd", ra.cmd,
-                  "exec: a command template; {name} takes each task's value of name "
-                  "(from --grid, --param or --tasks)");
-  run->add_flag("--shell", ra.shell, "exec: run each command with /bin/sh -c (default: no shell)");
-  run->add_option("--output-dir", ra.output_dir,
-                  "exec: keep each command's full stdout and stderr in "
-                  "DIR/<hash of the command>.out and .err");
-  run->add_option("--store", ra.store, "The store (default JOB.h5)");
-  run->add_option("--batch", ra.batch, "Tasks per batch: auto or a number")->capture_default_str();
-  run->add_option("--retries", ra.retries, "Extra attempts for a failing task")
+  add_run_options(run, ra);
+  detail::SubmitArgs sa;
+  auto* submit =
+      app.add_subcommand("submit",
+                         "Write a batch script next to the store and submit it with sbatch; it "
+                         "stops before the time limit "
+                         "and, with --chain, resubmits itself until every task is "
+                         "done.\nExample:\n  mpibatch submit pi "
+                         "--grid row=0..9999 --param order=7 --ntasks 64 --time 1:00:00 --chain 5");
+  add_run_options(submit, ra);
+  submit->add_option("--nodes", sa.nodes, "Slurm --nodes");
+  submit->add_option("--ntasks", sa.ntasks, "Slurm --ntasks (MPI ranks; rank 0 dispatches)");
+  submit->add_option("--time", sa.time, "Slurm --time (e.g. 30, 1:00:00, 2-00:00:00)");
+  submit->add_option("--partition", sa.partition, "Slurm --partition");
+  submit->add_option("--account", sa.account, "Slurm --account");
+  submit
+      ->add_option("--chain", sa.chain,
+                   "Resubmit up to K times while the run stops early and progresses")
       ->check(CLI::NonNegativeNumber);
-  run->add_flag("--fail-fast", ra.fail_fast, "Stop at the first task that fails for good");
-  run->add_flag("--skip-failed", ra.skip_failed,
-                "Count stored failures as done instead of retrying them");
-  run->add_option("--checkpoint-every", ra.checkpoint, "Commit at least every SECONDS")
+  submit->add_option("--warn", sa.warn, "Ask Slurm for USR1 this many seconds before the limit")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  run->add_option("--progress", ra.progress, "auto, bar, log, json or none")
-      ->check(CLI::IsMember({"auto", "bar", "log", "json", "none"}))
+  submit->add_option("--launcher", sa.launcher, "srun (srun --mpi=pmix) or mpirun")
+      ->check(CLI::IsMember({"srun", "mpirun"}))
       ->capture_default_str();
-  run->add_option("--progress-file", ra.progress_file, "Also write JSON progress lines to FILE");
-  run->add_option("--time-limit", ra.time_limit,
-                  "Stop this long after the start (90, 15m, 2h, 1:30:00)");
-  run->add_option("--grace", ra.grace, "Stop dispatching GRACE seconds before the time limit")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-
+  submit->add_flag("--dry-run", sa.dry_run, "Print the batch script; submit nothing");
   std::string store_path, format = "csv", out_file;
   std::int64_t run_id = 0;
   bool json = false;
@@ -684,6 +758,7 @@ int run_command_line(int argc, char** argv) {
   }
   try {
     if (run->parsed()) return do_run(ra, argc, argv);
+    if (submit->parsed()) return do_submit(ra, sa, argc, argv);
     if (status->parsed()) return do_status(store_path, run_id, json);
     if (exp->parsed()) return do_export(store_path, run_id, format, out_file);
     if (failed->parsed()) return do_failed(store_path);

@@ -101,6 +101,12 @@ class Master {
           stop_reason_ = why;
           stop_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                              std::chrono::duration<double>(opt_.grace));
+          // A known time limit ends the wait too, a little before it (Slurm kills then).
+          if (opt_.time_limit > 0) {
+            stop_deadline = std::min(
+                stop_deadline, start + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(opt_.time_limit - 2)));
+          }
         }
       }
       if (stopping_ && (signals.count() > 1 || Clock::now() >= stop_deadline)) break;  // at once
