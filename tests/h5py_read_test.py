@@ -48,6 +48,7 @@ with tempfile.TemporaryDirectory() as tmp:
         assert run.attrs["command_line"] == "store_fixture %d" % N
         assert list(run.attrs["hosts"]) == ["node-a", "node-b"]
         assert run.attrs["slurm_job_id"] == "4242" and run.attrs["task_count"] == N
+        assert run.attrs["slurm_nodelist"] == "node-[a-b]" and run.attrs["slurm_restart_count"] == 0
         tasks = run["tasks"][:]
         assert len(tasks) == N and set(tasks.tolist()) == set(key_list)
 print("h5py read %d records: ok" % N)

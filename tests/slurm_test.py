@@ -76,6 +76,7 @@ class Slurm(unittest.TestCase):
         runs = self.wait_for_store(store, 120)
         self.assertEqual([r["state"] for r in runs], ["finished"])
         self.assertEqual(runs[0]["slurm_job_id"], p.stdout.strip())
+        self.assertTrue(runs[0]["slurm_nodelist"], "the node list is recorded")
         self.assertEqual(runs[0]["ranks"], 2)
         subprocess.run(["mpirun", "-n", "2", "--oversubscribe", MPIBATCH, "run", "pi", "--grid", "row=0..39",
                         "--param", "order=5", "--store", local, "--progress", "none"], env=ENV, check=True)
@@ -115,6 +116,8 @@ class Slurm(unittest.TestCase):
         self.assertEqual(set(states[:-1]), {"stopped"}, "every run before the last drained: %s" % states)
         self.assertEqual(len({r["slurm_job_id"] for r in runs}), len(runs), "one Slurm job a run")
         self.assertEqual(runs[-1]["done"], 150)
+        chain = [j["slurm_job_id"] for j in runs[-1]["slurm_jobs"]]
+        self.assertEqual(chain, [r["slurm_job_id"] for r in runs], "status shows the chain of jobs")
         with open(side) as f:
             ran = [int(x) for x in f.read().split()]
         self.assertEqual(sorted(ran), list(range(1, 151)), "every task ran exactly once")

@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
                                          .command_line = "store_fixture " + std::string(argv[2]),
                                          .ranks = 2,
                                          .hosts = {"node-a", "node-b"},
-                                         .slurm_job_id = "4242"});
+                                         .slurm_job_id = "4242",
+                                         .slurm_nodelist = "node-[a-b]"});
     for (std::uint64_t i = 0; i < n; i += 100) {
       std::vector<TaskKey> keys;
       std::vector<Record> records;

@@ -83,6 +83,8 @@ struct RunInfo {
   std::int32_t ranks = 1;
   std::vector<std::string> hosts;  // host name of each rank
   std::string slurm_job_id;
+  std::string slurm_nodelist;            // SLURM_JOB_NODELIST
+  std::int32_t slurm_restart_count = 0;  // SLURM_RESTART_COUNT (a requeued job)
   RunState state = RunState::running;
   std::int32_t exit_status = 0;
   std::int64_t task_count = 0;  // length of the run's task list

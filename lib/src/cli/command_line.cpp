@@ -358,6 +358,8 @@ int do_status(const std::string& path, std::int64_t run_id, bool json) {
                      {"ranks", run.ranks},
                      {"hosts", run.hosts},
                      {"slurm_job_id", run.slurm_job_id},
+                     {"slurm_nodelist", run.slurm_nodelist},
+                     {"slurm_restart_count", run.slurm_restart_count},
                      {"total", total},
                      {"done", cached + computed + failed},
                      {"cached", cached},
@@ -371,6 +373,17 @@ int do_status(const std::string& path, std::int64_t run_id, bool json) {
     nlohmann::json ranks = nlohmann::json::object();
     for (const auto& [r, n] : per_rank) ranks[std::to_string(r)] = n;
     j["per_rank"] = ranks;
+    nlohmann::json chain = nlohmann::json::array();
+    for (const auto& r : runs) {
+      if (!r.slurm_job_id.empty()) {
+        chain.push_back({{"run", r.id},
+                         {"slurm_job_id", r.slurm_job_id},
+                         {"nodes", r.slurm_nodelist},
+                         {"restart_count", r.slurm_restart_count},
+                         {"state", to_string(r.state)}});
+      }
+    }
+    j["slurm_jobs"] = chain;
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;
   }
@@ -385,8 +398,14 @@ int do_status(const std::string& path, std::int64_t run_id, bool json) {
   std::printf("command  %s\n", run.command_line.c_str());
   std::string hosts;
   for (const auto& h : run.hosts) hosts += (hosts.empty() ? "" : ",") + h;
-  std::printf("ranks    %d on %s%s\n", run.ranks, hosts.c_str(),
-              run.slurm_job_id.empty() ? "" : (", Slurm job " + run.slurm_job_id).c_str());
+  std::printf(
+      "ranks    %d on %s%s\n", run.ranks, hosts.c_str(),
+      run.slurm_job_id.empty()
+          ? ""
+          : (", Slurm job " + run.slurm_job_id + " on " + run.slurm_nodelist +
+             (run.slurm_restart_count ? ", restart " + std::to_string(run.slurm_restart_count)
+                                      : ""))
+                .c_str());
   std::printf(
       "tasks    %llu: %llu done (%.1f%%), %llu computed this run, %llu from the store, %llu "
       "failed, %llu pending\n",
@@ -403,6 +422,13 @@ int do_status(const std::string& path, std::int64_t run_id, bool json) {
   for (const auto& [r, n] : per_rank)
     pr += (pr.empty() ? "" : ", ") + std::to_string(r) + ": " + std::to_string(n);
   std::printf("per rank %s\n", pr.empty() ? "-" : pr.c_str());
+  std::string chain;
+  for (const auto& r : runs) {
+    if (r.slurm_job_id.empty()) continue;
+    chain += (chain.empty() ? "" : ", ") + r.slurm_job_id + " (run " + std::to_string(r.id) + ", " +
+             to_string(r.state) + ")";
+  }
+  if (!chain.empty()) std::printf("slurm    %s\n", chain.c_str());
   return kExitOk;
 }
 

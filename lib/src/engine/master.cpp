@@ -329,6 +329,8 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     info.ranks = env.size();
     info.hosts = hosts;
     if (const char* id = std::getenv("SLURM_JOB_ID")) info.slurm_job_id = id;
+    if (const char* nodes = std::getenv("SLURM_JOB_NODELIST")) info.slurm_nodelist = nodes;
+    if (const char* n = std::getenv("SLURM_RESTART_COUNT")) info.slurm_restart_count = std::atoi(n);
     run_id = store->begin_run(info);
     store->commit();
     channel = env.size() > 1 ? make_mpi_channel(env) : make_local_channel(job);

@@ -154,6 +154,8 @@ void encode_run(std::string& out, const RunInfo& run) {
   e.put<std::uint32_t>(static_cast<std::uint32_t>(run.hosts.size()));  // then each host
   for (const auto& h : run.hosts) e.put_str(h);
   e.put_str(run.slurm_job_id);
+  e.put_str(run.slurm_nodelist);
+  e.put(run.slurm_restart_count);
   e.put(run.state);
   e.put(run.exit_status);
   e.put(run.task_count);
@@ -169,6 +171,8 @@ RunInfo decode_run(Decoder& d) {
   run.hosts.resize(d.get<std::uint32_t>());
   for (auto& h : run.hosts) h = d.get_str();
   run.slurm_job_id = d.get_str();
+  run.slurm_nodelist = d.get_str();
+  run.slurm_restart_count = d.get<std::int32_t>();
   run.state = d.get<RunState>();
   run.exit_status = d.get<std::int32_t>();
   run.task_count = d.get<std::int64_t>();

@@ -312,6 +312,8 @@ void TableWriter::finish(const std::filesystem::path& final_path) {
     h5::write_attr(g, "ranks", static_cast<std::int64_t>(r.ranks));
     h5::write_attr(g, "hosts", r.hosts);
     h5::write_attr(g, "slurm_job_id", r.slurm_job_id);
+    h5::write_attr(g, "slurm_nodelist", r.slurm_nodelist);
+    h5::write_attr(g, "slurm_restart_count", static_cast<std::int64_t>(r.slurm_restart_count));
     h5::write_attr(g, "state", std::string(mpibatch::to_string(r.state)));
     h5::write_attr(g, "exit_status", static_cast<std::int64_t>(r.exit_status));
     h5::write_attr(g, "task_count", r.task_count);
@@ -378,6 +380,9 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
       r.ranks = static_cast<std::int32_t>(h5::read_attr_int(g.get(), "ranks"));
       r.hosts = h5::read_attr_strings(g.get(), "hosts");
       r.slurm_job_id = h5::read_attr_string(g.get(), "slurm_job_id");
+      r.slurm_nodelist = h5::read_attr_string(g.get(), "slurm_nodelist");
+      r.slurm_restart_count =
+          static_cast<std::int32_t>(h5::read_attr_int(g.get(), "slurm_restart_count"));
       r.state = parse_state(h5::read_attr_string(g.get(), "state"));
       r.exit_status = static_cast<std::int32_t>(h5::read_attr_int(g.get(), "exit_status"));
       r.task_count = h5::read_attr_int(g.get(), "task_count");
