@@ -30,6 +30,8 @@ namespace mpibatch {
 inline constexpr std::int64_t kStoreFormat = 1;
 
 enum class FieldType : std::uint8_t { int64, float64, boolean, string };
+// "int64", "float64", "bool", "string": the names stores and messages use.
+const char* to_string(FieldType type);
 
 // A parameter or result field of a job; results become native HDF5 columns.
 struct Field {

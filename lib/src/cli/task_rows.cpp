@@ -102,19 +102,38 @@ class CsvRows : public TaskRows::FileRows {
   std::uint64_t row_ = 0;
 };
 
-class JsonRows : public TaskRows::FileRows {
+// A file read a line at a time, blank lines skipped, lines counted for messages.
+class LineRows : public TaskRows::FileRows {
+ protected:
+  LineRows(const JobInfo& job, const std::string& path) : job_(job), path_(path), in_(path) {
+    if (!in_) throw UsageError("--tasks " + path + ": cannot open the file");
+  }
+  bool next_line(std::string& line) {
+    while (std::getline(in_, line)) {
+      ++line_;
+      if (line.find_first_not_of(" \t\r") != std::string::npos) return true;
+    }
+    return false;
+  }
+  std::string where() const { return path_ + " line " + std::to_string(line_); }
+  const JobInfo& job_;
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  std::uint64_t line_ = 0;
+};
+
+class JsonRows : public LineRows {
  public:
   JsonRows(const JobInfo& job, const std::string& path, std::vector<int> wanted)
-      : job_(job), path_(path), in_(path) {
-    if (!in_) throw UsageError("--tasks " + path + ": cannot open the file");
+      : LineRows(job, path) {
     params = std::move(wanted);
   }
   bool next(std::vector<Value>& row) override {
     std::string line;
-    while (std::getline(in_, line)) {
-      ++line_;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::string where = path_ + " line " + std::to_string(line_);
+    while (next_line(line)) {
+      const std::string where = this->where();
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);
@@ -160,38 +179,19 @@ class JsonRows : public TaskRows::FileRows {
     }
     return false;
   }
-
- private:
-  const JobInfo& job_;
-  std::string path_;
-  std::ifstream in_;
-  std::uint64_t line_ = 0;
 };
 
-class TextRows : public TaskRows::FileRows {
+class TextRows : public LineRows {
  public:
-  TextRows(const JobInfo& job, const std::string& path, int param)
-      : job_(job), path_(path), in_(path) {
-    if (!in_) throw UsageError("--tasks " + path + ": cannot open the file");
+  TextRows(const JobInfo& job, const std::string& path, int param) : LineRows(job, path) {
     params = {param};
   }
   bool next(std::vector<Value>& row) override {
     std::string line;
-    while (std::getline(in_, line)) {
-      ++line_;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const Field& f = job_.params[static_cast<std::size_t>(params[0])];
-      row.assign(1, parse_value(f, line, path_ + " line " + std::to_string(line_)));
-      return true;
-    }
-    return false;
+    if (!next_line(line)) return false;
+    row.assign(1, parse_value(job_.params[static_cast<std::size_t>(params[0])], line, where()));
+    return true;
   }
-
- private:
-  const JobInfo& job_;
-  std::string path_;
-  std::ifstream in_;
-  std::uint64_t line_ = 0;
 };
 
 bool ends_with(const std::string& s, const char* suffix) {

@@ -10,17 +10,7 @@
 namespace mpibatch::detail {
 
 const char* type_name(FieldType t) {
-  switch (t) {
-    case FieldType::int64:
-      return "int64";
-    case FieldType::float64:
-      return "float64";
-    case FieldType::boolean:
-      return "bool";
-    case FieldType::string:
-      return "string";
-  }
-  return "?";
+  return to_string(t);
 }
 
 namespace {

@@ -626,6 +626,20 @@ struct Store::Impl {
   }
 };
 
+const char* to_string(FieldType type) {
+  switch (type) {
+    case FieldType::int64:
+      return "int64";
+    case FieldType::float64:
+      return "float64";
+    case FieldType::boolean:
+      return "bool";
+    case FieldType::string:
+      return "string";
+  }
+  return "?";
+}
+
 const char* to_string(RunState state) {
   switch (state) {
     case RunState::running:

@@ -13,20 +13,6 @@ namespace {
 constexpr hsize_t kChunkRows = 4096;
 constexpr hsize_t kDataChunk = hsize_t{1} << 16;
 
-const char* type_name(FieldType t) {
-  switch (t) {
-    case FieldType::int64:
-      return "int64";
-    case FieldType::float64:
-      return "float64";
-    case FieldType::boolean:
-      return "bool";
-    case FieldType::string:
-      return "string";
-  }
-  return "?";
-}
-
 FieldType parse_type(const std::string& s, const std::string& where) {
   if (s == "int64") return FieldType::int64;
   if (s == "float64") return FieldType::float64;
@@ -62,7 +48,7 @@ void write_fields(hid_t g, const std::string& prefix, const std::vector<Field>& 
   std::vector<std::string> names, types, units, descriptions;
   for (const auto& f : fields) {
     names.push_back(f.name);
-    types.push_back(type_name(f.type));
+    types.push_back(mpibatch::to_string(f.type));
     units.push_back(f.unit);
     descriptions.push_back(f.description);
   }
