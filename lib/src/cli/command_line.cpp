@@ -1,7 +1,6 @@
 // The mpibatch command: verbs, their options, and exit statuses.
 #include "mpibatch/command_line.hpp"
 
-#include <csv.h>
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +17,7 @@
 #include "cli/task_rows.hpp"
 #include "cli/values.hpp"
 #include "mpi/mpi_check.hpp"
+#include "mpibatch/csv.hpp"
 #include "mpibatch/mpibatch.hpp"
 
 namespace mpibatch {
@@ -451,21 +451,21 @@ class TableOut {
       std::fprintf(out_, "%s\n", j.dump().c_str());
       return;
     }
+    std::vector<std::string> fields;
     if (!header_done_) {
-      for (std::size_t i = 0; i < cells.size(); ++i) {
-        if (i) std::fputc(',', out_);
-        csv_fwrite(out_, cells[i].first.data(), cells[i].first.size());
-      }
-      std::fputc('\n', out_);
+      for (const auto& c : cells) fields.push_back(c.first);
+      line_.clear();
+      append_csv_record(line_, fields);
+      std::fwrite(line_.data(), 1, line_.size(), out_);
       header_done_ = true;
+      fields.clear();
     }
-    for (std::size_t i = 0; i < cells.size(); ++i) {
-      if (i) std::fputc(',', out_);
-      const auto& v = cells[i].second;
-      const std::string text = v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
-      csv_fwrite(out_, text.data(), text.size());
+    for (const auto& [name, v] : cells) {
+      fields.push_back(v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump());
     }
-    std::fputc('\n', out_);
+    line_.clear();
+    append_csv_record(line_, fields);
+    std::fwrite(line_.data(), 1, line_.size(), out_);
   }
 
  private:
@@ -473,6 +473,7 @@ class TableOut {
   bool owned_ = false;
   bool csv_;
   bool header_done_ = false;
+  std::string line_;
 };
 
 nlohmann::json to_json(const Value& v) {
