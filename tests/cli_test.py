@@ -327,6 +327,19 @@ class Cli(unittest.TestCase):
         self.assertIn("5 computed", p.stderr)
         self.assertIn("sound", self.mpibatch("verify", store, check=0).stdout)
 
+    def test_progress_is_a_bar_in_a_terminal_and_lines_in_a_file(self):
+        store = self.path("bar.h5")
+        run = "mpirun -n 3 --oversubscribe %s run sleep --grid seconds=0.01..0.3:0.01 --store %s" % (MPIBATCH, store)
+        # script(1) runs mpirun on a pseudo-terminal, as a person's shell would.
+        # Bytes, not text: text mode would turn the bar's \r into \n.
+        p = subprocess.run(["script", "-qfec", run, "/dev/null"], env=ENV, capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn(b"\rsleep [", p.stdout, "a bar redrawn in place")
+        self.assertNotIn(b"mpibatch sleep: running", p.stdout)
+        p = self.mpibatch("run", "sleep", "--grid", "seconds=0.01..0.05:0.01", "--store", self.path("log.h5"), np=3)
+        self.assertIn("mpibatch sleep: finished 5/5 done", p.stderr, "plain lines when not a terminal")
+        self.assertNotIn("\r", p.stderr)
+
     def test_verify_compact_and_damage(self):
         store = self.path("v.h5")
         self.mpibatch("run", "pi", "--grid", "row=0..9", "--param", "order=2", "--store", store,

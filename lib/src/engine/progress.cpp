@@ -4,7 +4,9 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "mpibatch/error.hpp"
 
@@ -20,12 +22,25 @@ std::string clock_text(double seconds) {
   return buf;
 }
 
+// Our standard error is a terminal, or (under mpirun, which pipes the ranks'
+// output) the launcher's is. Under srun the parent is slurmstepd: log lines.
+bool on_terminal() {
+  if (::isatty(STDERR_FILENO)) return true;
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr) return false;
+  char target[256] = {};
+  const std::string link = "/proc/" + std::to_string(::getppid()) + "/fd/2";
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n <= 0) return false;
+  const std::string_view t(target, static_cast<std::size_t>(n));
+  return t.starts_with("/dev/pts/") || t.starts_with("/dev/tty");
+}
+
 }  // namespace
 
 Progress::Progress(ProgressMode mode, const std::filesystem::path& json_file, std::string job)
     : mode_(mode), job_(std::move(job)) {
   if (mode_ == ProgressMode::automatic) {
-    mode_ = ::isatty(STDERR_FILENO) ? ProgressMode::bar : ProgressMode::log;
+    mode_ = on_terminal() ? ProgressMode::bar : ProgressMode::log;
   }
   if (!json_file.empty()) {
     json_ = std::fopen(json_file.c_str(), "a");
