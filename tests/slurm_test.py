@@ -6,8 +6,8 @@ Usage: slurm_test.py MPIBATCH_BINARY
 Timing is Slurm's: limits are checked every 30 s and the warning comes 4-40 s early, so these
 tests check the order of events and the store, never exact times.
 """
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -56,14 +56,13 @@ class Slurm(unittest.TestCase):
         return self.runs(store)
 
     def runs(self, store):
-        import h5py  # only readers here: the run metadata of every run
+        """`mpibatch status --run N --json` of every run, in order."""
         out = []
         run = 1
         while True:
             p = self.mpibatch("status", store, "--run", str(run), "--json")
             if p.returncode != 0:
                 return out
-            import json
             out.append(json.loads(p.stdout))
             run += 1
 

@@ -76,7 +76,6 @@ class TableReader {
   void read_tasks(std::int64_t run, std::vector<TaskKey>& keys) const;
 
  private:
-  struct Open;
   std::vector<Record> read_selected(std::size_t g, hsize_t n,
                                     const std::function<void(hid_t, hid_t, void*)>& read) const;
   std::filesystem::path path_;
