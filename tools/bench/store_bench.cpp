@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
       const auto t0 = Clock::now();
       auto last_commit = t0;
       std::uint64_t commits = 0;
-      double make_time = 0;
+      double make_time = 0, commit_time = 0;
       for (std::uint64_t i = 0; i < n; i += 10'000) {
         const auto tm = Clock::now();
         batch.clear();
@@ -97,7 +97,9 @@ int main(int argc, char** argv) {
         make_time += seconds_since(tm);
         s.append(std::move(batch));
         if (seconds_since(last_commit) >= 1.0) {
+          const auto tc = Clock::now();
           s.commit();
+          commit_time += seconds_since(tc);
           ++commits;
           last_commit = Clock::now();
         }
@@ -108,6 +110,7 @@ int main(int argc, char** argv) {
       print("append+commit (commit every 1 s)", static_cast<double>(n) / t, "records/s");
       print("  making the records (not counted)", make_time, "s");
       print("  commits", static_cast<double>(commits + 1), "");
+      print("  time in commit (fdatasync, segments)", commit_time, "s");
       const auto tc = Clock::now();
       s.close();
       print("close (write last segment)", seconds_since(tc), "s");

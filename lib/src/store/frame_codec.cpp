@@ -116,8 +116,8 @@ std::uint32_t get_record(Decoder& d, Record& r) {
   r.start_time = d.get<double>();
   r.duration = d.get<double>();
   r.run = d.get<std::int64_t>();
-  r.result = d.get_str();
-  r.error = d.get_str();
+  d.get_str(r.result);
+  d.get_str(r.error);
   get_values(d, r.values);
   get_values(d, r.params);
   return job_id;

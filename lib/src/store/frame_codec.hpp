@@ -47,11 +47,16 @@ class Decoder {
     return v;
   }
   std::string get_str() {
+    std::string s;
+    get_str(s);
+    return s;
+  }
+  // Into s, reusing its buffer.
+  void get_str(std::string& s) {
     const auto n = get<std::uint32_t>();
     need(n);
-    std::string s(in_.substr(0, n));
+    s.assign(in_.data(), n);
     in_.remove_prefix(n);
-    return s;
   }
   bool done() const { return in_.empty(); }
 

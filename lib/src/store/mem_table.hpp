@@ -64,13 +64,25 @@ struct MemTable {
   }
 
   Record get(std::size_t row) const {
-    const Entry& e = entries[row];
     Record r;
-    Decoder d(std::string_view(arena).substr(e.offset, e.size));
-    get_record(d, r);
-    r.job = jobs[e.job].first;
-    r.job_version = jobs[e.job].second;
+    const Entry& e = entries[row];
+    read(e.offset, e.size, e.job, r);
     return r;
+  }
+
+  // Decodes the record at arena[offset, offset + size) into r, reusing r's
+  // buffers (no allocation once warm).
+  void read(std::uint64_t offset, std::uint32_t size, std::uint16_t job, Record& r) const {
+    Decoder d(std::string_view(arena).substr(offset, size));
+    get_record(d, r);
+    if (r.job != jobs[job].first) r.job = jobs[job].first;
+    r.job_version = jobs[job].second;
+  }
+
+  // Key order is a random walk through the arena: the flush fetches ahead.
+  void prefetch(std::uint64_t offset) const {
+    __builtin_prefetch(arena.data() + offset);
+    __builtin_prefetch(arena.data() + offset + 64);
   }
 
   void add_tasks(std::int64_t run, std::span<const TaskKey> keys) {
@@ -79,22 +91,40 @@ struct MemTable {
     task_count += keys.size();
   }
 
-  void clear() { *this = MemTable(); }
+  // Keeps the arena's and entries' memory: a writer refills them segment after
+  // segment, and fresh pages would cost a page fault and zeroing each.
+  void clear() {
+    arena.clear();
+    entries.clear();
+    jobs.clear();
+    tasks.clear();
+    task_count = 0;
+  }
+
+  // A live row in a segment's order, with what the flush needs of it, so
+  // that the flush touches entries only in one sequential pass.
+  struct LiveRow {
+    TaskKey key;
+    std::uint64_t offset = 0;
+    std::uint32_t size = 0;
+    std::uint32_t row = 0;
+    bool operator<(const LiveRow& o) const { return key < o.key; }
+  };
 
   // Rows not superseded, per job version, each in key order: the rows a
-  // table stores, in its order.
-  std::map<JobVersion, std::vector<std::size_t>> live() const {
-    std::vector<std::vector<std::pair<TaskKey, std::size_t>>> keyed(jobs.size());
+  // segment stores, in its order (compaction merges sorted segments).
+  std::map<JobVersion, std::vector<LiveRow>> live() const {
+    std::vector<std::vector<LiveRow>> rows(jobs.size());
     for (std::size_t i = 0; i < entries.size(); ++i) {
-      if (!entries[i].superseded) keyed[entries[i].job].emplace_back(entries[i].key, i);
+      const Entry& e = entries[i];
+      if (!e.superseded)
+        rows[e.job].push_back({e.key, e.offset, e.size, static_cast<std::uint32_t>(i)});
     }
-    std::map<JobVersion, std::vector<std::size_t>> groups;
+    std::map<JobVersion, std::vector<LiveRow>> groups;
     for (std::size_t j = 0; j < jobs.size(); ++j) {
-      if (keyed[j].empty()) continue;
-      std::sort(keyed[j].begin(), keyed[j].end());
-      auto& out = groups[jobs[j]];
-      out.reserve(keyed[j].size());
-      for (const auto& kv : keyed[j]) out.push_back(kv.second);
+      if (rows[j].empty()) continue;
+      std::sort(rows[j].begin(), rows[j].end());
+      groups[jobs[j]] = std::move(rows[j]);
     }
     return groups;
   }

@@ -164,7 +164,7 @@ struct Store::Impl {
   struct Flush {
     unsigned slot = 0;
     std::int64_t seq = 0;
-    std::map<detail::MemTable::JobVersion, std::vector<std::size_t>> live;
+    std::map<detail::MemTable::JobVersion, std::vector<detail::MemTable::LiveRow>> live;
     std::future<void> done;
   };
   std::unique_ptr<Flush> pending;
@@ -470,16 +470,21 @@ struct Store::Impl {
       const std::string name = seq_name(f->seq, ".h5");
       detail::TableWriter w(dir / (name + ".tmp"), f->seq);
       w.add_jobs(jobs_copy);
-      std::vector<Record> chunk;
+      // Decoded a chunk at a time into records reused from chunk to chunk.
+      constexpr std::size_t kAhead = 16;
+      std::vector<Record> chunk(kFetchChunk);
       std::vector<const Record*> rows;
-      for (const auto& [job, idx] : f->live) {
-        if (idx.size() > kMaxRows) throw StoreError("segment too large");
-        for (std::size_t at = 0; at < idx.size(); at += kFetchChunk) {  // decoded a chunk at a time
-          chunk.clear();
+      for (const auto& [job, live] : f->live) {
+        if (live.size() > kMaxRows) throw StoreError("segment too large");
+        const std::uint16_t job_index = frozen->entries[live.front().row].job;
+        for (std::size_t at = 0; at < live.size(); at += kFetchChunk) {
+          const std::size_t end = std::min(live.size(), at + kFetchChunk);
           rows.clear();
-          for (std::size_t j = at; j < std::min(idx.size(), at + kFetchChunk); ++j)
-            chunk.push_back(frozen->get(idx[j]));
-          for (const auto& r : chunk) rows.push_back(&r);
+          for (std::size_t j = at; j < end; ++j) {
+            if (j + kAhead < live.size()) frozen->prefetch(live[j + kAhead].offset);
+            frozen->read(live[j].offset, live[j].size, job_index, chunk[j - at]);
+            rows.push_back(&chunk[j - at]);
+          }
           w.append(job.first, job.second, rows);
         }
       }
@@ -509,21 +514,16 @@ struct Store::Impl {
     const auto t = static_cast<std::uint32_t>(tables.size());
     tables.push_back(std::make_unique<TableReader>(dir / seq_name(f->seq, ".h5")));
     // Group g's row i is live[g][i]; repoint keys no later record replaced.
-    const detail::MemTable& frozen = mems[f->slot];
     const auto& groups = tables[t]->groups();
     for (std::uint32_t g = 0; g < groups.size(); ++g) {
       const auto it = f->live.find({groups[g].job.name, groups[g].job.version});
       if (it == f->live.end()) continue;
-      for (std::size_t row = 0; row < it->second.size(); ++row) {
-        if (row + kPrefetch < it->second.size()) {
-          index.prefetch(frozen.entries[it->second[row + kPrefetch]].key);
-        }
-        const std::size_t i = it->second[row];
-        const auto& e = frozen.entries[i];
-        const bool failed = e.failed;
-        auto loc = index.find(e.key);
-        if (loc->second.bits == Loc::make(Loc::kMem + f->slot, 0, failed, i).bits) {
-          loc->second = Loc::make(t, g, failed, row);
+      const auto& live = it->second;
+      for (std::size_t row = 0; row < live.size(); ++row) {
+        if (row + kPrefetch < live.size()) index.prefetch(live[row + kPrefetch].key);
+        auto loc = index.find(live[row].key);
+        if (loc->second.table() == Loc::kMem + f->slot && loc->second.row() == live[row].row) {
+          loc->second = Loc::make(t, g, loc->second.failed(), row);
         }
       }
     }
