@@ -533,3 +533,97 @@ TEST(Store, EraseIfRemovesOnlyWhatItSaysAndSurvivesReopen) {
 }
 
 }  // namespace
+
+namespace {
+
+using namespace mpibatch;
+using test_support::demo_job;
+using test_support::demo_record;
+using test_support::TempDir;
+
+// The columnar form of records (all of demo_job), built column by column.
+RecordBatch to_batch(const std::vector<Record>& records) {
+  RecordBatch b;
+  b.job = "demo";
+  b.run = records.front().run;
+  b.values = {std::vector<std::int64_t>(), std::vector<double>(), std::vector<std::uint8_t>(),
+              std::vector<std::string>()};
+  b.params = {std::vector<std::int64_t>()};
+  for (const Record& r : records) {
+    b.keys.push_back(r.key);
+    b.status.push_back(r.status);
+    b.rank.push_back(r.rank);
+    b.start_time.push_back(r.start_time);
+    b.duration.push_back(r.duration);
+    b.results += r.result;
+    b.result_sizes.push_back(static_cast<std::uint32_t>(r.result.size()));
+    b.errors += r.error;
+    b.error_sizes.push_back(static_cast<std::uint32_t>(r.error.size()));
+    const bool ok = r.status == Status::ok;
+    std::get<0>(b.values[0]).push_back(ok ? std::get<std::int64_t>(r.values[0]) : 0);
+    std::get<1>(b.values[1]).push_back(ok ? std::get<double>(r.values[1]) : 0.0);
+    std::get<2>(b.values[2]).push_back(ok && std::get<bool>(r.values[2]) ? 1 : 0);
+    std::get<3>(b.values[3]).push_back(ok ? std::get<std::string>(r.values[3]) : "");
+    std::get<0>(b.params[0]).push_back(std::get<std::int64_t>(r.params[0]));
+  }
+  return b;
+}
+
+TEST(Store, ColumnarBatchIsStoredExactlyAsRecords) {
+  TempDir dir;
+  std::vector<Record> records;
+  for (std::uint64_t i = 0; i < 300; ++i) records.push_back(demo_record(i));
+  {
+    Store s = Store::open(dir / "s.h5", {.segment_records = 100});
+    s.define_job(demo_job());
+    s.append(to_batch({records.begin(), records.begin() + 150}));
+    s.commit();  // the first 100 go to a segment
+    s.append(to_batch({records.begin() + 150, records.end()}));
+    for (const Record& r : records) ASSERT_EQ(s.get(r.key), r) << "in memory";
+    s.commit();
+  }
+  for (int pass = 0; pass < 2; ++pass) {  // replayed from the log, then compacted
+    Store s = Store::open(dir / "s.h5");
+    EXPECT_EQ(s.size(), records.size());
+    for (const Record& r : records) ASSERT_EQ(s.get(r.key), r) << "pass " << pass;
+    s.compact();
+  }
+}
+
+TEST(Store, ColumnarBatchIsCheckedWhole) {
+  TempDir dir;
+  Store s = Store::open(dir / "s.h5");
+  s.define_job(demo_job());
+  const RecordBatch good = to_batch({demo_record(1), demo_record(2)});
+  auto rejected = [&](RecordBatch b, const std::string& says) {
+    try {
+      s.append(b);
+      ADD_FAILURE() << "accepted a batch that should say: " << says;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  RecordBatch b = good;
+  b.rank.pop_back();
+  rejected(b, "column rank has 1 rows, the keys 2");
+  b = good;
+  b.values[1] = std::vector<std::int64_t>{1, 2};
+  rejected(b, "result field 'half' has a column of the wrong type");
+  b = good;
+  std::get<3>(b.values[3]).pop_back();
+  rejected(b, "column label has 1 rows");
+  b = good;
+  b.params.clear();
+  rejected(b, "0 param columns; the job defines 1");
+  b = good;
+  b.result_sizes[0] += 1;
+  rejected(b, "result or error sizes do not add up");
+  b = good;
+  b.job = "nope";
+  EXPECT_THROW(s.append(b), UsageError);
+  EXPECT_EQ(s.size(), 0u);
+  s.append(good);
+  EXPECT_EQ(s.size(), 2u);
+}
+
+}  // namespace

@@ -73,6 +73,33 @@ struct Record {
   bool operator==(const Record&) const = default;
 };
 
+// One field's values for the rows of a RecordBatch; the alternative must
+// match the field's type (in FieldType's order; bools as 0 or 1).
+using ValueColumn = std::variant<std::vector<std::int64_t>, std::vector<double>,
+                                 std::vector<std::uint8_t>, std::vector<std::string>>;
+
+// Records of one job, column by column: the hot path's form (the engine
+// appends every batch of results this way), with no allocation per record.
+// Row i is the record {keys[i], status[i], ...}. A failed row stores no
+// result and no values (its entries in results and values are ignored).
+struct RecordBatch {
+  std::string job;
+  std::int64_t job_version = 1;
+  std::int64_t run = 0;
+  std::vector<TaskKey> keys;
+  std::vector<Status> status;
+  std::vector<std::int32_t> rank;
+  std::vector<double> start_time;
+  std::vector<double> duration;
+  Bytes results;                            // the rows' result archives, one after another
+  std::vector<std::uint32_t> result_sizes;  // their sizes
+  std::string errors;                       // the rows' error messages, one after another
+  std::vector<std::uint32_t> error_sizes;
+  std::vector<ValueColumn> values;  // one column per result field of the job
+  std::vector<ValueColumn> params;  // one column per param field of the job
+  std::size_t size() const { return keys.size(); }
+};
+
 // crashed: the run was still "running" when a later writer opened the store.
 enum class RunState : std::uint8_t { running, finished, stopped, failed, crashed };
 const char* to_string(RunState state);
@@ -155,6 +182,10 @@ class Store {
   void append(std::span<const Record> records);
   // The same; records is left empty.
   void append(std::vector<Record>&& records);
+  // The same for a columnar batch: one log frame, stored exactly as the
+  // equivalent Records. Throws UsageError (nothing appended) when a column's
+  // length or type does not match the batch or the job.
+  void append(const RecordBatch& batch);
   // When it returns, everything appended, defined or begun before it
   // survives kill -9 and power loss (fdatasync of the log).
   void commit();

@@ -59,6 +59,34 @@ std::vector<std::string> gather_hosts(const Environment& env) {
   return hosts;
 }
 
+// Drops the rows of b whose keep is 0 (b's keys are not filled yet).
+void keep_rows(RecordBatch& b, const std::vector<std::uint8_t>& keep) {
+  auto filter = [&keep](auto& v) {
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (keep[i]) v[out++] = std::move(v[i]);
+    v.resize(out);
+  };
+  auto filter_bytes = [&keep](std::string& bytes, std::vector<std::uint32_t>& sizes) {
+    std::string kept;
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      if (keep[i]) kept.append(bytes, at, sizes[i]);
+      at += sizes[i];
+    }
+    bytes = std::move(kept);
+  };
+  filter_bytes(b.results, b.result_sizes);
+  filter_bytes(b.errors, b.error_sizes);
+  filter(b.status);
+  filter(b.start_time);
+  filter(b.duration);
+  filter(b.result_sizes);
+  filter(b.error_sizes);
+  for (auto* columns : {&b.values, &b.params})
+    for (auto& c : *columns) std::visit(filter, c);
+}
+
 class Master {
  public:
   Master(const ErasedJob& job, const TaskSource& source, const RunOptions& opt, Channel& channel,
@@ -194,12 +222,13 @@ class Master {
           std::min(queue_.size(), sizer_.next(left, static_cast<std::size_t>(channel_.workers())));
       Batch msg;
       std::vector<Task> tasks;
-      msg.items.reserve(n);
+      msg.sizes.reserve(n);
       tasks.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {
         tasks.push_back(std::move(queue_.front()));
         queue_.pop_front();
-        msg.items.push_back(TaskItem{tasks.back().index, tasks.back().input});
+        msg.inputs += tasks.back().input;
+        msg.sizes.push_back(static_cast<std::uint32_t>(tasks.back().input.size()));
       }
       channel_.send(w, to_bytes(msg));
       q.push_back(std::move(tasks));
@@ -210,44 +239,42 @@ class Master {
     auto& q = in_flight_.at(static_cast<std::size_t>(w));
     if (q.empty())
       throw Error("worker " + std::to_string(w + 1) + " sent results it was not asked for");
-    const ResultBatch rb = from_bytes<ResultBatch>(bytes);
+    ResultBatch rb = from_bytes<ResultBatch>(bytes);
+    RecordBatch& b = rb.records;
     std::vector<Task> tasks = std::move(q.front());
     q.pop_front();
-    if (rb.items.size() != tasks.size()) {
+    if (b.status.size() != tasks.size()) {
       throw Error("worker " + std::to_string(w + 1) + " returned " +
-                  std::to_string(rb.items.size()) + " results for " + std::to_string(tasks.size()) +
+                  std::to_string(b.status.size()) + " results for " + std::to_string(tasks.size()) +
                   " tasks");
     }
     sizer_.observe(tasks.size(), rb.seconds);
-    std::vector<Record> records;
-    records.reserve(tasks.size());
-    for (std::size_t i = 0; i < tasks.size(); ++i) {
-      const ResultItem& item = rb.items[i];
+    // Failed tasks with retries left go back to the queue, first.
+    std::vector<std::uint8_t> keep(tasks.size(), 1);
+    bool all = true;
+    for (std::size_t i = tasks.size(); i-- > 0;) {
       Task& t = tasks[i];
-      if (!item.ok && t.attempt < opt_.retries) {
+      if (b.status[i] == Status::failed && t.attempt < opt_.retries) {
         ++t.attempt;
-        queue_.push_front(std::move(t));  // retried first, before new tasks
-        continue;
+        keep[i] = 0;
+        all = false;
+        queue_.push_front(std::move(t));
       }
-      Record r;
-      r.key = t.key;
-      r.job = job_.info.name;
-      r.job_version = job_.info.version;
-      r.status = item.ok ? Status::ok : Status::failed;
-      r.result = item.result;
-      r.values.reserve(item.values.size());
-      for (const auto& v : item.values) r.values.push_back(v.to());
-      for (const auto& v : item.params) r.params.push_back(v.to());
-      r.error = item.error;
-      r.rank = channel_.rank(w);
-      r.start_time = item.start_time;
-      r.duration = item.duration;
-      r.run = run_id_;
-      ++(item.ok ? summary_.computed : summary_.failed);
-      pending_keys_.erase(t.key);
-      records.push_back(std::move(r));
     }
-    store_.append(std::move(records));
+    if (!all) keep_rows(b, keep);
+    b.job = job_.info.name;
+    b.job_version = job_.info.version;
+    b.run = run_id_;
+    b.rank.assign(b.status.size(), channel_.rank(w));
+    b.keys.clear();
+    b.keys.reserve(b.status.size());
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      if (!keep[i]) continue;
+      b.keys.push_back(tasks[i].key);
+      pending_keys_.erase(tasks[i].key);
+      ++(b.status[b.keys.size() - 1] == Status::ok ? summary_.computed : summary_.failed);
+    }
+    store_.append(b);
   }
 
   RunSummary finish() {

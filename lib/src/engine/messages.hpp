@@ -1,6 +1,9 @@
-// What travels between the master and the workers, as Boost archives.
+// What travels between the master and the workers, as Boost archives. Both
+// directions are columnar, so a batch of any size is a few memcpy's to
+// serialize, with no per-task object for Boost to track.
 #pragma once
 
+#include <boost/serialization/binary_object.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,58 +15,83 @@ namespace mpibatch::detail {
 
 enum Tag : int { kTagBatch = 1, kTagStop = 2, kTagResults = 3, kTagBye = 4 };
 
-struct TaskItem {
-  std::uint64_t index = 0;  // position in the task stream
-  Bytes input;
-  template <class A>
-  void serialize(A& a, unsigned) {
-    a& index& input;
+// A vector of trivially copyable values as its length and raw bytes.
+template <class A, class T>
+void serialize_pod(A& a, std::vector<T>& v) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  std::uint64_t n = v.size();
+  a& n;
+  if constexpr (A::is_loading::value) v.resize(n);
+  if (n > 0) {
+    auto bytes = boost::serialization::make_binary_object(v.data(), n * sizeof(T));
+    a& bytes;
   }
-};
+}
 
+template <class A>
+void serialize_columns(A& a, std::vector<ValueColumn>& columns) {
+  std::uint64_t n = columns.size();
+  a& n;
+  if constexpr (A::is_loading::value) columns.resize(n);
+  for (auto& c : columns) {
+    std::uint8_t type = static_cast<std::uint8_t>(c.index());
+    a& type;
+    if constexpr (A::is_loading::value) {
+      switch (type) {
+        case 0:
+          c.emplace<0>();
+          break;
+        case 1:
+          c.emplace<1>();
+          break;
+        case 2:
+          c.emplace<2>();
+          break;
+        default:
+          c.emplace<3>();
+          break;
+      }
+    }
+    std::visit(
+        [&a](auto& v) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::vector<std::string>>)
+            a& v;
+          else
+            serialize_pod(a, v);
+        },
+        c);
+  }
+}
+
+// Tasks for one worker: their serialized inputs, one after another.
 struct Batch {
-  std::vector<TaskItem> items;
+  Bytes inputs;
+  std::vector<std::uint32_t> sizes;
   template <class A>
   void serialize(A& a, unsigned) {
-    a& items;
+    a& inputs;
+    serialize_pod(a, sizes);
   }
 };
 
-// A Value on the wire (Boost 1.74 has no std::variant support).
-struct WireValue {
-  std::uint8_t type = 0;  // Value's alternative index
-  std::int64_t i = 0;
-  double d = 0;
-  std::string s;
-  template <class A>
-  void serialize(A& a, unsigned) {
-    a& type& i& d& s;
-  }
-  static WireValue from(const Value& v);
-  Value to() const;
-};
-
-struct ResultItem {
-  std::uint64_t index = 0;
-  bool ok = true;
-  Bytes result;
-  std::vector<WireValue> values;
-  std::vector<WireValue> params;  // filled even when the task failed
-  std::string error;
-  double start_time = 0;
-  double duration = 0;
-  template <class A>
-  void serialize(A& a, unsigned) {
-    a& index& ok& result& values& params& error& start_time& duration;
-  }
-};
-
+// A batch's results, in the batch's order. The worker fills what it knows;
+// the master adds job, run, keys and rank and appends them to the store.
 struct ResultBatch {
   double seconds = 0;  // wall time the worker spent computing the batch
-  std::vector<ResultItem> items;
+  RecordBatch records;
   template <class A>
   void serialize(A& a, unsigned) {
-    a& seconds& items;
+    RecordBatch& r = records;
+    a& seconds;
+    serialize_pod(a, r.status);
+    serialize_pod(a, r.start_time);
+    serialize_pod(a, r.duration);
+    a& r.results;
+    serialize_pod(a, r.result_sizes);
+    a& r.errors;
+    serialize_pod(a, r.error_sizes);
+    serialize_columns(a, r.values);
+    serialize_columns(a, r.params);
   }
 };
 

@@ -10,47 +10,6 @@ namespace mpibatch::detail {
 
 namespace {
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
-
-WireValue WireValue::from(const Value& v) {
-  WireValue w;
-  w.type = static_cast<std::uint8_t>(v.index());
-  switch (v.index()) {
-    case 0:
-      w.i = std::get<std::int64_t>(v);
-      break;
-    case 1:
-      w.d = std::get<double>(v);
-      break;
-    case 2:
-      w.i = std::get<bool>(v) ? 1 : 0;
-      break;
-    default:
-      w.s = std::get<std::string>(v);
-      break;
-  }
-  return w;
-}
-
-Value WireValue::to() const {
-  switch (type) {
-    case 0:
-      return Value(std::in_place_type<std::int64_t>, i);
-    case 1:
-      return Value(std::in_place_type<double>, d);
-    case 2:
-      return Value(std::in_place_type<bool>, i != 0);
-    default:
-      return Value(std::in_place_type<std::string>, s);
-  }
-}
-
-namespace {
-
 // A job's values must match its fields; a mismatch fails the task (with
 // this message) rather than the run.
 void check_values(const std::string& job, const char* what, const std::vector<Field>& fields,
@@ -67,46 +26,103 @@ void check_values(const std::string& job, const char* what, const std::vector<Fi
   }
 }
 
-void fail(ResultItem& r, std::string message) {
-  r.ok = false;
-  r.error = std::move(message);
-  r.result.clear();
-  r.values.clear();
+std::vector<ValueColumn> empty_columns(const std::vector<Field>& fields, std::size_t rows) {
+  std::vector<ValueColumn> columns(fields.size());
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    switch (fields[f].type) {
+      case FieldType::int64:
+        columns[f].emplace<0>().reserve(rows);
+        break;
+      case FieldType::float64:
+        columns[f].emplace<1>().reserve(rows);
+        break;
+      case FieldType::boolean:
+        columns[f].emplace<2>().reserve(rows);
+        break;
+      case FieldType::string:
+        columns[f].emplace<3>().reserve(rows);
+        break;
+    }
+  }
+  return columns;
+}
+
+// Appends one row: values (checked against the columns' types), or each
+// column's zero when values is null (a failed task).
+void push_row(std::vector<ValueColumn>& columns, const std::vector<Value>* values) {
+  for (std::size_t f = 0; f < columns.size(); ++f) {
+    std::visit(
+        [&](auto& column) {
+          using T = typename std::decay_t<decltype(column)>::value_type;
+          if (values == nullptr) {
+            column.push_back(T{});
+          } else if constexpr (std::is_same_v<T, std::uint8_t>) {
+            column.push_back(std::get<bool>((*values)[f]) ? 1 : 0);
+          } else {
+            column.push_back(std::get<T>((*values)[f]));
+          }
+        },
+        columns[f]);
+  }
 }
 
 }  // namespace
 
 ResultBatch compute(const ErasedJob& job, const Batch& batch) {
   using Clock = std::chrono::steady_clock;
+  const std::size_t n = batch.sizes.size();
   ResultBatch out;
-  out.items.resize(batch.items.size());
+  RecordBatch& r = out.records;
+  r.status.reserve(n);
+  r.start_time.reserve(n);
+  r.duration.reserve(n);
+  r.result_sizes.reserve(n);
+  r.error_sizes.reserve(n);
+  r.values = empty_columns(job.info.results, n);
+  r.params = empty_columns(job.info.params, n);
   std::vector<Value> values, params;
+  Bytes result;
+  // One wall-clock reading per batch; task start times follow the steady clock.
+  const double wall0 =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   const auto t0 = Clock::now();
-  for (std::size_t i = 0; i < batch.items.size(); ++i) {
-    ResultItem& r = out.items[i];
-    r.index = batch.items[i].index;
-    r.start_time = now_seconds();
-    const auto ts = Clock::now();
+  auto ts = t0;
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string_view input(batch.inputs.data() + at, batch.sizes[i]);
+    at += batch.sizes[i];
     values.clear();
     params.clear();
+    std::string error;
     try {
-      r.result = job.call(batch.items[i].input, values, params);
+      result = job.call(input, values, params);
       check_values(job.info.name, "result", job.info.results, values);
-      r.values.reserve(values.size());
-      for (const Value& v : values) r.values.push_back(WireValue::from(v));
+      if (result.size() > 0xFFFFFFFFu) throw Error("a result larger than 4 GiB cannot be stored");
     } catch (const std::exception& e) {
-      fail(r, e.what());
+      error = e.what();
     } catch (...) {
-      fail(r, "unknown exception (not derived from std::exception)");
+      error = "unknown exception (not derived from std::exception)";
     }
-    r.duration = std::chrono::duration<double>(Clock::now() - ts).count();
+    const auto te = Clock::now();
+    r.start_time.push_back(wall0 + std::chrono::duration<double>(ts - t0).count());
+    r.duration.push_back(std::chrono::duration<double>(te - ts).count());
+    ts = te;
     // Params are known even when the task failed: they are read first.
+    bool params_ok = true;
     try {
       check_values(job.info.name, "param", job.info.params, params);
-      for (const Value& v : params) r.params.push_back(WireValue::from(v));
     } catch (const std::exception& e) {
-      fail(r, e.what());
+      params_ok = false;
+      if (error.empty()) error = e.what();
     }
+    push_row(r.params, params_ok ? &params : nullptr);
+    const bool ok = error.empty();
+    r.status.push_back(ok ? Status::ok : Status::failed);
+    r.result_sizes.push_back(ok ? static_cast<std::uint32_t>(result.size()) : 0);
+    if (ok) r.results += result;
+    r.error_sizes.push_back(static_cast<std::uint32_t>(error.size()));
+    r.errors += error;
+    push_row(r.values, ok ? &values : nullptr);
   }
   out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return out;

@@ -69,6 +69,25 @@ void get_values(Decoder& d, std::vector<Value>& values) {
   }
 }
 
+// Row's value of a column, encoded as put_values encodes a Value.
+void put_cell(Encoder& e, const ValueColumn& column, std::size_t row) {
+  e.put<std::uint8_t>(static_cast<std::uint8_t>(column.index()));
+  switch (column.index()) {
+    case 0:
+      e.put(std::get<0>(column)[row]);
+      break;
+    case 1:
+      e.put(std::get<1>(column)[row]);
+      break;
+    case 2:
+      e.put<bool>(std::get<2>(column)[row] != 0);
+      break;
+    default:
+      e.put_str(std::get<3>(column)[row]);
+      break;
+  }
+}
+
 }  // namespace
 
 void encode_job(std::string& out, std::uint32_t id, const JobInfo& job) {
@@ -131,6 +150,37 @@ void encode_records(std::string& out, std::span<const Record> records,
   for (std::size_t i = 0; i < records.size(); ++i) {
     if (offsets != nullptr) offsets->push_back(out.size());
     put_record(out, records[i], job_ids[i]);
+  }
+}
+
+void encode_records(std::string& out, const RecordBatch& b, std::uint32_t job_id,
+                    std::vector<std::size_t>* offsets) {
+  const std::size_t n = b.size();
+  out.reserve(out.size() + n * (80 + 16 * (b.values.size() + b.params.size())) + b.results.size() +
+              b.errors.size());
+  Encoder e(out);
+  e.put(FrameType::records);
+  e.put<std::uint32_t>(static_cast<std::uint32_t>(n));
+  std::size_t result_at = 0, error_at = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (offsets != nullptr) offsets->push_back(out.size());
+    const bool failed = b.status[i] == Status::failed;
+    e.put(b.keys[i]);
+    e.put(job_id);
+    e.put(b.status[i]);
+    e.put(b.rank[i]);
+    e.put(b.start_time[i]);
+    e.put(b.duration[i]);
+    e.put(b.run);
+    const std::string_view result(b.results.data() + result_at, b.result_sizes[i]);
+    result_at += b.result_sizes[i];
+    e.put_str(failed ? std::string_view() : result);
+    e.put_str(std::string_view(b.errors.data() + error_at, b.error_sizes[i]));
+    error_at += b.error_sizes[i];
+    e.put<std::uint32_t>(failed ? 0 : static_cast<std::uint32_t>(b.values.size()));
+    for (std::size_t c = 0; !failed && c < b.values.size(); ++c) put_cell(e, b.values[c], i);
+    e.put<std::uint32_t>(static_cast<std::uint32_t>(b.params.size()));
+    for (const auto& column : b.params) put_cell(e, column, i);
   }
 }
 

@@ -72,6 +72,10 @@ void encode_job(std::string& out, std::uint32_t id, const JobInfo& job);
 void encode_records(std::string& out, std::span<const Record> records,
                     std::span<const std::uint32_t> job_ids,
                     std::vector<std::size_t>* offsets = nullptr);
+// The same records frame for a columnar batch (already checked: columns of
+// equal length and of the job's types), all of one job.
+void encode_records(std::string& out, const RecordBatch& batch, std::uint32_t job_id,
+                    std::vector<std::size_t>* offsets = nullptr);
 // One record's encoding (inside a records frame, or in a memtable's arena).
 void put_record(std::string& out, const Record& r, std::uint32_t job_id);
 // Reads one record (its job left empty); returns its job id.

@@ -581,24 +581,92 @@ struct Store::Impl {
     }
     std::vector<std::size_t> offsets;
     offsets.reserve(records.size() + 1);
-    std::uint64_t arena_base = 0;
-    std::size_t frame_start = 0;
-    log->add([&](std::string& out) {
-      frame_start = out.size();
-      detail::encode_records(out, records, ids, &offsets);
-      offsets.push_back(out.size());
-      arena_base = m.arena.size();
-      m.arena.append(out, frame_start, out.size() - frame_start);
-    });
+    log_records(offsets,
+                [&](std::string& out) { detail::encode_records(out, records, ids, &offsets); });
     for (std::size_t i = 0; i < records.size(); ++i) {
       if (i + kPrefetch < records.size()) index.prefetch(records[i + kPrefetch].key);
-      const bool failed = records[i].status == Status::failed;
-      const std::size_t row = m.add_encoded(
-          records[i].key, mem_jobs[i], failed, arena_base + (offsets[i] - frame_start),
-          static_cast<std::uint32_t>(offsets[i + 1] - offsets[i]));
-      index_mem(records[i].key, failed, row);
+      add_row(records[i].key, mem_jobs[i], records[i].status == Status::failed, offsets, i);
     }
     uncommitted = true;
+  }
+
+  // A columnar batch: checked whole, then one frame as append_batch does.
+  void append_columns(const RecordBatch& b) {
+    require_writer("append records");
+    const std::size_t n = b.size();
+    if (n == 0) return;
+    const JobInfo& job = job_of(b.job, b.job_version);
+    const std::string what = "record batch of job " + b.job;
+    auto rows = [&](const char* column, std::size_t size) {
+      if (size != n) {
+        throw UsageError(what + ": column " + column + " has " + std::to_string(size) +
+                         " rows, the keys " + std::to_string(n));
+      }
+    };
+    rows("status", b.status.size());
+    rows("rank", b.rank.size());
+    rows("start_time", b.start_time.size());
+    rows("duration", b.duration.size());
+    rows("result_sizes", b.result_sizes.size());
+    rows("error_sizes", b.error_sizes.size());
+    auto total = [](const std::vector<std::uint32_t>& sizes) {
+      std::uint64_t t = 0;
+      for (auto v : sizes) t += v;
+      return t;
+    };
+    if (total(b.result_sizes) != b.results.size() || total(b.error_sizes) != b.errors.size())
+      throw UsageError(what + ": result or error sizes do not add up to their bytes");
+    auto columns = [&](const char* kind, const std::vector<ValueColumn>& cols,
+                       const std::vector<Field>& fields) {
+      if (cols.size() != fields.size()) {
+        throw UsageError(what + " has " + std::to_string(cols.size()) + " " + kind +
+                         " columns; the job defines " + std::to_string(fields.size()));
+      }
+      for (std::size_t c = 0; c < cols.size(); ++c) {
+        if (cols[c].index() != static_cast<std::size_t>(fields[c].type)) {
+          throw UsageError(what + ": " + kind + " field '" + fields[c].name +
+                           "' has a column of the wrong type");
+        }
+        rows(fields[c].name.c_str(), std::visit([](const auto& v) { return v.size(); }, cols[c]));
+      }
+    };
+    columns("result", b.values, job.results);
+    columns("param", b.params, job.params);
+
+    const std::uint32_t id = log_job_id(job);
+    const std::uint16_t mem_job = mem().job_index(job.name, job.version);
+    std::vector<std::size_t> offsets;
+    offsets.reserve(n + 1);
+    log_records(offsets, [&](std::string& out) { detail::encode_records(out, b, id, &offsets); });
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + kPrefetch < n) index.prefetch(b.keys[i + kPrefetch]);
+      add_row(b.keys[i], mem_job, b.status[i] == Status::failed, offsets, i);
+    }
+    uncommitted = true;
+  }
+
+  // Logs the records frame encode() writes (it pushes each record's start
+  // onto offsets) and copies its record bytes into the active memtable's
+  // arena; offsets end up relative to the arena, plus one past the last.
+  template <class Encode>
+  void log_records(std::vector<std::size_t>& offsets, Encode&& encode) {
+    detail::MemTable& m = mem();
+    log->add([&](std::string& out) {
+      const std::size_t frame_start = out.size();
+      encode(out);
+      offsets.push_back(out.size());
+      const std::size_t arena_base = m.arena.size();
+      m.arena.append(out, frame_start, out.size() - frame_start);
+      for (auto& o : offsets) o = o - frame_start + arena_base;
+    });
+  }
+
+  // Row i of a logged frame: into the memtable and the index.
+  void add_row(const TaskKey& key, std::uint16_t mem_job, bool failed,
+               const std::vector<std::size_t>& offsets, std::size_t i) {
+    const std::size_t row = mem().add_encoded(
+        key, mem_job, failed, offsets[i], static_cast<std::uint32_t>(offsets[i + 1] - offsets[i]));
+    index_mem(key, failed, row);
   }
 
   // ------------------------------------------------------------ reading
@@ -834,6 +902,10 @@ void Store::end_run(std::int64_t run, RunState state, std::int32_t exit_status) 
 
 std::vector<RunInfo> Store::runs() const {
   return impl_->run_list();
+}
+
+void Store::append(const RecordBatch& batch) {
+  impl_->append_columns(batch);
 }
 
 void Store::append(std::span<const Record> records) {
