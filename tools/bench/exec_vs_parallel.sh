@@ -16,8 +16,13 @@ for prog in true sleep; do
   mpirun -n 3 --oversubscribe build/tools/mpibatch run exec --cmd "$template" --grid "i=1..$n" \
     --store "$tmp/exec.h5" --progress none 2>/dev/null
   report "mpibatch run exec '$template' (2 workers)" "$n" "$start" "$(date +%s.%N)"
+  # The run's own rate, without mpirun's start-up: what the store recorded.
+  build/tools/mpibatch status "$tmp/exec.h5" | grep '^rate' 
   rm -rf "$tmp/exec.h5" "$tmp/exec.h5.d"
   start=$(date +%s.%N)
   seq "$n" | parallel -j2 --joblog "$tmp/joblog" "$arg"
   report "parallel -j2 --joblog '$arg'" "$n" "$start" "$(date +%s.%N)"
 done
+# The floor: posix_spawn + waitpid back to back, nothing else.
+build/tools/bench/spawn_floor 500 true
+build/tools/bench/spawn_floor 500 sleep 0.01
