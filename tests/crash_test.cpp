@@ -54,6 +54,15 @@ std::uint64_t last_reported(int fd, std::uint64_t none) {
 // Checks the whole store; returns the number of committed records.
 std::uint64_t verify(const std::string& path, std::uint64_t start, std::uint64_t reported,
                      std::uint64_t limit) {
+  if (start == 0 && reported == 0) {
+    // A kill in the first milliseconds can come before the writer created
+    // the store: then there is nothing, and nothing was committed.
+    try {
+      Store::open(path, {.read_only = true});
+    } catch (const NotAStoreError&) {
+      return 0;
+    }
+  }
   Store s = Store::open(path, {.read_only = true});
   EXPECT_TRUE(s.problems().empty()) << s.problems()[0].file << ": " << s.problems()[0].what;
   const std::uint64_t m = s.size();
