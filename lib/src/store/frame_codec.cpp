@@ -112,17 +112,40 @@ JobInfo decode_job(Decoder& d, std::uint32_t& id) {
   return job;
 }
 
+namespace {
+
+// A record's fields before its values: the one place their layout is written,
+// for Records and for columnar batches alike.
+struct RecordHead {
+  const TaskKey& key;
+  std::uint32_t job_id;
+  Status status;
+  std::int32_t rank;
+  double start_time;
+  double duration;
+  std::int64_t run;
+  std::string_view result;
+  std::string_view error;
+};
+
+void put_head(Encoder& e, const RecordHead& h) {
+  e.put(h.key);
+  e.put(h.job_id);
+  e.put(h.status);
+  e.put(h.rank);
+  e.put(h.start_time);
+  e.put(h.duration);
+  e.put(h.run);
+  e.put_str(h.result);
+  e.put_str(h.error);
+}
+
+}  // namespace
+
 void put_record(std::string& out, const Record& r, std::uint32_t job_id) {
   Encoder e(out);
-  e.put(r.key);
-  e.put(job_id);
-  e.put(r.status);
-  e.put(r.rank);
-  e.put(r.start_time);
-  e.put(r.duration);
-  e.put(r.run);
-  e.put_str(r.result);
-  e.put_str(r.error);
+  put_head(e,
+           {r.key, job_id, r.status, r.rank, r.start_time, r.duration, r.run, r.result, r.error});
   put_values(e, r.values);
   put_values(e, r.params);
 }
@@ -165,18 +188,12 @@ void encode_records(std::string& out, const RecordBatch& b, std::uint32_t job_id
   for (std::size_t i = 0; i < n; ++i) {
     if (offsets != nullptr) offsets->push_back(out.size());
     const bool failed = b.status[i] == Status::failed;
-    e.put(b.keys[i]);
-    e.put(job_id);
-    e.put(b.status[i]);
-    e.put(b.rank[i]);
-    e.put(b.start_time[i]);
-    e.put(b.duration[i]);
-    e.put(b.run);
     const std::string_view result(b.results.data() + result_at, b.result_sizes[i]);
+    const std::string_view error(b.errors.data() + error_at, b.error_sizes[i]);
     result_at += b.result_sizes[i];
-    e.put_str(failed ? std::string_view() : result);
-    e.put_str(std::string_view(b.errors.data() + error_at, b.error_sizes[i]));
     error_at += b.error_sizes[i];
+    put_head(e, {b.keys[i], job_id, b.status[i], b.rank[i], b.start_time[i], b.duration[i], b.run,
+                 failed ? std::string_view() : result, error});
     e.put<std::uint32_t>(failed ? 0 : static_cast<std::uint32_t>(b.values.size()));
     for (std::size_t c = 0; !failed && c < b.values.size(); ++c) put_cell(e, b.values[c], i);
     e.put<std::uint32_t>(static_cast<std::uint32_t>(b.params.size()));
