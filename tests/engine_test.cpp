@@ -169,6 +169,32 @@ TEST(Engine, ExceptionsAreRecordedWithTheirMessagesAndFailedTasksRetriedNextRun)
   }
 }
 
+// A param function that throws fails only its task: the task keeps that
+// message, its params are stored as zeros, and the run goes on.
+TEST(Engine, ParamFunctionThatThrowsFailsOnlyItsTask) {
+  SharedDir dir;
+  Job<std::uint64_t, std::uint64_t> job{.name = "p13",
+                                        .fn = [](const std::uint64_t& i) { return i; }};
+  job.params = {Field{"i", FieldType::int64, "", "the input"}};
+  job.param_values = [](const std::uint64_t& i) {
+    if (i % 13 == 0) throw std::runtime_error("no params for " + std::to_string(i));
+    return std::vector<Value>{static_cast<std::int64_t>(i)};
+  };
+  const auto o = quiet(dir / "s.h5");
+  const RunSummary s = run(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{500}), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.failed, 39u);  // 0, 13, ..., 494
+    EXPECT_EQ(s.computed, 461u);
+    Store st = Store::open(o.store, {.read_only = true});
+    const auto bad = st.get(job.key(26));
+    ASSERT_TRUE(bad.has_value());
+    EXPECT_EQ(bad->status, Status::failed);
+    EXPECT_EQ(bad->error, "no params for 26");
+    EXPECT_EQ(std::get<std::int64_t>(bad->params.at(0)), 0);
+    EXPECT_EQ(std::get<std::int64_t>(st.get(job.key(27))->params.at(0)), 27);
+  }
+}
+
 TEST(Engine, RetriesHappen) {
   SharedDir dir;
   const fs::path marks = dir / "marks";
