@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -286,6 +287,34 @@ TEST(Engine, LockedStoreFailsOnRankZeroWithoutHangingWorkers) {
                   .exit_status,
               kExitRuntime);
   }
+}
+
+// Open MPI's blocking collectives poll a core: a worker waiting for a busy
+// rank 0 (here late to start; elsewhere opening, checking or compacting a
+// store) must sleep instead, leaving the core to rank 0.
+TEST(Engine, WorkersSleepWhileRankZeroIsBusy) {
+  SharedDir dir;
+  const auto o = quiet(dir / "s.h5");
+  const auto tasks = std::views::iota(std::uint64_t{0}, std::uint64_t{10});
+  if (g_env->rank() == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_EQ(run(*g_env, work_job(), tasks, o).exit_status, kExitOk);
+    return;
+  }
+  auto cpu_seconds = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  };
+  const double cpu0 = cpu_seconds();
+  const auto wall0 = std::chrono::steady_clock::now();
+  run(*g_env, work_job(), tasks, o);
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  const double cpu = cpu_seconds() - cpu0;
+  EXPECT_GE(wall, 1.0);
+  EXPECT_LT(cpu, 0.25 * wall) << "rank " << g_env->rank() << " used " << cpu << " s of CPU in "
+                              << wall << " s waiting";
 }
 
 TEST(Memory, CachesAcrossCallsAndProcesses) {

@@ -16,7 +16,7 @@
 #include "cli/submit.hpp"
 #include "cli/task_rows.hpp"
 #include "cli/values.hpp"
-#include "mpi/mpi_check.hpp"
+#include "mpi/messaging.hpp"
 #include "mpibatch/csv.hpp"
 #include "mpibatch/mpibatch.hpp"
 
@@ -253,7 +253,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     error = e.what();
     status = e.exit_status();
   }
-  detail::mpi::check(MPI_Bcast(&status, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+  detail::mpi::bcast_int(env.comm(), status, 0);
   if (status != kExitOk) {
     if (env.rank() == 0 || !error.empty())
       std::fprintf(stderr, "mpibatch run: %s\n", error.c_str());

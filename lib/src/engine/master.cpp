@@ -11,6 +11,7 @@
 #include "engine/channel.hpp"
 #include "engine/progress.hpp"
 #include "engine/stop_signals.hpp"
+#include "mpi/messaging.hpp"
 #include "mpi/mpi_check.hpp"
 #include "mpibatch/run.hpp"
 
@@ -51,8 +52,11 @@ std::vector<std::string> gather_hosts(const Environment& env) {
   std::string mine = env.host();
   mine.resize(kLen, '\0');
   std::string all(env.rank() == 0 ? static_cast<std::size_t>(kLen * env.size()) : 0, '\0');
-  mpi::check(MPI_Gather(mine.data(), kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, env.comm()),
-             "MPI_Gather");
+  MPI_Request request = MPI_REQUEST_NULL;
+  mpi::check(
+      MPI_Igather(mine.data(), kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, env.comm(), &request),
+      "MPI_Igather");
+  mpi::wait(request);
   std::vector<std::string> hosts;
   for (int r = 0; env.rank() == 0 && r < env.size(); ++r)
     hosts.emplace_back(all.c_str() + r * kLen);
@@ -332,14 +336,14 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
 
   if (env.rank() != 0) {
     int ok = 0;
-    mpi::check(MPI_Bcast(&ok, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+    mpi::bcast_int(env.comm(), ok, 0);
     RunSummary s;
     if (!ok) {  // the master could not start; it reports why
       s.exit_status = kExitRuntime;
       return s;
     }
     serve(env, job);
-    mpi::check(MPI_Bcast(&s.exit_status, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+    mpi::bcast_int(env.comm(), s.exit_status, 0);
     return s;
   }
 
@@ -363,11 +367,14 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     channel = env.size() > 1 ? make_mpi_channel(env) : make_local_channel(job);
   } catch (...) {
     int ok = 0;
-    MPI_Bcast(&ok, 1, MPI_INT, 0, env.comm());
+    try {
+      mpi::bcast_int(env.comm(), ok, 0);
+    } catch (...) {  // the first error is the one to report
+    }
     throw;
   }
   int ok = 1;
-  mpi::check(MPI_Bcast(&ok, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+  mpi::bcast_int(env.comm(), ok, 0);
 
   RunSummary summary;
   Master master(job, tasks, opt, *channel, *store, run_id);
@@ -396,7 +403,7 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     }
     env.abort(kExitRuntime);
   }
-  mpi::check(MPI_Bcast(&summary.exit_status, 1, MPI_INT, 0, env.comm()), "MPI_Bcast");
+  mpi::bcast_int(env.comm(), summary.exit_status, 0);
   return summary;
 }
 

@@ -28,17 +28,40 @@ bool try_receive(MPI_Comm comm, Message& out) {
   return true;
 }
 
-bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out) {
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + wait;
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// Sleeps between calls of done() (20 us doubling to kMaxNap) until it is
+// true or the deadline passes; returns the last answer.
+template <class Done>
+bool wait_until(Clock::time_point deadline, Done&& done) {
   std::chrono::microseconds nap(20);
   for (;;) {
-    if (try_receive(comm, out)) return true;
+    if (done()) return true;
     const auto now = Clock::now();
     if (now >= deadline) return false;
     std::this_thread::sleep_for(std::min<Clock::duration>(nap, deadline - now));
     nap = std::min(nap * 2, kMaxNap);
   }
+}
+}  // namespace
+
+bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out) {
+  return wait_until(Clock::now() + wait, [&] { return try_receive(comm, out); });
+}
+
+void wait(MPI_Request& request) {
+  wait_until(Clock::time_point::max(), [&] {
+    int done = 0;
+    check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    return done != 0;
+  });
+}
+
+void bcast_int(MPI_Comm comm, int& value, int root) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Ibcast(&value, 1, MPI_INT, root, comm, &request), "MPI_Ibcast");
+  wait(request);
 }
 
 Outbox::~Outbox() {
@@ -70,16 +93,10 @@ void Outbox::reap() {
 }
 
 bool Outbox::drain(std::chrono::microseconds wait) {
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + wait;
-  std::chrono::microseconds nap(20);
-  for (;;) {
+  return wait_until(Clock::now() + wait, [&] {
     reap();
-    if (pending_.empty()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(nap);
-    nap = std::min(nap * 2, kMaxNap);
-  }
+    return pending_.empty();
+  });
 }
 
 }  // namespace mpibatch::detail::mpi

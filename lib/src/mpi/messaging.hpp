@@ -22,6 +22,14 @@ bool try_receive(MPI_Comm comm, Message& out);
 // Receives one message, waiting at most `wait` (sleeping, not spinning).
 bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out);
 
+// Waits for a non-blocking operation by testing and sleeping. Ranks that
+// wait for a busy rank 0 (opening, checking or compacting a store) must not
+// poll a core as Open MPI's blocking collectives do; collectives go through
+// their non-blocking form and this.
+void wait(MPI_Request& request);
+// MPI_Bcast of one int from root, waiting as wait() does.
+void bcast_int(MPI_Comm comm, int& value, int root);
+
 // Non-blocking sends whose buffers live until MPI is done with them.
 class Outbox {
  public:
