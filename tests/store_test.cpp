@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 
 #include "mpibatch/error.hpp"
 #include "test_support.hpp"
@@ -140,6 +141,65 @@ TEST(Store, LaterRecordReplacesEarlierAcrossSegmentsAndCompaction) {
   s.compact();
   EXPECT_EQ(*s.get(ok.key), ok);
   EXPECT_EQ(s.size(), 20u);
+}
+
+// A writer reads its own records back while segments are flushed under it:
+// two job versions share segments, and keys are replaced within a memtable,
+// across memtables and across segments (the newest record always wins).
+TEST(Store, WriterReadsItsRecordsBackWhileSegmentsAreFlushed) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  std::map<TaskKey, Record> want;
+  auto replaced = [](std::uint64_t i, std::int64_t version, int round) {
+    Record r = demo_record(i, 1, version);
+    r.status = Status::ok;
+    r.error.clear();
+    r.values = {std::int64_t{round}, 0.5 * round, round % 2 == 0, "round " + std::to_string(round)};
+    return r;
+  };
+  auto check = [&](const Store& s) {
+    ASSERT_EQ(s.size(), want.size());
+    std::vector<TaskKey> keys;
+    for (const auto& [k, r] : want) {
+      keys.push_back(k);
+      const auto got = s.get(k);
+      ASSERT_TRUE(got.has_value());
+      EXPECT_EQ(*got, r);
+    }
+    std::vector<Lookup> found(keys.size());
+    s.lookup(keys, found);
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      EXPECT_EQ(found[i], want[keys[i]].status == Status::ok ? Lookup::ok : Lookup::failed);
+    std::size_t n = 0;
+    s.for_each([&](const Record& r) {
+      ++n;
+      EXPECT_EQ(r, want[r.key]);
+    });
+    EXPECT_EQ(n, want.size());
+  };
+  {
+    Store s = Store::open(path, {.segment_records = 16});
+    s.define_job(demo_job(1));
+    s.define_job(demo_job(2));
+    for (int round = 0; round < 12; ++round) {
+      std::vector<Record> batch;
+      for (std::uint64_t i = 0; i < 9; ++i) {
+        const std::uint64_t k = static_cast<std::uint64_t>(round) * 9 + i;
+        batch.push_back(demo_record(k, 1, 1 + static_cast<std::int64_t>(k % 2)));
+      }
+      // Replace a key of each earlier round, and one of this batch.
+      for (int r = 0; r < round; r += 3)
+        batch.push_back(replaced(static_cast<std::uint64_t>(r) * 9 + 4, 1, round));
+      batch.push_back(replaced(static_cast<std::uint64_t>(round) * 9 + 1, 2, round));
+      for (const auto& r : batch) want[r.key] = r;
+      s.append(std::move(batch));
+      s.commit();
+      check(s);
+    }
+    s.compact();
+    check(s);
+  }
+  check(Store::open(path, {.read_only = true}));
 }
 
 TEST(Store, CommittedSurvivesCrashAndUncommittedDoesNot) {

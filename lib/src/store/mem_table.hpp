@@ -8,8 +8,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <map>
+#include <new>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -18,6 +22,42 @@
 #include "store/frame_codec.hpp"
 
 namespace mpibatch::detail {
+
+// Bytes that grow with realloc: for the large blocks a memtable reaches,
+// glibc moves pages (mremap) instead of copying them, and no page is touched
+// twice, which std::string's grow-and-copy does.
+class Arena {
+ public:
+  Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena() { std::free(data_); }
+
+  void append(std::string_view bytes) {
+    if (bytes.size() > cap_ - size_) grow(size_ + bytes.size());
+    std::memcpy(data_ + size_, bytes.data(), bytes.size());
+    size_ += bytes.size();
+  }
+  // Keeps the memory: a writer refills it segment after segment.
+  void clear() { size_ = 0; }
+  std::size_t size() const { return size_; }
+  std::string_view view(std::uint64_t offset, std::size_t size) const {
+    return {data_ + offset, size};
+  }
+  const char* data() const { return data_; }
+
+ private:
+  void grow(std::size_t need) {
+    const std::size_t cap = std::max({need, 2 * cap_, std::size_t{1} << 16});
+    void* p = std::realloc(data_, cap);
+    if (p == nullptr) throw std::bad_alloc();
+    data_ = static_cast<char*>(p);
+    cap_ = cap;
+  }
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t cap_ = 0;
+};
 
 struct MemTable {
   using JobVersion = std::pair<std::string, std::int64_t>;
@@ -31,7 +71,7 @@ struct MemTable {
     bool superseded = false;  // a later record of the key replaced it
   };
 
-  std::string arena;
+  Arena arena;
   std::vector<Entry> entries;
   std::vector<JobVersion> jobs;
   std::map<std::int64_t, std::vector<TaskKey>> tasks;  // per run, in task order
@@ -58,9 +98,11 @@ struct MemTable {
   // Encodes a record into the arena (log replay); returns its row.
   std::size_t add(const Record& r) {
     const std::uint64_t offset = arena.size();
-    put_record(arena, r, 0);
+    scratch_.clear();
+    put_record(scratch_, r, 0);
+    arena.append(scratch_);
     return add_encoded(r.key, job_index(r.job, r.job_version), r.status == Status::failed, offset,
-                       static_cast<std::uint32_t>(arena.size() - offset));
+                       static_cast<std::uint32_t>(scratch_.size()));
   }
 
   Record get(std::size_t row) const {
@@ -73,7 +115,7 @@ struct MemTable {
   // Decodes the record at arena[offset, offset + size) into r, reusing r's
   // buffers (no allocation once warm).
   void read(std::uint64_t offset, std::uint32_t size, std::uint16_t job, Record& r) const {
-    Decoder d(std::string_view(arena).substr(offset, size));
+    Decoder d(arena.view(offset, size));
     get_record(d, r);
     if (r.job != jobs[job].first) r.job = jobs[job].first;
     r.job_version = jobs[job].second;
@@ -91,13 +133,14 @@ struct MemTable {
     task_count += keys.size();
   }
 
-  // Keeps the arena's and entries' memory: a writer refills them segment after
-  // segment, and fresh pages would cost a page fault and zeroing each.
+  // Keeps the arena's, entries' and task lists' memory: a writer refills them
+  // segment after segment, and fresh pages would cost a page fault and
+  // zeroing each. (A run's task list may be left empty.)
   void clear() {
     arena.clear();
     entries.clear();
     jobs.clear();
-    tasks.clear();
+    for (auto& [run, keys] : tasks) keys.clear();
     task_count = 0;
   }
 
@@ -115,6 +158,9 @@ struct MemTable {
   // segment stores, in its order (compaction merges sorted segments).
   std::map<JobVersion, std::vector<LiveRow>> live() const {
     std::vector<std::vector<LiveRow>> rows(jobs.size());
+    std::vector<std::size_t> counts(jobs.size(), 0);
+    for (const Entry& e : entries) counts[e.job] += e.superseded ? 0 : 1;
+    for (std::size_t j = 0; j < jobs.size(); ++j) rows[j].reserve(counts[j]);
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const Entry& e = entries[i];
       if (!e.superseded)
@@ -128,6 +174,9 @@ struct MemTable {
     }
     return groups;
   }
+
+ private:
+  std::string scratch_;  // one replayed record's encoding
 };
 
 }  // namespace mpibatch::detail

@@ -30,10 +30,12 @@ using detail::TableReader;
 
 namespace {
 
-// Where a key's newest record is: table (kMem + slot for a memtable), group
-// within the table, failed bit, row. 8 bytes so the index stays small.
+// Where a key's newest record is: table, group within the table, failed bit,
+// row. 8 bytes so the index stays small. A memtable has the number of the
+// table it will become, and its rows are its entries; those row numbers stay
+// valid after its flush through the table's Remap, so a flush never touches
+// the index.
 struct Loc {
-  static constexpr std::uint32_t kMem = 0xFFFE;  // and 0xFFFF: the two memtables
   std::uint64_t bits = 0;
   static Loc make(std::uint32_t table, std::uint32_t group, bool failed, std::uint64_t row) {
     return Loc{(std::uint64_t{table} << 48) | (std::uint64_t{group} << 33) |
@@ -46,8 +48,28 @@ struct Loc {
 };
 
 constexpr std::uint64_t kMaxRows = 0xFFFFFFFFu;
-constexpr std::uint32_t kMaxTables = Loc::kMem;
+constexpr std::uint32_t kMaxTables = 0xFFFE;  // Loc has 16 bits, and memtables take numbers
+constexpr std::uint32_t kNoTable = 0xFFFFFFFFu;
+
+// Rows of a segment flushed by this writer, by memtable entry: entry e is
+// the pos[e]-th live row, counting the segment's groups in order of jobs
+// (job k from first[k], in the table's group group[k]).
+struct Remap {
+  static constexpr std::uint32_t kGone = 0xFFFFFFFFu;  // superseded, not written
+  std::vector<std::uint32_t> pos;
+  std::vector<std::uint32_t> first;
+  std::vector<std::uint32_t> group;
+};
+
+// A Loc made concrete: a memtable's entry, or a table's group and row.
+struct Place {
+  int mem = -1;  // memtable slot, or -1
+  std::uint32_t table = 0;
+  std::uint32_t group = 0;
+  std::uint64_t row = 0;
+};
 constexpr std::size_t kFetchChunk = 8192;
+constexpr std::size_t kReserveMax = std::size_t{1} << 22;
 // Index slots are random cache misses: batch loops prefetch this far ahead.
 constexpr std::size_t kPrefetch = 8;
 
@@ -152,6 +174,7 @@ struct Store::Impl {
   detail::LockFile lock;
 
   std::vector<std::unique_ptr<TableReader>> tables;  // base first, then segments by seq
+  std::vector<std::unique_ptr<Remap>> remaps;        // per table; null: Locs are direct
   std::int64_t base_seq = 0;
   std::int64_t last_seq = 0;           // highest number of any table or log seen or made
   std::vector<std::int64_t> segments;  // live segments, as in the MANIFEST
@@ -159,12 +182,15 @@ struct Store::Impl {
   absl::flat_hash_map<TaskKey, Loc, TaskKeyHash> index;
   std::array<detail::MemTable, 2> mems;
   unsigned active = 0;  // the memtable that takes appends
+  // The table number each memtable's rows carry in Locs (kNoTable: unused).
+  std::array<std::uint32_t, 2> mem_table{kNoTable, kNoTable};
 
   // A segment being written in the background from mems[slot].
   struct Flush {
     unsigned slot = 0;
     std::int64_t seq = 0;
     std::map<detail::MemTable::JobVersion, std::vector<detail::MemTable::LiveRow>> live;
+    std::unique_ptr<Remap> remap;  // made by the flush thread; groups filled in on finish
     std::future<void> done;
   };
   std::unique_ptr<Flush> pending;
@@ -244,11 +270,11 @@ struct Store::Impl {
   // Points the index at row of the active memtable.
   void index_mem(const TaskKey& key, bool failed, std::size_t row) {
     detail::MemTable& m = mem();
-    const Loc loc = Loc::make(Loc::kMem + active, 0, failed, row);
+    const Loc loc = Loc::make(mem_table[active], 0, failed, row);
     auto [it, inserted] = index.try_emplace(key, loc);
     if (!inserted) {
       // Only the active memtable is marked: a frozen one is being written.
-      if (it->second.table() == Loc::kMem + active) m.entries[it->second.row()].superseded = true;
+      if (it->second.table() == mem_table[active]) m.entries[it->second.row()].superseded = true;
       it->second = loc;
     }
   }
@@ -279,9 +305,11 @@ struct Store::Impl {
   // ran): retry. On the last attempt, what is missing is reported instead.
   bool load(bool last_attempt) {
     tables.clear();
+    remaps.clear();
     index.clear();
     for (auto& m : mems) m.clear();
     active = 0;
+    mem_table = {kNoTable, kNoTable};
     jobs.clear();
     runs.clear();
     covered_logs.clear();
@@ -347,7 +375,11 @@ struct Store::Impl {
     std::size_t rows = 0;
     for (const auto& t : tables)
       for (const auto& g : t->groups()) rows += g.rows;
-    index.reserve(rows);
+    // A writer adds about a segment's worth before its next table: room for
+    // it up front saves the index's early rehashes (address space only).
+    const std::size_t room = writer() ? std::min<std::size_t>(opt.segment_records, kReserveMax) : 0;
+    index.reserve(rows + room);
+    for (auto& m : mems) m.entries.reserve(room);
     for (std::uint32_t t = 0; t < tables.size(); ++t) {
       try {
         index_table(t);
@@ -355,6 +387,8 @@ struct Store::Impl {
         problems.push_back({tables[t]->path().string(), e.what()});
       }
     }
+    remaps.resize(tables.size());
+    mem_table[active] = static_cast<std::uint32_t>(tables.size());
     for (const auto& [seq, p] : logs) {
       if (seq <= covered) continue;
       try {
@@ -450,6 +484,8 @@ struct Store::Impl {
   // The segment is committed by the MANIFEST; only then are its logs
   // deleted. Requires everything logged to be committed and no flush pending.
   void start_flush() {
+    if (tables.size() + 2 >= kMaxTables)
+      throw StoreError(path.string() + ": too many segments; compact it");
     auto f = std::make_unique<Flush>();
     f->slot = active;
     f->seq = last_seq;  // the current log's number
@@ -458,6 +494,7 @@ struct Store::Impl {
     covered_logs.clear();
     log.reset();
     active = 1 - active;
+    mem_table[active] = static_cast<std::uint32_t>(tables.size() + 1);  // after the frozen one
     start_log();
     unflushed = false;
 
@@ -467,6 +504,13 @@ struct Store::Impl {
     f->done = std::async(std::launch::async, [this, f = f.get(), frozen, manifest, jobs_copy = jobs,
                                               runs_copy = run_list(), logs] {
       f->live = frozen->live();
+      f->remap = std::make_unique<Remap>();
+      f->remap->pos.assign(frozen->entries.size(), Remap::kGone);
+      std::uint32_t pos = 0;
+      for (const auto& [job, live] : f->live) {
+        f->remap->first.push_back(pos);
+        for (const auto& r : live) f->remap->pos[r.row] = pos++;
+      }
       const std::string name = seq_name(f->seq, ".h5");
       detail::TableWriter w(dir / (name + ".tmp"), f->seq);
       w.add_jobs(jobs_copy);
@@ -488,7 +532,8 @@ struct Store::Impl {
           w.append(job.first, job.second, rows);
         }
       }
-      for (const auto& [run, keys] : frozen->tasks) w.append_tasks(run, keys);
+      for (const auto& [run, keys] : frozen->tasks)
+        if (!keys.empty()) w.append_tasks(run, keys);
       w.set_runs(runs_copy);
       w.finish(dir / name);
       write_manifest(manifest_path(), manifest);
@@ -512,22 +557,22 @@ struct Store::Impl {
     }
     segments.push_back(f->seq);
     const auto t = static_cast<std::uint32_t>(tables.size());
-    tables.push_back(std::make_unique<TableReader>(dir / seq_name(f->seq, ".h5")));
-    // Group g's row i is live[g][i]; repoint keys no later record replaced.
-    const auto& groups = tables[t]->groups();
-    for (std::uint32_t g = 0; g < groups.size(); ++g) {
-      const auto it = f->live.find({groups[g].job.name, groups[g].job.version});
-      if (it == f->live.end()) continue;
-      const auto& live = it->second;
-      for (std::size_t row = 0; row < live.size(); ++row) {
-        if (row + kPrefetch < live.size()) index.prefetch(live[row + kPrefetch].key);
-        auto loc = index.find(live[row].key);
-        if (loc->second.table() == Loc::kMem + f->slot && loc->second.row() == live[row].row) {
-          loc->second = Loc::make(t, g, loc->second.failed(), row);
-        }
-      }
+    if (t != mem_table[f->slot]) throw std::logic_error("segment number out of order");
+    auto table = std::make_unique<TableReader>(dir / seq_name(f->seq, ".h5"));
+    // The memtable's k-th job (in live's order) is the table's group of that job.
+    for (const auto& [job, live] : f->live) {
+      const auto& groups = table->groups();
+      std::uint32_t g = 0;
+      while (g < groups.size() &&
+             (groups[g].job.name != job.first || groups[g].job.version != job.second))
+        ++g;
+      if (g == groups.size()) throw StoreError(table->path().string() + " lacks job " + job.first);
+      f->remap->group.push_back(g);
     }
+    tables.push_back(std::move(table));
+    remaps.push_back(std::move(f->remap));
     mems[f->slot].clear();
+    mem_table[f->slot] = kNoTable;
   }
 
   // Everything logged so far into segments, before returning.
@@ -656,7 +701,7 @@ struct Store::Impl {
       encode(out);
       offsets.push_back(out.size());
       const std::size_t arena_base = m.arena.size();
-      m.arena.append(out, frame_start, out.size() - frame_start);
+      m.arena.append(std::string_view(out).substr(frame_start));
       for (auto& o : offsets) o = o - frame_start + arena_base;
     });
   }
@@ -673,20 +718,36 @@ struct Store::Impl {
 
   // Records at the given locations, in the same order, with one HDF5 read
   // per (table, group) and column.
+  Place place(Loc loc) const {
+    const std::uint32_t t = loc.table();
+    for (int slot = 0; slot < 2; ++slot)
+      if (mem_table[slot] == t) return Place{slot, t, 0, loc.row()};
+    if (const Remap* m = remaps[t].get()) {
+      const std::uint32_t pos = m->pos[loc.row()];
+      const auto k = static_cast<std::size_t>(
+          std::upper_bound(m->first.begin(), m->first.end(), pos) - m->first.begin() - 1);
+      return Place{-1, t, m->group[k], pos - m->first[k]};
+    }
+    return Place{-1, t, loc.group(), loc.row()};
+  }
+
   std::vector<Record> fetch(const std::vector<Loc>& locs) const {
     std::vector<Record> out(locs.size());
     std::map<std::pair<std::uint32_t, std::uint32_t>, std::vector<std::size_t>> by_group;
+    std::vector<hsize_t> table_rows(locs.size());
     for (std::size_t i = 0; i < locs.size(); ++i) {
-      if (locs[i].table() >= Loc::kMem) {
-        out[i] = mems[locs[i].table() - Loc::kMem].get(locs[i].row());
+      const Place p = place(locs[i]);
+      if (p.mem >= 0) {
+        out[i] = mems[static_cast<std::size_t>(p.mem)].get(p.row);
       } else {
-        by_group[{locs[i].table(), locs[i].group()}].push_back(i);
+        table_rows[i] = p.row;
+        by_group[{p.table, p.group}].push_back(i);
       }
     }
     for (const auto& [tg, idx] : by_group) {
       std::vector<hsize_t> rows;
       rows.reserve(idx.size());
-      for (std::size_t i : idx) rows.push_back(locs[i].row());
+      for (std::size_t i : idx) rows.push_back(table_rows[i]);
       auto recs = tables[tg.first]->read_rows(tg.second, rows);
       for (std::size_t j = 0; j < idx.size(); ++j) out[idx[j]] = std::move(recs[j]);
     }
@@ -1023,7 +1084,8 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
     // Live locations per job version, in key order.
     std::map<std::pair<std::string, std::int64_t>, std::vector<std::pair<TaskKey, Loc>>> per_job;
     for (const auto& [key, loc] : s.index) {
-      const auto& job = s.tables[loc.table()]->groups()[loc.group()].job;
+      const Place p = s.place(loc);
+      const auto& job = s.tables[p.table]->groups()[p.group].job;
       per_job[{job.name, job.version}].emplace_back(key, loc);
     }
     for (auto& [job, entries] : per_job) {
@@ -1060,8 +1122,15 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
   }
   // The new base holds everything: drop the rest and index the base again.
   s.tables.clear();
+  s.remaps.clear();
   s.index.clear();
   s.tables.push_back(std::make_unique<TableReader>(s.path));
+  s.remaps.resize(1);
+  s.mem_table = {kNoTable, kNoTable};
+  s.mem_table[s.active] = 1;  // both memtables are empty (flushed above)
+  std::size_t rows = 0;
+  for (const auto& g : s.tables[0]->groups()) rows += g.rows;
+  s.index.reserve(rows);
   s.base_seq = through;
   s.segments.clear();
   s.save_manifest();
