@@ -43,7 +43,7 @@ class BatchSizer {
 
  private:
   // Bounds message size and the master's read-ahead window (4 batches a worker).
-  static constexpr std::size_t kMax = std::size_t{1} << 16;
+  static constexpr std::size_t kMax = std::size_t{1} << 14;
   std::size_t fixed_;
   double target_;
   double per_task_ = -1;

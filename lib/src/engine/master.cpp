@@ -2,11 +2,13 @@
 // to its part (docs/ARCHITECTURE.md follows a task through it).
 #include <absl/container/flat_hash_set.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
 #include <thread>
 
+#include "core/prefetch.hpp"
 #include "engine/batch_sizer.hpp"
 #include "engine/channel.hpp"
 #include "engine/progress.hpp"
@@ -28,6 +30,14 @@ double seconds(Clock::duration d) {
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+
+// The read-ahead window (tasks read, keyed and looked up ahead of dispatch):
+// four batches a worker, within these bounds (memory stays bounded with
+// thousands of workers).
+constexpr std::size_t kMinWindow = 8192;
+constexpr std::size_t kMaxWindow = std::size_t{1} << 20;
+// Keys of the in-flight set are random cache misses: loops fetch ahead.
+constexpr std::size_t kPrefetch = 8;
 
 struct Task {
   std::uint64_t index = 0;
@@ -178,8 +188,9 @@ class Master {
   // Reads ahead of dispatch (a bounded window: joblib's pre_dispatch), looks
   // keys up in batches and queues only what the store does not have.
   void fill_queue() {
-    const std::size_t window = std::max<std::size_t>(
-        8192, 4 * static_cast<std::size_t>(channel_.workers()) * sizer_.current());
+    const std::size_t window =
+        std::clamp<std::size_t>(4 * static_cast<std::size_t>(channel_.workers()) * sizer_.current(),
+                                kMinWindow, kMaxWindow);
     std::vector<Task> chunk;
     std::vector<TaskKey> keys;
     std::vector<Lookup> found;
@@ -204,6 +215,7 @@ class Master {
       store_.lookup(keys, found);
       store_.append_tasks(run_id_, keys);
       for (std::size_t i = 0; i < chunk.size(); ++i) {
+        if (i + kPrefetch < chunk.size()) prefetch(pending_keys_, chunk[i + kPrefetch].key);
         if (found[i] == Lookup::ok) {
           ++summary_.cached;
         } else if (found[i] == Lookup::failed && opt_.skip_failed) {
@@ -273,6 +285,7 @@ class Master {
     b.keys.clear();
     b.keys.reserve(b.status.size());
     for (std::size_t i = 0; i < tasks.size(); ++i) {
+      if (i + kPrefetch < tasks.size()) prefetch(pending_keys_, tasks[i + kPrefetch].key);
       if (!keep[i]) continue;
       b.keys.push_back(tasks[i].key);
       pending_keys_.erase(tasks[i].key);

@@ -14,6 +14,7 @@
 #include <regex>
 #include <sstream>
 
+#include "core/prefetch.hpp"
 #include "hdf5/hdf5.hpp"
 #include "mpibatch/error.hpp"
 #include "store/file_util.hpp"
@@ -288,7 +289,7 @@ struct Store::Impl {
     for (std::size_t g = 0; g < tr.groups().size(); ++g) {
       tr.read_index(g, keys, status);
       for (std::size_t i = 0; i < keys.size(); ++i) {
-        if (i + kPrefetch < keys.size()) index.prefetch(keys[i + kPrefetch]);
+        if (i + kPrefetch < keys.size()) detail::prefetch(index, keys[i + kPrefetch]);
         index.insert_or_assign(keys[i],
                                Loc::make(t, static_cast<std::uint32_t>(g), status[i] != 0, i));
       }
@@ -629,7 +630,7 @@ struct Store::Impl {
     log_records(offsets,
                 [&](std::string& out) { detail::encode_records(out, records, ids, &offsets); });
     for (std::size_t i = 0; i < records.size(); ++i) {
-      if (i + kPrefetch < records.size()) index.prefetch(records[i + kPrefetch].key);
+      if (i + kPrefetch < records.size()) detail::prefetch(index, records[i + kPrefetch].key);
       add_row(records[i].key, mem_jobs[i], records[i].status == Status::failed, offsets, i);
     }
     uncommitted = true;
@@ -684,7 +685,7 @@ struct Store::Impl {
     offsets.reserve(n + 1);
     log_records(offsets, [&](std::string& out) { detail::encode_records(out, b, id, &offsets); });
     for (std::size_t i = 0; i < n; ++i) {
-      if (i + kPrefetch < n) index.prefetch(b.keys[i + kPrefetch]);
+      if (i + kPrefetch < n) detail::prefetch(index, b.keys[i + kPrefetch]);
       add_row(b.keys[i], mem_job, b.status[i] == Status::failed, offsets, i);
     }
     uncommitted = true;
@@ -986,7 +987,7 @@ void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
   if (out.size() != keys.size()) throw UsageError("lookup: output size differs from key count");
   const auto& index = impl_->index;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (i + kPrefetch < keys.size()) index.prefetch(keys[i + kPrefetch]);
+    if (i + kPrefetch < keys.size()) detail::prefetch(index, keys[i + kPrefetch]);
     const auto it = index.find(keys[i]);
     out[i] = it == index.end()     ? Lookup::missing
              : it->second.failed() ? Lookup::failed
