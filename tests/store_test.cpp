@@ -202,6 +202,53 @@ TEST(Store, WriterReadsItsRecordsBackWhileSegmentsAreFlushed) {
   check(Store::open(path, {.read_only = true}));
 }
 
+// Logs of the previous format (fixed-width fields) are replayed, and a
+// writer goes on in the current format next to them.
+TEST(Store, LogOfFormatOneIsStillReplayed) {
+  TempDir dir;
+  fs::copy(fs::path(TEST_DATA_DIR) / "log_format_1", dir.path(), fs::copy_options::recursive);
+  const auto path = dir / "store.h5";
+  auto check = [&](const Store& s, std::uint64_t n) {
+    EXPECT_TRUE(s.problems().empty());
+    ASSERT_EQ(s.size(), n);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const auto r = s.get(demo_key(i));
+      ASSERT_TRUE(r.has_value()) << i;
+      EXPECT_EQ(*r, demo_record(i, 1)) << i;
+    }
+  };
+  check(Store::open(path, {.read_only = true}), 30);
+  {
+    Store s = Store::open(path);
+    check(s, 30);
+    std::vector<Record> more;
+    for (std::uint64_t i = 30; i < 45; ++i) more.push_back(demo_record(i, 1));
+    s.append(std::move(more));
+    s.commit();
+    check(s, 45);
+  }
+  check(Store::open(path, {.read_only = true}), 45);
+}
+
+TEST(Store, LogOfANewerFormatIsRefusedWithItsVersion) {
+  TempDir dir;
+  fs::copy(fs::path(TEST_DATA_DIR) / "log_format_1", dir.path(), fs::copy_options::recursive);
+  const auto path = dir / "store.h5";
+  {
+    std::fstream log(Store::sidecar(path) / "000000000001.log",
+                     std::ios::in | std::ios::out | std::ios::binary);
+    const std::uint64_t newer = 3;
+    log.seekp(8);  // after the magic
+    log.write(reinterpret_cast<const char*>(&newer), sizeof newer);
+  }
+  try {
+    Store::open(path, {.read_only = true});
+    FAIL() << "a log of format 3 was opened";
+  } catch (const StoreVersionError& e) {
+    EXPECT_NE(std::string(e.what()).find("log format version 3"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Store, CommittedSurvivesCrashAndUncommittedDoesNot) {
   TempDir dir;
   const auto path = dir / "s.h5";

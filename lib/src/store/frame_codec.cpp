@@ -5,7 +5,11 @@
 namespace mpibatch::detail {
 
 void Decoder::need(std::uint64_t n) const {
-  if (n > in_.size()) throw StoreCorruptError("frame payload is shorter than its fields");
+  if (n > in_.size()) throw_corrupt("frame payload is shorter than its fields");
+}
+
+void Decoder::throw_corrupt(const char* what) {
+  throw StoreCorruptError(what);
 }
 
 namespace {
@@ -32,13 +36,13 @@ std::vector<Field> get_fields(Decoder& d) {
 }
 
 void put_values(Encoder& e, const std::vector<Value>& values) {
-  e.put<std::uint32_t>(static_cast<std::uint32_t>(values.size()));
+  e.put_varint(values.size());
   for (const Value& v : values) {
     e.put<std::uint8_t>(static_cast<std::uint8_t>(v.index()));
     std::visit(
         [&e](const auto& x) {
           if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
-            e.put_str(x);
+            e.put_varstr(x);
           } else {
             e.put(x);
           }
@@ -47,8 +51,11 @@ void put_values(Encoder& e, const std::vector<Value>& values) {
   }
 }
 
-void get_values(Decoder& d, std::vector<Value>& values) {
-  values.resize(d.get<std::uint32_t>());
+// Values of a record of the given log format.
+void get_values(Decoder& d, std::vector<Value>& values, std::uint64_t format) {
+  const bool v1 = format < 2;
+  const std::uint64_t n = v1 ? d.get<std::uint32_t>() : d.get_varint();
+  values.resize(n);
   for (Value& v : values) {
     switch (d.get<std::uint8_t>()) {
       case 0:
@@ -60,9 +67,16 @@ void get_values(Decoder& d, std::vector<Value>& values) {
       case 2:
         v.emplace<bool>(d.get<bool>());
         break;
-      case 3:
-        v.emplace<std::string>(d.get_str());
+      case 3: {
+        std::string s;
+        if (v1) {
+          d.get_str(s);
+        } else {
+          d.get_varstr(s);
+        }
+        v = std::move(s);
         break;
+      }
       default:
         throw StoreCorruptError("record value of unknown type");
     }
@@ -83,7 +97,7 @@ void put_cell(Encoder& e, const ValueColumn& column, std::size_t row) {
       e.put<bool>(std::get<2>(column)[row] != 0);
       break;
     default:
-      e.put_str(std::get<3>(column)[row]);
+      e.put_varstr(std::get<3>(column)[row]);
       break;
   }
 }
@@ -130,14 +144,14 @@ struct RecordHead {
 
 void put_head(Encoder& e, const RecordHead& h) {
   e.put(h.key);
-  e.put(h.job_id);
+  e.put_varint(h.job_id);
   e.put(h.status);
-  e.put(h.rank);
+  e.put_signed(h.rank);
   e.put(h.start_time);
   e.put(h.duration);
-  e.put(h.run);
-  e.put_str(h.result);
-  e.put_str(h.error);
+  e.put_signed(h.run);
+  e.put_varstr(h.result);
+  e.put_varstr(h.error);
 }
 
 }  // namespace
@@ -150,18 +164,30 @@ void put_record(std::string& out, const Record& r, std::uint32_t job_id) {
   put_values(e, r.params);
 }
 
-std::uint32_t get_record(Decoder& d, Record& r) {
+std::uint32_t get_record(Decoder& d, Record& r, std::uint64_t format) {
   r.key = d.get<TaskKey>();
-  const auto job_id = d.get<std::uint32_t>();
-  r.status = d.get<Status>();
-  r.rank = d.get<std::int32_t>();
-  r.start_time = d.get<double>();
-  r.duration = d.get<double>();
-  r.run = d.get<std::int64_t>();
-  d.get_str(r.result);
-  d.get_str(r.error);
-  get_values(d, r.values);
-  get_values(d, r.params);
+  std::uint32_t job_id = 0;
+  if (format < 2) {
+    job_id = d.get<std::uint32_t>();
+    r.status = d.get<Status>();
+    r.rank = d.get<std::int32_t>();
+    r.start_time = d.get<double>();
+    r.duration = d.get<double>();
+    r.run = d.get<std::int64_t>();
+    d.get_str(r.result);
+    d.get_str(r.error);
+  } else {
+    job_id = static_cast<std::uint32_t>(d.get_varint());
+    r.status = d.get<Status>();
+    r.rank = static_cast<std::int32_t>(d.get_signed());
+    r.start_time = d.get<double>();
+    r.duration = d.get<double>();
+    r.run = d.get_signed();
+    d.get_varstr(r.result);
+    d.get_varstr(r.error);
+  }
+  get_values(d, r.values, format);
+  get_values(d, r.params, format);
   return job_id;
 }
 
@@ -194,18 +220,19 @@ void encode_records(std::string& out, const RecordBatch& b, std::uint32_t job_id
     error_at += b.error_sizes[i];
     put_head(e, {b.keys[i], job_id, b.status[i], b.rank[i], b.start_time[i], b.duration[i], b.run,
                  failed ? std::string_view() : result, error});
-    e.put<std::uint32_t>(failed ? 0 : static_cast<std::uint32_t>(b.values.size()));
+    e.put_varint(failed ? 0 : b.values.size());
     for (std::size_t c = 0; !failed && c < b.values.size(); ++c) put_cell(e, b.values[c], i);
-    e.put<std::uint32_t>(static_cast<std::uint32_t>(b.params.size()));
+    e.put_varint(b.params.size());
     for (const auto& column : b.params) put_cell(e, column, i);
   }
 }
 
-void decode_records(Decoder& d, const std::function<void(std::uint32_t, Record&&)>& emit) {
+void decode_records(Decoder& d, std::uint64_t format,
+                    const std::function<void(std::uint32_t, Record&&)>& emit) {
   const auto n = d.get<std::uint32_t>();
   for (std::uint32_t k = 0; k < n; ++k) {
     Record r;
-    const std::uint32_t job_id = get_record(d, r);
+    const std::uint32_t job_id = get_record(d, r, format);
     emit(job_id, std::move(r));
   }
 }

@@ -19,6 +19,11 @@ namespace mpibatch::detail {
 // the id a job frame earlier in the same log gave it (ids are per log file).
 enum class FrameType : std::uint8_t { job = 1, records = 2, run = 3, tasks = 4, commit = 5 };
 
+// The log's own format, in its header. 2: a record's ids, rank, run, counts
+// and lengths are varints (a third fewer bytes to write and sync than 1,
+// which fixed them at 4 or 8 bytes). Logs of format 1 are still replayed.
+inline constexpr std::uint64_t kLogFormat = 2;
+
 class Encoder {
  public:
   explicit Encoder(std::string& out) : out_(out) {}
@@ -27,6 +32,24 @@ class Encoder {
   void put(const T& v) { out_.append(reinterpret_cast<const char*>(&v), sizeof v); }
   void put_str(std::string_view s) {
     put<std::uint32_t>(static_cast<std::uint32_t>(s.size()));
+    out_.append(s);
+  }
+  // LEB128: small numbers (ids, ranks, counts, lengths) take one byte.
+  void put_varint(std::uint64_t v) {
+    char buf[10];
+    std::size_t n = 0;
+    while (v >= 0x80) {
+      buf[n++] = static_cast<char>((v & 0x7F) | 0x80);
+      v >>= 7;
+    }
+    buf[n++] = static_cast<char>(v);
+    out_.append(buf, n);
+  }
+  void put_signed(std::int64_t v) {  // zigzag, so -1 is small too
+    put_varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+  }
+  void put_varstr(std::string_view s) {
+    put_varint(s.size());
     out_.append(s);
   }
 
@@ -58,10 +81,30 @@ class Decoder {
     s.assign(in_.data(), n);
     in_.remove_prefix(n);
   }
+  std::uint64_t get_varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      const auto b = static_cast<std::uint8_t>(get<char>());
+      v |= std::uint64_t{b & 0x7Fu} << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    throw_corrupt("varint longer than 10 bytes");
+  }
+  std::int64_t get_signed() {
+    const std::uint64_t v = get_varint();
+    return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
+  }
+  void get_varstr(std::string& s) {
+    const std::uint64_t n = get_varint();
+    need(n);
+    s.assign(in_.data(), n);
+    in_.remove_prefix(n);
+  }
   bool done() const { return in_.empty(); }
 
  private:
   void need(std::uint64_t n) const;
+  [[noreturn]] static void throw_corrupt(const char* what);
   std::string_view in_;
 };
 
@@ -76,17 +119,20 @@ void encode_records(std::string& out, std::span<const Record> records,
 // equal length and of the job's types), all of one job.
 void encode_records(std::string& out, const RecordBatch& batch, std::uint32_t job_id,
                     std::vector<std::size_t>* offsets = nullptr);
-// One record's encoding (inside a records frame, or in a memtable's arena).
+// One record's encoding (inside a records frame, or in a memtable's arena),
+// in the current log format.
 void put_record(std::string& out, const Record& r, std::uint32_t job_id);
-// Reads one record (its job left empty); returns its job id.
-std::uint32_t get_record(Decoder& d, Record& r);
+// Reads one record of the given log format (its job left empty); returns
+// its job id.
+std::uint32_t get_record(Decoder& d, Record& r, std::uint64_t format = kLogFormat);
 void encode_run(std::string& out, const RunInfo& run);
 void encode_tasks(std::string& out, std::int64_t run, std::span<const TaskKey> keys);
 
 // The decode_* functions take a payload without its type byte.
 JobInfo decode_job(Decoder& d, std::uint32_t& id);
 // Calls emit(job id, record) for each record; the record's job is left empty.
-void decode_records(Decoder& d, const std::function<void(std::uint32_t, Record&&)>& emit);
+void decode_records(Decoder& d, std::uint64_t format,
+                    const std::function<void(std::uint32_t, Record&&)>& emit);
 RunInfo decode_run(Decoder& d);
 std::int64_t decode_tasks(Decoder& d, std::vector<TaskKey>& keys);
 

@@ -38,7 +38,7 @@ bool frame_at(std::string_view data, std::size_t pos, FrameHeader& h) {
 LogWriter::LogWriter(std::filesystem::path path) : path_(std::move(path)) {
   fd_ = open_or_throw(path_.string(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND);
   std::string header(kHeaderMagic);
-  Encoder(header).put<std::uint64_t>(static_cast<std::uint64_t>(kStoreFormat));
+  Encoder(header).put<std::uint64_t>(kLogFormat);
   write_all(fd_.get(), header, path_.string());
   fsync_or_throw(fd_.get(), path_.string());
   fsync_dir(path_.parent_path());
@@ -81,7 +81,7 @@ void LogWriter::commit() {
 }
 
 LogReplay replay_log(const std::filesystem::path& path,
-                     const std::function<void(std::string_view)>& apply,
+                     const std::function<void(std::string_view, std::uint64_t)>& apply,
                      std::vector<Problem>& problems) {
   const std::string data = read_file(path);
   const std::string name = path.string();
@@ -95,9 +95,9 @@ LogReplay replay_log(const std::filesystem::path& path,
   }
   std::uint64_t format = 0;
   std::memcpy(&format, data.data() + 8, sizeof format);
-  if (format > static_cast<std::uint64_t>(kStoreFormat)) {
+  if (format > kLogFormat) {
     throw StoreVersionError(name + ": log format version " + std::to_string(format) +
-                            " is newer than this mpibatch reads (" + std::to_string(kStoreFormat) +
+                            " is newer than this mpibatch reads (" + std::to_string(kLogFormat) +
                             ")");
   }
 
@@ -121,7 +121,7 @@ LogReplay replay_log(const std::filesystem::path& path,
     const std::string_view payload = all.substr(pos + kFrameHeader, h.length);
     pos += kFrameHeader + h.length;
     if (static_cast<FrameType>(payload[0]) == FrameType::commit) {
-      for (auto p : pending) apply(p);
+      for (auto p : pending) apply(p, format);
       result.committed_frames += pending.size();
       pending.clear();
       committed_end = pos;

@@ -1,7 +1,7 @@
 // The write-ahead log: an append-only file of checksummed frames.
 //
 //   file   = header frame*
-//   header = "MPIBLOG\n" u64 format
+//   header = "MPIBLOG\n" u64 format (kLogFormat)
 //   frame  = u32 magic u32 length u64 xxh3(payload) payload[length]
 //
 // commit() appends a commit frame and fdatasyncs. On replay only frames
@@ -53,11 +53,11 @@ struct LogReplay {
   std::size_t dropped_tail_bytes = 0;  // torn or uncommitted tail
 };
 
-// Calls apply(payload) for every committed frame in order (commit frames
-// excluded). Damage goes into problems. Throws StoreVersionError for a newer
+// Calls apply(payload, the log's format) for every committed frame in order
+// (commit frames excluded). Damage goes into problems. Throws StoreVersionError for a newer
 // format, NotAStoreError for a file that is not a log, IoError.
 LogReplay replay_log(const std::filesystem::path& path,
-                     const std::function<void(std::string_view)>& apply,
+                     const std::function<void(std::string_view, std::uint64_t)>& apply,
                      std::vector<Problem>& problems);
 
 }  // namespace mpibatch::detail

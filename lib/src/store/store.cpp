@@ -229,7 +229,7 @@ struct Store::Impl {
     jobs.push_back(job);
   }
 
-  void apply_frame(std::string_view payload, const fs::path& file) {
+  void apply_frame(std::string_view payload, std::uint64_t format, const fs::path& file) {
     unflushed = true;
     detail::Decoder d(payload.substr(1));
     switch (static_cast<detail::FrameType>(payload[0])) {
@@ -242,7 +242,7 @@ struct Store::Impl {
         break;
       }
       case detail::FrameType::records:
-        detail::decode_records(d, [&](std::uint32_t id, Record&& r) {
+        detail::decode_records(d, format, [&](std::uint32_t id, Record&& r) {
           if (id >= replay_jobs.size() || replay_jobs[id].first.empty()) {
             throw StoreCorruptError("record of job id " + std::to_string(id) +
                                     ", which the log does not define");
@@ -395,7 +395,8 @@ struct Store::Impl {
       try {
         replay_jobs.clear();
         detail::replay_log(
-            p, [&](std::string_view f) { apply_frame(f, p); }, problems);
+            p, [&](std::string_view f, std::uint64_t format) { apply_frame(f, format, p); },
+            problems);
       } catch (const IoError&) {
         if (!fs::exists(p) && !last_attempt) return false;
         throw;
