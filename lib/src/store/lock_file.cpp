@@ -49,33 +49,49 @@ void LockFile::release() noexcept {
   }
 }
 
+// A LOCK file is made whole before it appears: its text goes into a
+// temporary, which is then hard-linked to LOCK (link fails if LOCK exists,
+// atomically, also on NFS and Lustre). A writer killed at any moment so
+// leaves either no LOCK or a complete one naming it, never an empty LOCK
+// that would block the store for good.
 LockFile LockFile::acquire(const std::filesystem::path& lock_path, const std::string& store) {
   const std::string me = host_name() + " " + std::to_string(::getpid()) + "\n";
+  const std::string tmp = lock_path.string() + "." + std::to_string(::getpid()) + ".tmp";
+  {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) throw_errno("open", tmp);
+    write_all(fd.get(), me, tmp);
+    fsync_or_throw(fd.get(), tmp);
+  }
+  struct RemoveTmp {
+    const std::string& path;
+    ~RemoveTmp() { ::unlink(path.c_str()); }
+  } remove_tmp{tmp};
   for (int attempt = 0; attempt < 5; ++attempt) {
-    const int fd = ::open(lock_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      Fd owned(fd);
-      write_all(fd, me, lock_path.string());
-      fsync_or_throw(fd, lock_path.string());
+    if (::link(tmp.c_str(), lock_path.c_str()) == 0) {
       fsync_dir(lock_path.parent_path());
       return LockFile(lock_path);
     }
-    if (errno != EEXIST) throw_errno("open", lock_path.string());
+    // ENOENT: the holder's clean-up took our temporary; LOCK says who holds it.
+    if (errno != EEXIST && errno != ENOENT) throw_errno("link", lock_path.string());
 
     std::string text;
     try {
       text = read_file(lock_path);
     } catch (const IoError&) {
-      continue;  // released between our open and read: try again
+      continue;  // released between our link and read: try again
     }
     const Holder holder = parse(text);
-    if (alive_here(holder)) {
+    // A LOCK without a holder is what a crash inside an older mpibatch's
+    // acquire left (it wrote the text after creating the file): stale.
+    const bool named = !holder.host.empty() && holder.pid > 0;
+    if (named && alive_here(holder)) {
       throw StoreLockedError("store " + store + " is being written by host " + holder.host +
                              " pid " + std::to_string(holder.pid) +
                              "; if that process is gone, remove " + lock_path.string());
     }
-    // Stale lock of a dead process on this host. Rename it away first so that
-    // only one of several racing processes breaks it.
+    // Stale lock. Rename it away first so that only one of several racing
+    // processes breaks it.
     const auto stale = lock_path.string() + ".stale." + std::to_string(::getpid());
     if (::rename(lock_path.c_str(), stale.c_str()) != 0) continue;
     std::string moved;
