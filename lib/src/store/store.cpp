@@ -557,9 +557,12 @@ struct Store::Impl {
       broken = std::string("writing a segment failed: ") + e.what();
       throw StoreError("store " + path.string() + ": " + broken);
     }
-    segments.push_back(f->seq);
     const auto t = static_cast<std::uint32_t>(tables.size());
-    if (t != mem_table[f->slot]) throw std::logic_error("segment number out of order");
+    if (t != mem_table[f->slot]) {
+      broken = "internal error: segment number out of order";
+      throw StoreError("store " + path.string() + ": " + broken);
+    }
+    segments.push_back(f->seq);
     auto table = std::make_unique<TableReader>(dir / seq_name(f->seq, ".h5"));
     // The memtable's k-th job (in live's order) is the table's group of that job.
     for (const auto& [job, live] : f->live) {
