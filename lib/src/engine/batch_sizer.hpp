@@ -41,13 +41,22 @@ class BatchSizer {
   // The size last handed out (1 before the first).
   std::size_t current() const { return fixed_ > 0 ? fixed_ : last_; }
 
- private:
-  // Bounds message size and the master's read-ahead window (4 batches a worker).
+  // Bounds message size and the master's working set: batches of tiny tasks
+  // gain nothing from more.
   static constexpr std::size_t kMax = std::size_t{1} << 14;
+
+ private:
   std::size_t fixed_;
   double target_;
   double per_task_ = -1;
   std::size_t last_ = 1;
 };
+
+// How many tasks the master reads, keys and looks up ahead of dispatch
+// (joblib's pre_dispatch): four batches a worker, at least 8,192, and at most
+// 2^20 so that memory stays bounded with thousands of workers.
+inline std::size_t read_ahead(std::size_t workers, std::size_t batch) {
+  return std::clamp<std::size_t>(4 * workers * batch, 8192, std::size_t{1} << 20);
+}
 
 }  // namespace mpibatch::detail

@@ -31,11 +31,6 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// The read-ahead window (tasks read, keyed and looked up ahead of dispatch):
-// four batches a worker, within these bounds (memory stays bounded with
-// thousands of workers).
-constexpr std::size_t kMinWindow = 8192;
-constexpr std::size_t kMaxWindow = std::size_t{1} << 20;
 // Keys of the in-flight set are random cache misses: loops fetch ahead.
 constexpr std::size_t kPrefetch = 8;
 
@@ -189,8 +184,7 @@ class Master {
   // keys up in batches and queues only what the store does not have.
   void fill_queue() {
     const std::size_t window =
-        std::clamp<std::size_t>(4 * static_cast<std::size_t>(channel_.workers()) * sizer_.current(),
-                                kMinWindow, kMaxWindow);
+        read_ahead(static_cast<std::size_t>(channel_.workers()), sizer_.current());
     std::vector<Task> chunk;
     std::vector<TaskKey> keys;
     std::vector<Lookup> found;

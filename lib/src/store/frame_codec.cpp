@@ -51,11 +51,29 @@ void put_values(Encoder& e, const std::vector<Value>& values) {
   }
 }
 
-// Values of a record of the given log format.
-void get_values(Decoder& d, std::vector<Value>& values, std::uint64_t format) {
-  const bool v1 = format < 2;
-  const std::uint64_t n = v1 ? d.get<std::uint32_t>() : d.get_varint();
-  values.resize(n);
+// Reads a record's fields whose width the log format decides: fixed in
+// format 1, varints since format 2.
+class RecordFields {
+ public:
+  RecordFields(Decoder& d, std::uint64_t format) : d_(d), v1_(format < 2) {}
+  std::uint64_t count() { return v1_ ? d_.get<std::uint32_t>() : d_.get_varint(); }
+  std::int64_t rank() { return v1_ ? d_.get<std::int32_t>() : d_.get_signed(); }
+  std::int64_t run() { return v1_ ? d_.get<std::int64_t>() : d_.get_signed(); }
+  void str(std::string& s) {
+    if (v1_) {
+      d_.get_str(s);
+    } else {
+      d_.get_varstr(s);
+    }
+  }
+
+ private:
+  Decoder& d_;
+  bool v1_;
+};
+
+void get_values(Decoder& d, RecordFields& f, std::vector<Value>& values) {
+  values.resize(f.count());
   for (Value& v : values) {
     switch (d.get<std::uint8_t>()) {
       case 0:
@@ -67,16 +85,9 @@ void get_values(Decoder& d, std::vector<Value>& values, std::uint64_t format) {
       case 2:
         v.emplace<bool>(d.get<bool>());
         break;
-      case 3: {
-        std::string s;
-        if (v1) {
-          d.get_str(s);
-        } else {
-          d.get_varstr(s);
-        }
-        v = std::move(s);
+      case 3:
+        f.str(v.emplace<std::string>());
         break;
-      }
       default:
         throw StoreCorruptError("record value of unknown type");
     }
@@ -165,29 +176,18 @@ void put_record(std::string& out, const Record& r, std::uint32_t job_id) {
 }
 
 std::uint32_t get_record(Decoder& d, Record& r, std::uint64_t format) {
+  RecordFields f(d, format);
   r.key = d.get<TaskKey>();
-  std::uint32_t job_id = 0;
-  if (format < 2) {
-    job_id = d.get<std::uint32_t>();
-    r.status = d.get<Status>();
-    r.rank = d.get<std::int32_t>();
-    r.start_time = d.get<double>();
-    r.duration = d.get<double>();
-    r.run = d.get<std::int64_t>();
-    d.get_str(r.result);
-    d.get_str(r.error);
-  } else {
-    job_id = static_cast<std::uint32_t>(d.get_varint());
-    r.status = d.get<Status>();
-    r.rank = static_cast<std::int32_t>(d.get_signed());
-    r.start_time = d.get<double>();
-    r.duration = d.get<double>();
-    r.run = d.get_signed();
-    d.get_varstr(r.result);
-    d.get_varstr(r.error);
-  }
-  get_values(d, r.values, format);
-  get_values(d, r.params, format);
+  const auto job_id = static_cast<std::uint32_t>(f.count());
+  r.status = d.get<Status>();
+  r.rank = static_cast<std::int32_t>(f.rank());
+  r.start_time = d.get<double>();
+  r.duration = d.get<double>();
+  r.run = f.run();
+  f.str(r.result);
+  f.str(r.error);
+  get_values(d, f, r.values);
+  get_values(d, f, r.params);
   return job_id;
 }
 

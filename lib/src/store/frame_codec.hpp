@@ -75,12 +75,7 @@ class Decoder {
     return s;
   }
   // Into s, reusing its buffer.
-  void get_str(std::string& s) {
-    const auto n = get<std::uint32_t>();
-    need(n);
-    s.assign(in_.data(), n);
-    in_.remove_prefix(n);
-  }
+  void get_str(std::string& s) { take(get<std::uint32_t>(), s); }
   std::uint64_t get_varint() {
     std::uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
@@ -94,16 +89,16 @@ class Decoder {
     const std::uint64_t v = get_varint();
     return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
   }
-  void get_varstr(std::string& s) {
-    const std::uint64_t n = get_varint();
-    need(n);
-    s.assign(in_.data(), n);
-    in_.remove_prefix(n);
-  }
+  void get_varstr(std::string& s) { take(get_varint(), s); }
   bool done() const { return in_.empty(); }
 
  private:
   void need(std::uint64_t n) const;
+  void take(std::uint64_t n, std::string& s) {
+    need(n);
+    s.assign(in_.data(), n);
+    in_.remove_prefix(n);
+  }
   [[noreturn]] static void throw_corrupt(const char* what);
   std::string_view in_;
 };

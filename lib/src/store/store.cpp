@@ -557,22 +557,23 @@ struct Store::Impl {
       broken = std::string("writing a segment failed: ") + e.what();
       throw StoreError("store " + path.string() + ": " + broken);
     }
-    const auto t = static_cast<std::uint32_t>(tables.size());
-    if (t != mem_table[f->slot]) {
-      broken = "internal error: segment number out of order";
+    // The segment is in the MANIFEST already; if this writer cannot read it
+    // back as expected, it stops writing (the records are safe on disk).
+    auto fail = [&](const std::string& why) {
+      broken = why;
       throw StoreError("store " + path.string() + ": " + broken);
-    }
+    };
     segments.push_back(f->seq);
+    if (tables.size() != mem_table[f->slot]) fail("internal error: segment number out of order");
     auto table = std::make_unique<TableReader>(dir / seq_name(f->seq, ".h5"));
     // The memtable's k-th job (in live's order) is the table's group of that job.
+    const auto& groups = table->groups();
     for (const auto& [job, live] : f->live) {
-      const auto& groups = table->groups();
-      std::uint32_t g = 0;
-      while (g < groups.size() &&
-             (groups[g].job.name != job.first || groups[g].job.version != job.second))
-        ++g;
-      if (g == groups.size()) throw StoreError(table->path().string() + " lacks job " + job.first);
-      f->remap->group.push_back(g);
+      const auto g = std::find_if(groups.begin(), groups.end(), [&job](const auto& grp) {
+        return grp.job.name == job.first && grp.job.version == job.second;
+      });
+      if (g == groups.end()) fail(table->path().string() + " lacks job " + job.first);
+      f->remap->group.push_back(static_cast<std::uint32_t>(g - groups.begin()));
     }
     tables.push_back(std::move(table));
     remaps.push_back(std::move(f->remap));
