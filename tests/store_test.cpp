@@ -367,6 +367,38 @@ TEST(Store, SegmentsCompactionAndOrder) {
   check(Store::open(path, {.read_only = true}));
 }
 
+// commit_due() says when the memtable is full (records and task keys both
+// count); the commit it asks for writes a segment, and it is false again.
+TEST(Store, CommitIsDueWhenTheMemtableIsFull) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  Store s = Store::open(path, {.segment_records = 30});
+  s.define_job(demo_job());
+  const auto run = s.begin_run(RunInfo{.command_line = "test"});
+  auto segments = [&] {
+    std::size_t n = 0;
+    for (const auto& e : fs::directory_iterator(Store::sidecar(path)))
+      n += e.path().extension() == ".h5" ? 1 : 0;
+    return n;
+  };
+  s.commit();
+  const std::size_t before = segments();
+  std::vector<TaskKey> keys;
+  for (std::uint64_t i = 0; i < 10; ++i) keys.push_back(demo_key(i));
+  s.append_tasks(run, keys);
+  append_range(s, 0, 10, run);
+  EXPECT_FALSE(s.commit_due()) << "20 of 30";
+  append_range(s, 10, 20, run);
+  EXPECT_TRUE(s.commit_due()) << "30 of 30";
+  EXPECT_EQ(segments(), before) << "nothing is written before the commit";
+  s.commit();
+  EXPECT_FALSE(s.commit_due());
+  s.close();
+  EXPECT_EQ(segments(), before + 1);
+  EXPECT_FALSE(Store::open(path, {.read_only = true}).commit_due()) << "readers never are";
+  expect_exactly(Store::open(path, {.read_only = true}), 20);
+}
+
 TEST(Store, CrashedRunIsMarkedCrashed) {
   TempDir dir;
   const auto path = dir / "s.h5";

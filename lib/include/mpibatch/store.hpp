@@ -189,6 +189,10 @@ class Store {
   // When it returns, everything appended, defined or begun before it
   // survives kill -9 and power loss (fdatasync of the log).
   void commit();
+  // True when the memtable holds segment_records or more, so that the next
+  // commit() writes it to a segment. Memory grows until that commit: callers
+  // that commit on a timer commit early when this says so.
+  bool commit_due() const;
 
   // Batch cache check: out[i] says what is stored for keys[i]. out.size()
   // must equal keys.size(). Sees appended records before they are committed.

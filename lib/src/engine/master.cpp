@@ -34,6 +34,11 @@ double unix_now() {
 // Keys of the in-flight set are random cache misses: loops fetch ahead.
 constexpr std::size_t kPrefetch = 8;
 
+// Batches a worker holds: one it computes and two in hand. One in hand is not
+// enough when the master is the bottleneck: a worker that ran dry naps (up to
+// 10 ms) and answers late, and the master then waits for it.
+constexpr std::size_t kInFlight = 3;
+
 struct Task {
   std::uint64_t index = 0;
   TaskKey key;
@@ -152,7 +157,9 @@ class Master {
       Bytes results;
       const auto wait = std::chrono::milliseconds(idle ? 1 : 50);
       if (channel_.receive(wait, w, results)) take_results(w, results);
-      if (seconds(Clock::now() - last_commit) >= opt_.checkpoint_seconds) {
+      // A full memtable is committed at once, so that it goes to a segment
+      // and is reused: memory stays bounded whatever the interval.
+      if (store_.commit_due() || seconds(Clock::now() - last_commit) >= opt_.checkpoint_seconds) {
         store_.commit();
         last_commit = Clock::now();
       }
@@ -223,10 +230,10 @@ class Master {
     }
   }
 
-  // Keeps worker w with two batches: one to compute, one in hand.
+  // Keeps worker w with kInFlight batches.
   void dispatch(int w) {
     auto& q = in_flight_[static_cast<std::size_t>(w)];
-    while (q.size() < 2 && !queue_.empty()) {
+    while (q.size() < kInFlight && !queue_.empty()) {
       const std::size_t left = source_done_ ? queue_.size() : 0;
       const std::size_t n =
           std::min(queue_.size(), sizer_.next(left, static_cast<std::size_t>(channel_.workers())));

@@ -988,6 +988,10 @@ void Store::commit() {
   impl_->commit();
 }
 
+bool Store::commit_due() const {
+  return impl_->writer() && impl_->mems[impl_->active].size() >= impl_->opt.segment_records;
+}
+
 void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
   if (out.size() != keys.size()) throw UsageError("lookup: output size differs from key count");
   const auto& index = impl_->index;
