@@ -37,7 +37,7 @@ struct RunOptions {
   int retries = 0;                  // extra attempts for a task that throws
   bool fail_fast = false;           // stop at the first task that fails for good
   bool skip_failed = false;         // stored failures count as done (not retried)
-  double checkpoint_seconds = 2.0;  // commit at least this often
+  double checkpoint_seconds = 2.0;  // commit at least this often (and when a segment is due)
   ProgressMode progress = ProgressMode::automatic;
   std::filesystem::path progress_file;  // JSON lines go here when set
   double time_limit = 0;                // seconds from the start; 0: none
