@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <set>
+#include <string>
 
 #include "mpibatch/error.hpp"
 #include "mpibatch/serialization.hpp"
@@ -23,6 +24,21 @@ TEST(TaskKey, SameInputSameKeyAndAnyChangeChangesIt) {
   EXPECT_NE(k, task_key("pi", 1, mpibatch::to_bytes(std::string("x=2"))));
   // Length framing: moving bytes between name and input changes the key.
   EXPECT_NE(task_key("ab", 1, "c"), task_key("a", 1, "bc"));
+}
+
+// Keys are what stores are indexed by: a change of their definition would
+// silently turn every stored result into a miss. These were computed by the
+// first release (XXH3-128 streamed over name length, name, version, input).
+TEST(TaskKey, KeysOfEarlierReleasesAreUnchanged) {
+  auto u64 = [](std::uint64_t v) { return mpibatch::to_bytes(v); };
+  EXPECT_EQ(task_key("demo", 7, u64(0)).hex(), "1a031d6db47436c25fd046466bf44f78");
+  EXPECT_EQ(task_key("demo", 7, u64(1)).hex(), "b94195091f4e9cedf30ab9500a7818cd");
+  EXPECT_EQ(task_key("demo", 7, u64(12345)).hex(), "25032a4c6cddfa5291cbb1e3d5b1db3d");
+  std::string big(1000, ' ');  // over XXH3's short-input paths
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  EXPECT_EQ(task_key("sweep", -3, big).hex(), "1cc4b17047dee916d01ede116326b902");
+  EXPECT_EQ(task_key("", 0, "").hex(), "e5189a9599e3f86205ea23ef06e28b2d");
+  EXPECT_EQ(task_key(std::string(300, 'n'), 1, "abc").hex(), "7d3b677b6c6c7eddfccb24a4de70cde4");
 }
 
 TEST(TaskKey, ManyInputsGiveDistinctKeys) {

@@ -23,8 +23,10 @@ struct TaskKey {
   static TaskKey from_hex(std::string_view text);
 };
 
-// Pure and thread-safe. The name and version are length-framed before the
-// input so that no two different triples hash the same bytes.
+// Pure and thread-safe. XXH3-128 of: the name's length (u64), the name, the
+// version (i64), the input bytes; native (little-endian) byte order. The
+// name and version are length-framed before the input so that no two
+// different triples hash the same bytes. Stable across releases (tested).
 TaskKey task_key(std::string_view job_name, std::int64_t job_version, std::string_view input_bytes);
 
 // Hash functor for containers: keys are XXH3 output, already uniform.
