@@ -4,6 +4,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+
 #include "mpibatch/error.hpp"
 #include "store/frame_codec.hpp"
 
@@ -15,7 +21,11 @@ constexpr std::string_view kHeaderMagic = "MPIBLOG\n";
 constexpr std::size_t kHeaderSize = 16;
 constexpr std::uint32_t kFrameMagic = 0x4D46424Du;  // "MBFM"
 constexpr std::size_t kFrameHeader = 16;
-constexpr std::size_t kDrainBytes = std::size_t{8} << 20;
+// Buffers handed to the writer thread: small enough to still be in cache
+// when it copies them, and a bounded number in flight (memory stays bounded;
+// the caller waits when the disk falls behind).
+constexpr std::size_t kDrainBytes = std::size_t{1} << 20;
+constexpr std::size_t kMaxQueued = 8;
 
 struct FrameHeader {
   std::uint32_t magic;
@@ -35,14 +45,81 @@ bool frame_at(std::string_view data, std::size_t pos, FrameHeader& h) {
 
 }  // namespace
 
+struct LogWriter::Writes {
+  struct Job {
+    std::string bytes;
+    bool sync = false;
+  };
+  Fd fd;
+  std::string path;
+  std::size_t offset = 0;  // where the next write lands
+  std::mutex mutex;
+  std::condition_variable wake_writer;
+  std::condition_variable wake_caller;
+  std::deque<Job> queue;
+  std::vector<std::string> spare;  // written buffers, reused: no fresh pages
+  std::uint64_t handed = 0;
+  std::uint64_t done = 0;
+  std::exception_ptr error;  // the first failure; nothing is written after it
+  bool stop = false;
+  std::thread thread;
+
+  void run() {
+    std::unique_lock lock(mutex);
+    for (;;) {
+      wake_writer.wait(lock, [this] { return stop || !queue.empty(); });
+      if (queue.empty()) return;
+      Job job = std::move(queue.front());
+      queue.pop_front();
+      const bool skip = error != nullptr;
+      lock.unlock();
+      std::exception_ptr failed;
+      if (!skip) {
+        try {
+          write_all(fd.get(), job.bytes, path);
+          // Start writing these pages back now (RocksDB's bytes_per_sync), so
+          // that commit's fdatasync waits for the last few MiB only. A hint:
+          // durability comes from fdatasync.
+          ::sync_file_range(fd.get(), static_cast<off_t>(offset),
+                            static_cast<off_t>(job.bytes.size()), SYNC_FILE_RANGE_WRITE);
+          offset += job.bytes.size();
+          if (job.sync && ::fdatasync(fd.get()) != 0) throw_errno("fdatasync", path);
+        } catch (...) {
+          failed = std::current_exception();
+        }
+      }
+      job.bytes.clear();
+      lock.lock();
+      if (failed && !error) error = failed;
+      if (spare.size() < kMaxQueued) spare.push_back(std::move(job.bytes));
+      ++done;
+      wake_caller.notify_all();
+    }
+  }
+};
+
 LogWriter::LogWriter(std::filesystem::path path) : path_(std::move(path)) {
-  fd_ = open_or_throw(path_.string(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND);
+  auto w = std::make_unique<Writes>();
+  w->path = path_.string();
+  w->fd = open_or_throw(w->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND);
   std::string header(kHeaderMagic);
   Encoder(header).put<std::uint64_t>(kLogFormat);
-  write_all(fd_.get(), header, path_.string());
-  fsync_or_throw(fd_.get(), path_.string());
+  write_all(w->fd.get(), header, w->path);
+  fsync_or_throw(w->fd.get(), w->path);
   fsync_dir(path_.parent_path());
-  written_ = header.size();
+  handed_over_ = header.size();
+  w->offset = header.size();
+  w->thread = std::thread([p = w.get()] { p->run(); });
+  writes_ = std::move(w);
+}
+
+LogWriter::~LogWriter() {
+  {
+    std::lock_guard lock(writes_->mutex);
+    writes_->stop = true;
+  }
+  writes_->wake_writer.notify_one();
+  writes_->thread.join();
 }
 
 std::size_t LogWriter::begin_frame() {
@@ -59,25 +136,35 @@ void LogWriter::end_frame(std::size_t start) {
   h.length = static_cast<std::uint32_t>(length);
   h.hash = XXH3_64bits(buffer_.data() + start + kFrameHeader, length);
   std::memcpy(buffer_.data() + start, &h, kFrameHeader);
-  // Large batches go to the kernel early; they are not durable until commit.
-  if (buffer_.size() >= kDrainBytes) drain();
+  // Large batches go to the writer early; they are not durable until commit.
+  if (buffer_.size() >= kDrainBytes) hand_over(false);
 }
 
-void LogWriter::drain() {
-  write_all(fd_.get(), buffer_, path_.string());
-  // Start writing these pages back now (RocksDB's bytes_per_sync), so that
-  // commit's fdatasync waits for the last few MiB, not a second's worth.
-  // Only a hint: durability still comes from fdatasync.
-  ::sync_file_range(fd_.get(), static_cast<off_t>(written_), static_cast<off_t>(buffer_.size()),
-                    SYNC_FILE_RANGE_WRITE);
-  written_ += buffer_.size();
+std::uint64_t LogWriter::hand_over(bool sync) {
+  Writes& w = *writes_;
+  std::unique_lock lock(w.mutex);
+  w.wake_caller.wait(lock, [&w] { return w.queue.size() < kMaxQueued || w.error; });
+  if (w.error) std::rethrow_exception(w.error);
+  handed_over_ += buffer_.size();
+  w.queue.push_back({std::move(buffer_), sync});
   buffer_.clear();
+  if (!w.spare.empty()) {
+    buffer_ = std::move(w.spare.back());
+    w.spare.pop_back();
+  }
+  const std::uint64_t n = ++w.handed;
+  lock.unlock();
+  w.wake_writer.notify_one();
+  return n;
 }
 
 void LogWriter::commit() {
   add([](std::string& out) { Encoder(out).put(FrameType::commit); });
-  drain();
-  if (::fdatasync(fd_.get()) != 0) throw_errno("fdatasync", path_.string());
+  const std::uint64_t n = hand_over(true);
+  Writes& w = *writes_;
+  std::unique_lock lock(w.mutex);
+  w.wake_caller.wait(lock, [&] { return w.done >= n; });
+  if (w.error) std::rethrow_exception(w.error);
 }
 
 LogReplay replay_log(const std::filesystem::path& path,

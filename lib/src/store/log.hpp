@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,31 +22,43 @@
 
 namespace mpibatch::detail {
 
+// Frames are encoded into a buffer by the caller's thread; a background
+// thread writes full buffers to the file, so the kernel's copy into the page
+// cache costs the appending thread nothing. Not thread-safe: one caller.
 class LogWriter {
  public:
   // Creates a new log (must not exist) and makes its name durable.
   explicit LogWriter(std::filesystem::path path);
-  // Appends the payload encode() writes into the buffer.
+  // Waits for the writes handed over; what was never committed may be lost.
+  ~LogWriter();
+  LogWriter(const LogWriter&) = delete;
+  LogWriter& operator=(const LogWriter&) = delete;
+  // Appends the payload encode() writes into the buffer. Throws the IoError
+  // of an earlier background write.
   template <class F>
   void add(F&& encode) {
     const std::size_t start = begin_frame();
     encode(buffer_);
     end_frame(start);
   }
-  // Writes the buffer and a commit frame, then fdatasync.
+  // Writes everything added and a commit frame, then fdatasync; returns when
+  // that is done. Throws IoError (of this or an earlier write).
   void commit();
   // Bytes in the file plus the buffer.
-  std::size_t size() const { return written_ + buffer_.size(); }
+  std::size_t size() const { return handed_over_ + buffer_.size(); }
   const std::filesystem::path& path() const { return path_; }
 
  private:
+  struct Writes;  // the background writer and what it is given
   std::size_t begin_frame();
   void end_frame(std::size_t start);
-  void drain();
+  // Hands the buffer to the writer (fdatasync after it when sync); returns
+  // the hand-over's number.
+  std::uint64_t hand_over(bool sync);
   std::filesystem::path path_;
-  Fd fd_;
   std::string buffer_;
-  std::size_t written_ = 0;
+  std::size_t handed_over_ = 0;
+  std::unique_ptr<Writes> writes_;
 };
 
 struct LogReplay {
