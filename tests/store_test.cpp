@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <fstream>
 #include <map>
 
@@ -259,6 +261,36 @@ TEST(Store, CommittedSurvivesCrashAndUncommittedDoesNot) {
     s.commit();
     append_range(s, 30, 40);  // never committed
     crash();
+  });
+  Store s = Store::open(path, {.read_only = true});
+  EXPECT_TRUE(s.problems().empty());
+  expect_exactly(s, 30);
+}
+
+// Log writes happen on a background thread: one that fails (here the file
+// size limit) is thrown by the next commit at the latest, naming the log,
+// and what was committed before stays.
+TEST(Store, FailedLogWriteIsThrownByCommitAndCommittedWorkStays) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  in_crashing_child([&] {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    append_range(s, 0, 30);
+    s.commit();
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{64 << 10, 64 << 10};
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) throw std::runtime_error("setrlimit");
+    try {
+      append_range(s, 30, 40000);  // several MiB of log
+      s.commit();
+    } catch (const IoError& e) {
+      const std::string what = e.what();
+      if (what.find(".log") == std::string::npos || what.find("large") == std::string::npos)
+        throw std::runtime_error("IoError without the log or the cause: " + what);
+      crash();
+    }
+    throw std::runtime_error("commit did not report the failed write");
   });
   Store s = Store::open(path, {.read_only = true});
   EXPECT_TRUE(s.problems().empty());
