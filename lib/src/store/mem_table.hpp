@@ -156,20 +156,45 @@ struct MemTable {
 
   // Rows not superseded, per job version, each in key order: the rows a
   // segment stores, in its order (compaction merges sorted segments).
+  // Keys are hashes, uniform in their top bits: two passes place rows
+  // straight into buckets of those bits (about 8 rows each, per job), then
+  // each bucket is sorted.
   std::map<JobVersion, std::vector<LiveRow>> live() const {
-    std::vector<std::vector<LiveRow>> rows(jobs.size());
-    std::vector<std::size_t> counts(jobs.size(), 0);
+    const std::size_t n_jobs = jobs.size();
+    std::vector<std::size_t> counts(n_jobs, 0);
     for (const Entry& e : entries) counts[e.job] += e.superseded ? 0 : 1;
-    for (std::size_t j = 0; j < jobs.size(); ++j) rows[j].reserve(counts[j]);
+    std::vector<int> bits(n_jobs, 0);
+    std::vector<std::size_t> first(n_jobs + 1, 0);  // job j's buckets: [first[j], first[j+1])
+    for (std::size_t j = 0; j < n_jobs; ++j) {
+      while (bits[j] < 20 && (std::size_t{8} << bits[j]) < counts[j]) ++bits[j];
+      first[j + 1] = first[j] + (std::size_t{1} << bits[j]);
+    }
+    auto bucket = [&](const Entry& e) {
+      const int b = bits[e.job];
+      return first[e.job] + (b == 0 ? 0 : static_cast<std::size_t>(e.key.hi >> (64 - b)));
+    };
+    std::vector<std::uint32_t> next(first[n_jobs] + 1, 0);  // bucket starts within the job
+    for (const Entry& e : entries)
+      if (!e.superseded) ++next[bucket(e) + 1];
+    for (std::size_t j = 0; j < n_jobs; ++j) {
+      next[first[j]] = 0;
+      for (std::size_t b = first[j] + 1; b < first[j + 1]; ++b) next[b] += next[b - 1];
+    }
+    const std::vector<std::uint32_t> start(next.begin(), next.end());
+    std::vector<std::vector<LiveRow>> rows(n_jobs);
+    for (std::size_t j = 0; j < n_jobs; ++j) rows[j].resize(counts[j]);
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const Entry& e = entries[i];
       if (!e.superseded)
-        rows[e.job].push_back({e.key, e.offset, e.size, static_cast<std::uint32_t>(i)});
+        rows[e.job][next[bucket(e)]++] = {e.key, e.offset, e.size, static_cast<std::uint32_t>(i)};
     }
     std::map<JobVersion, std::vector<LiveRow>> groups;
-    for (std::size_t j = 0; j < jobs.size(); ++j) {
+    for (std::size_t j = 0; j < n_jobs; ++j) {
       if (rows[j].empty()) continue;
-      std::sort(rows[j].begin(), rows[j].end());
+      for (std::size_t b = first[j]; b < first[j + 1]; ++b) {
+        const std::size_t end = b + 1 < first[j + 1] ? start[b + 1] : counts[j];
+        std::sort(rows[j].begin() + start[b], rows[j].begin() + end);
+      }
       groups[jobs[j]] = std::move(rows[j]);
     }
     return groups;
