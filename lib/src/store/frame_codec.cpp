@@ -95,8 +95,9 @@ void get_values(Decoder& d, RecordFields& f, std::vector<Value>& values) {
 }
 
 // Row's value of a column, encoded as put_values encodes a Value.
-void put_cell(Encoder& e, const ValueColumn& column, std::size_t row) {
-  e.put<std::uint8_t>(static_cast<std::uint8_t>(column.index()));
+template <class E>
+void put_cell(E& e, const ValueColumn& column, std::size_t row) {
+  e.put(static_cast<std::uint8_t>(column.index()));
   switch (column.index()) {
     case 0:
       e.put(std::get<0>(column)[row]);
@@ -105,7 +106,7 @@ void put_cell(Encoder& e, const ValueColumn& column, std::size_t row) {
       e.put(std::get<1>(column)[row]);
       break;
     case 2:
-      e.put<bool>(std::get<2>(column)[row] != 0);
+      e.put(static_cast<bool>(std::get<2>(column)[row] != 0));
       break;
     default:
       e.put_varstr(std::get<3>(column)[row]);
@@ -153,7 +154,8 @@ struct RecordHead {
   std::string_view error;
 };
 
-void put_head(Encoder& e, const RecordHead& h) {
+template <class E>
+void put_head(E& e, const RecordHead& h) {
   e.put(h.key);
   e.put_varint(h.job_id);
   e.put(h.status);
@@ -202,17 +204,35 @@ void encode_records(std::string& out, std::span<const Record> records,
   }
 }
 
+// At most the bytes a row's cells take (type byte, value or length and text).
+std::size_t cells_bound(const std::vector<ValueColumn>& columns) {
+  std::size_t bytes = 0;
+  for (const auto& c : columns) {
+    if (const auto* text = std::get_if<3>(&c)) {
+      for (const auto& t : *text) bytes += 1 + RawEncoder::kMaxVarint + t.size();
+    } else {
+      bytes += std::visit([](const auto& v) { return v.size(); }, c) * 9;
+    }
+  }
+  return bytes;
+}
+
 void encode_records(std::string& out, const RecordBatch& b, std::uint32_t job_id,
                     std::vector<std::size_t>* offsets) {
   const std::size_t n = b.size();
-  out.reserve(out.size() + n * (80 + 16 * (b.values.size() + b.params.size())) + b.results.size() +
-              b.errors.size());
-  Encoder e(out);
+  // Room for the worst case, written through a pointer, then trimmed: a
+  // string append per field would cost more than the encoding itself.
+  constexpr std::size_t kHeadBound =
+      sizeof(TaskKey) + 1 + 2 * sizeof(double) + 7 * RawEncoder::kMaxVarint;
+  const std::size_t base = out.size();
+  out.resize(base + 1 + 4 + n * kHeadBound + b.results.size() + b.errors.size() +
+             cells_bound(b.values) + cells_bound(b.params));
+  RawEncoder e(out.data() + base);
   e.put(FrameType::records);
   e.put<std::uint32_t>(static_cast<std::uint32_t>(n));
   std::size_t result_at = 0, error_at = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    if (offsets != nullptr) offsets->push_back(out.size());
+    if (offsets != nullptr) offsets->push_back(static_cast<std::size_t>(e.at() - out.data()));
     const bool failed = b.status[i] == Status::failed;
     const std::string_view result(b.results.data() + result_at, b.result_sizes[i]);
     const std::string_view error(b.errors.data() + error_at, b.error_sizes[i]);
@@ -225,6 +245,7 @@ void encode_records(std::string& out, const RecordBatch& b, std::uint32_t job_id
     e.put_varint(b.params.size());
     for (const auto& column : b.params) put_cell(e, column, i);
   }
+  out.resize(static_cast<std::size_t>(e.at() - out.data()));
 }
 
 void decode_records(Decoder& d, std::uint64_t format,

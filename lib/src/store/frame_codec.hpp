@@ -24,6 +24,42 @@ enum class FrameType : std::uint8_t { job = 1, records = 2, run = 3, tasks = 4, 
 // which fixed them at 4 or 8 bytes). Logs of format 1 are still replayed.
 inline constexpr std::uint64_t kLogFormat = 2;
 
+// Writes into memory the caller has made room for: no bounds checks, no
+// size updates (the record hot path, which sizes a whole batch at once).
+class RawEncoder {
+ public:
+  explicit RawEncoder(char* at) : at_(at) {}
+  template <class T>
+  requires std::is_trivially_copyable_v<T>
+  void put(const T& v) {
+    std::memcpy(at_, &v, sizeof v);
+    at_ += sizeof v;
+  }
+  // LEB128: small numbers (ids, ranks, counts, lengths) take one byte.
+  void put_varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      *at_++ = static_cast<char>((v & 0x7F) | 0x80);
+      v >>= 7;
+    }
+    *at_++ = static_cast<char>(v);
+  }
+  void put_signed(std::int64_t v) {  // zigzag, so -1 is small too
+    put_varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+  }
+  void put_varstr(std::string_view s) {
+    put_varint(s.size());
+    if (!s.empty()) std::memcpy(at_, s.data(), s.size());
+    at_ += s.size();
+  }
+  char* at() const { return at_; }
+
+  static constexpr std::size_t kMaxVarint = 10;
+
+ private:
+  char* at_;
+};
+
+// Appends to a string.
 class Encoder {
  public:
   explicit Encoder(std::string& out) : out_(out) {}
@@ -34,19 +70,11 @@ class Encoder {
     put<std::uint32_t>(static_cast<std::uint32_t>(s.size()));
     out_.append(s);
   }
-  // LEB128: small numbers (ids, ranks, counts, lengths) take one byte.
   void put_varint(std::uint64_t v) {
-    char buf[10];
-    std::size_t n = 0;
-    while (v >= 0x80) {
-      buf[n++] = static_cast<char>((v & 0x7F) | 0x80);
-      v >>= 7;
-    }
-    buf[n++] = static_cast<char>(v);
-    out_.append(buf, n);
+    small([v](RawEncoder& e) { e.put_varint(v); });
   }
-  void put_signed(std::int64_t v) {  // zigzag, so -1 is small too
-    put_varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+  void put_signed(std::int64_t v) {
+    small([v](RawEncoder& e) { e.put_signed(v); });
   }
   void put_varstr(std::string_view s) {
     put_varint(s.size());
@@ -54,6 +82,13 @@ class Encoder {
   }
 
  private:
+  template <class F>
+  void small(F&& put) {
+    char buf[RawEncoder::kMaxVarint];
+    RawEncoder e(buf);
+    put(e);
+    out_.append(buf, static_cast<std::size_t>(e.at() - buf));
+  }
   std::string& out_;
 };
 
