@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -339,6 +340,17 @@ class Cli(unittest.TestCase):
         p = self.mpibatch("run", "sleep", "--grid", "seconds=0.01..0.05:0.01", "--store", self.path("log.h5"), np=3)
         self.assertIn("mpibatch sleep: finished 5/5 done", p.stderr, "plain lines when not a terminal")
         self.assertNotIn("\r", p.stderr)
+
+    def test_progress_knows_the_total_from_the_check_pass(self):
+        # The rows are counted when they are checked, before the run: log lines
+        # show "done/total" and a percent from the first one. Before 5,000 are
+        # done the master has read at most 5,000 + 8,192 ahead + a 4,096 chunk
+        # + what is in flight: not the last row.
+        p = self.mpibatch("run", "pi", "--grid", "row=0..19999", "--param", "order=1", "--batch", "100",
+                          "--progress", "log", "--store", self.path("total.h5"), np=2)
+        early = [int(m.group(1)) for m in re.finditer(r"running (\d+)/20000 done", p.stderr)]
+        self.assertTrue([d for d in early if d < 5000], p.stderr)
+        self.assertNotIn("20000+", p.stderr)
 
     def test_verify_compact_and_damage(self):
         store = self.path("v.h5")

@@ -262,6 +262,48 @@ TEST(Engine, FixedBatchesAndProgressJson) {
   EXPECT_NE(last.find("\"computed\":500"), std::string::npos) << last;
 }
 
+// A sized range's size is the total from the first report (percent, ETA);
+// an unsized one is counted as it is read ("total_known":false until the
+// master has read its end).
+TEST(Engine, ProgressKnowsTheTotalOfASizedRangeFromTheStart) {
+  SharedDir dir;
+  const Job<std::uint64_t, std::uint64_t> job{.name = "double",
+                                              .fn = [](const std::uint64_t& i) { return 2 * i; }};
+  constexpr std::uint64_t n = 30000;
+  RunOptions o = quiet(dir / "sized.h5");
+  o.batch = 100;                   // the master reads 8,192 tasks ahead: the end comes late
+  o.progress = ProgressMode::log;  // a report at each 10 %, when the total is known
+  o.progress_file = dir / "sized.jsonl";
+  run(*g_env, job, std::views::iota(std::uint64_t{0}, n), o);
+  o.store = dir / "unsized.h5";
+  o.progress_file = dir / "unsized.jsonl";
+  run(*g_env, job, std::views::iota(std::uint64_t{0}, n) | std::views::filter([](std::uint64_t) {
+                     return true;
+                   }),
+      o);
+  if (g_env->rank() != 0) return;
+  // Running reports made while fewer than 15,000 tasks were done: the master
+  // had read at most 15,000 + 8,192 + a 4,096 chunk + what is in flight.
+  auto early = [](const fs::path& file) {
+    std::vector<std::string> lines;
+    std::ifstream in(file);
+    for (std::string line; std::getline(in, line);) {
+      const auto at = line.find("\"done\":");
+      if (line.find("\"state\":\"running\"") != std::string::npos && at != std::string::npos &&
+          std::stoull(line.substr(at + 7)) < 15000)
+        lines.push_back(line);
+    }
+    return lines;
+  };
+  const auto sized = early(dir / "sized.jsonl");
+  ASSERT_FALSE(sized.empty());
+  for (const auto& line : sized)
+    EXPECT_NE(line.find("\"total\":30000,\"total_known\":true"), std::string::npos) << line;
+  for (const auto& line : early(dir / "unsized.jsonl"))
+    EXPECT_NE(line.find("\"total_known\":false"), std::string::npos) << line;
+  EXPECT_EQ(Store::open(dir / "sized.h5", {.read_only = true}).size(), n);
+}
+
 TEST(Engine, BadOptionsAreUsageErrorsOnEveryRank) {
   RunOptions o;
   o.batch_seconds = 0;

@@ -74,14 +74,19 @@ class IncompleteError : public Error {
 namespace detail {
 // Writes the next task's input bytes and returns true, or returns false at the end.
 using TaskSource = std::function<bool(Bytes& input)>;
+// task_count: how many tasks the source gives, when known up front (a sized
+// range): progress shows the total from the start, and the store's index
+// makes room once instead of growing.
 RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSource& tasks,
-                      const RunOptions& options);
+                      const RunOptions& options,
+                      std::optional<std::uint64_t> task_count = std::nullopt);
 }  // namespace detail
 
 // Runs job over tasks (read on rank 0 only; other ranks may pass an empty
-// range). Returns the same summary on rank 0; on other ranks the summary
-// has only the exit status. Throws UsageError for bad options and store
-// errors (StoreLockedError, ...); a task's exception is recorded, not thrown.
+// range). A sized range's size is the total that progress shows from the
+// start; other ranges are counted as they are read. Returns the same summary on rank 0; on other
+// ranks the summary has only the exit status. Throws UsageError for bad options and store errors
+// (StoreLockedError, ...); a task's exception is recorded, not thrown.
 template <class In, class Out, std::ranges::input_range Tasks>
 RunSummary run(const Environment& env, const Job<In, Out>& job, Tasks&& tasks,
                const RunOptions& options = {}) {
@@ -93,7 +98,10 @@ RunSummary run(const Environment& env, const Job<In, Out>& job, Tasks&& tasks,
     ++it;
     return true;
   };
-  return detail::run_erased(env, job.erase(), source, options);
+  std::optional<std::uint64_t> count;
+  if constexpr (std::ranges::sized_range<Tasks>)
+    count = static_cast<std::uint64_t>(std::ranges::size(tasks));
+  return detail::run_erased(env, job.erase(), source, options, count);
 }
 
 // run(), then the results in task order (on rank 0; empty elsewhere).

@@ -207,6 +207,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
   int status = kExitOk;
   const CommandJob* cj = nullptr;
   RunOptions o;
+  std::optional<std::uint64_t> task_count;  // counted by the check pass
   try {
     cj = &find_command_job(a.job);
     o.store = a.store.empty() ? a.job + ".h5" : a.store;
@@ -246,8 +247,8 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     if (env.rank() == 0) {
       RunTasks rows(*cj, a);
       std::vector<Value> row;
-      while (rows.next(row)) {
-      }
+      task_count = 0;
+      while (rows.next(row)) ++*task_count;
     }
   } catch (const Error& e) {
     error = e.what();
@@ -269,7 +270,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     input = to_bytes(Row{values});
     return true;
   };
-  RunSummary s = detail::run_erased(env, job.erase(), source, o);
+  RunSummary s = detail::run_erased(env, job.erase(), source, o, task_count);
   if (env.rank() == 0 && cj->finish && s.state == RunState::finished && s.failed == 0) {
     try {
       const Store store = Store::open(o.store, {.read_only = true});

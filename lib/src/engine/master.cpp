@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <deque>
+#include <optional>
 #include <thread>
 
 #include "core/prefetch.hpp"
@@ -103,17 +104,28 @@ void keep_rows(RecordBatch& b, const std::vector<std::uint8_t>& keep) {
 
 class Master {
  public:
-  Master(const ErasedJob& job, const TaskSource& source, const RunOptions& opt, Channel& channel,
-         Store& store, std::int64_t run_id)
+  Master(const ErasedJob& job, const TaskSource& source, std::optional<std::uint64_t> task_count,
+         const RunOptions& opt, Channel& channel, Store& store, std::int64_t run_id)
       : job_(job),
         source_(source),
+        task_count_(task_count),
         opt_(opt),
         channel_(channel),
         store_(store),
         run_id_(run_id),
         sizer_(opt.batch, opt.batch_seconds),
         progress_(opt.progress, opt.progress_file, job.info.name),
-        in_flight_(static_cast<std::size_t>(channel.workers())) {}
+        in_flight_(static_cast<std::size_t>(channel.workers())) {
+    // Room for every task's key at once, not rehashing the index as it grows.
+    // At most what it would hold if all were new and this a first run, so a
+    // resumed run (keys already in) asks for nothing more.
+    if (task_count_) {
+      try {
+        store_.reserve(std::max<std::size_t>(store_.size(), *task_count_));
+      } catch (const std::bad_alloc&) {  // only a hint: the index grows as it goes
+      }
+    }
+  }
 
   RunSummary run(const StopSignals& signals) {
     const auto start = Clock::now();
@@ -177,8 +189,8 @@ class Master {
 
   ProgressCounts counts() const {
     ProgressCounts c;
-    c.total = next_index_;
-    c.total_known = source_done_;
+    c.total = source_done_ ? next_index_ : std::max(next_index_, task_count_.value_or(0));
+    c.total_known = source_done_ || task_count_.has_value();
     c.cached = summary_.cached;
     c.computed = summary_.computed;
     c.failed = summary_.failed;
@@ -322,6 +334,7 @@ class Master {
  private:
   const ErasedJob& job_;
   const TaskSource& source_;
+  const std::optional<std::uint64_t> task_count_;
   const RunOptions& opt_;
   Channel& channel_;
   Store& store_;
@@ -341,7 +354,7 @@ class Master {
 }  // namespace
 
 RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSource& tasks,
-                      const RunOptions& options) {
+                      const RunOptions& options, std::optional<std::uint64_t> task_count) {
   validate(options);
   RunOptions opt = options;
   if (opt.store.empty()) opt.store = job.info.name + ".h5";
@@ -391,7 +404,7 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
   mpi::bcast_int(env.comm(), ok, 0);
 
   RunSummary summary;
-  Master master(job, tasks, opt, *channel, *store, run_id);
+  Master master(job, tasks, task_count, opt, *channel, *store, run_id);
   try {
     summary = master.run(signals);
     // Workers finish the batch they hold; results that come are kept.

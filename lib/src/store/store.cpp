@@ -988,6 +988,10 @@ void Store::commit() {
   impl_->commit();
 }
 
+void Store::reserve(std::size_t keys) {
+  impl_->index.reserve(keys);
+}
+
 bool Store::commit_due() const {
   return impl_->writer() && impl_->mems[impl_->active].size() >= impl_->opt.segment_records;
 }
