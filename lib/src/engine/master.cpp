@@ -37,7 +37,7 @@ constexpr std::size_t kPrefetch = 8;
 
 // Batches a worker holds: one it computes and two in hand. One in hand is not
 // enough when the master is the bottleneck: a worker that ran dry naps (up to
-// 10 ms) and answers late, and the master then waits for it.
+// 1 ms) and answers late, and the master then waits for it.
 constexpr std::size_t kInFlight = 3;
 
 struct Task {
