@@ -993,7 +993,7 @@ void Store::reserve(std::size_t keys) {
 }
 
 bool Store::commit_due() const {
-  return impl_->writer() && impl_->mems[impl_->active].size() >= impl_->opt.segment_records;
+  return impl_->writer() && impl_->mem().size() >= impl_->opt.segment_records;
 }
 
 void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
