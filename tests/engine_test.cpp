@@ -304,6 +304,28 @@ TEST(Engine, ProgressKnowsTheTotalOfASizedRangeFromTheStart) {
   EXPECT_EQ(Store::open(dir / "sized.h5", {.read_only = true}).size(), n);
 }
 
+// A full memtable is committed and written to a segment during the run,
+// however long the checkpoint interval: memory stays bounded. Without that,
+// the whole run would sit in memory until one segment at the end.
+TEST(Engine, FullMemtablesAreFlushedDuringALongCheckpointInterval) {
+  SharedDir dir;
+  const Job<std::uint64_t, std::uint64_t> job{.name = "double",
+                                              .fn = [](const std::uint64_t& i) { return 2 * i; }};
+  RunOptions o = quiet(dir / "s.h5");
+  o.checkpoint_seconds = 3600;
+  o.compact = false;
+  // A record and a task key each: the default 2^20 fill a memtable every 2^19 tasks.
+  constexpr std::uint64_t n = 1100000;
+  const RunSummary s = run(*g_env, job, std::views::iota(std::uint64_t{0}, n), o);
+  if (g_env->rank() != 0) return;
+  EXPECT_EQ(s.computed, n);
+  std::size_t segments = 0;
+  for (const auto& e : fs::directory_iterator(Store::sidecar(dir / "s.h5")))
+    segments += e.path().extension() == ".h5" ? 1 : 0;
+  EXPECT_GE(segments, 3u) << "two full memtables during the run, the rest at close";
+  EXPECT_EQ(Store::open(dir / "s.h5", {.read_only = true}).size(), n);
+}
+
 TEST(Engine, BadOptionsAreUsageErrorsOnEveryRank) {
   RunOptions o;
   o.batch_seconds = 0;
