@@ -84,9 +84,10 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
 
 // Runs job over tasks (read on rank 0 only; other ranks may pass an empty
 // range). A sized range's size is the total that progress shows from the
-// start; other ranges are counted as they are read. Returns the same summary on rank 0; on other
-// ranks the summary has only the exit status. Throws UsageError for bad options and store errors
-// (StoreLockedError, ...); a task's exception is recorded, not thrown.
+// start; other ranges are counted as they are read. Returns the same summary
+// on rank 0; on other ranks the summary has only the exit status. Throws
+// UsageError for bad options and store errors (StoreLockedError, ...); a
+// task's exception is recorded, not thrown.
 template <class In, class Out, std::ranges::input_range Tasks>
 RunSummary run(const Environment& env, const Job<In, Out>& job, Tasks&& tasks,
                const RunOptions& options = {}) {

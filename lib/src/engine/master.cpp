@@ -117,8 +117,8 @@ class Master {
         progress_(opt.progress, opt.progress_file, job.info.name),
         in_flight_(static_cast<std::size_t>(channel.workers())) {
     // Room for every task's key at once, not rehashing the index as it grows.
-    // At most what it would hold if all were new and this a first run, so a
-    // resumed run (keys already in) asks for nothing more.
+    // The larger of the keys stored and the task count never exceeds what the
+    // index will hold: a resumed run (its keys already in) asks for nothing.
     if (task_count_) {
       try {
         store_.reserve(std::max<std::size_t>(store_.size(), *task_count_));
