@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/value_column.hpp"
 #include "mpibatch/serialization.hpp"
 #include "mpibatch/store.hpp"
 
@@ -36,22 +37,7 @@ void serialize_columns(A& a, std::vector<ValueColumn>& columns) {
   for (auto& c : columns) {
     std::uint8_t type = static_cast<std::uint8_t>(c.index());
     a& type;
-    if constexpr (A::is_loading::value) {
-      switch (type) {
-        case 0:
-          c.emplace<0>();
-          break;
-        case 1:
-          c.emplace<1>();
-          break;
-        case 2:
-          c.emplace<2>();
-          break;
-        default:
-          c.emplace<3>();
-          break;
-      }
-    }
+    if constexpr (A::is_loading::value) c = empty_column(type);
     std::visit(
         [&a](auto& v) {
           if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::vector<std::string>>)

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 
+#include "core/value_column.hpp"
 #include "engine/channel.hpp"
 #include "mpi/messaging.hpp"
 
@@ -27,22 +28,10 @@ void check_values(const std::string& job, const char* what, const std::vector<Fi
 }
 
 std::vector<ValueColumn> empty_columns(const std::vector<Field>& fields, std::size_t rows) {
-  std::vector<ValueColumn> columns(fields.size());
-  for (std::size_t f = 0; f < fields.size(); ++f) {
-    switch (fields[f].type) {
-      case FieldType::int64:
-        columns[f].emplace<0>().reserve(rows);
-        break;
-      case FieldType::float64:
-        columns[f].emplace<1>().reserve(rows);
-        break;
-      case FieldType::boolean:
-        columns[f].emplace<2>().reserve(rows);
-        break;
-      case FieldType::string:
-        columns[f].emplace<3>().reserve(rows);
-        break;
-    }
+  std::vector<ValueColumn> columns;
+  for (const Field& f : fields) {
+    columns.push_back(empty_column(f.type));
+    std::visit([rows](auto& c) { c.reserve(rows); }, columns.back());
   }
   return columns;
 }

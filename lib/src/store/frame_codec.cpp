@@ -1,6 +1,7 @@
 #include "store/frame_codec.hpp"
 
 #include "mpibatch/error.hpp"
+#include "store/row_columns.hpp"
 
 namespace mpibatch::detail {
 
@@ -59,13 +60,8 @@ class RecordFields {
   std::uint64_t count() { return v1_ ? d_.get<std::uint32_t>() : d_.get_varint(); }
   std::int64_t rank() { return v1_ ? d_.get<std::int32_t>() : d_.get_signed(); }
   std::int64_t run() { return v1_ ? d_.get<std::int64_t>() : d_.get_signed(); }
-  void str(std::string& s) {
-    if (v1_) {
-      d_.get_str(s);
-    } else {
-      d_.get_varstr(s);
-    }
-  }
+  std::string_view view() { return d_.get_view(count()); }
+  void str(std::string& s) { s.assign(view()); }
 
  private:
   Decoder& d_;
@@ -168,6 +164,54 @@ void put_head(E& e, const RecordHead& h) {
 }
 
 }  // namespace
+
+std::uint32_t get_record_row(Decoder& d, RowColumns& row, std::uint64_t format) {
+  RecordFields f(d, format);
+  row.keys.push_back(d.get<TaskKey>());
+  const auto job_id = static_cast<std::uint32_t>(f.count());
+  row.status.push_back(static_cast<std::int8_t>(d.get<Status>()));
+  row.rank.push_back(static_cast<std::int32_t>(f.rank()));
+  row.start_time.push_back(d.get<double>());
+  row.duration.push_back(d.get<double>());
+  row.run.push_back(f.run());
+  const std::string_view result = f.view();
+  row.result_sizes.push_back(result.size());
+  row.results.append(result);
+  row.add_error(f.view());
+  for (auto* columns : {&row.values, &row.params}) {
+    const std::uint64_t n = f.count();
+    for (std::uint64_t c = 0; c < n; ++c) {
+      const auto tag = d.get<std::uint8_t>();
+      const bool keep = c < columns->size();  // values beyond the fields are not stored
+      switch (tag) {
+        case 0: {
+          const auto v = d.get<std::int64_t>();
+          if (keep) RowColumns::add_value((*columns)[c], v);
+          break;
+        }
+        case 1: {
+          const auto v = d.get<double>();
+          if (keep) RowColumns::add_value((*columns)[c], v);
+          break;
+        }
+        case 2: {
+          const auto v = d.get<bool>();
+          if (keep) RowColumns::add_value((*columns)[c], v);
+          break;
+        }
+        case 3: {
+          const std::string_view v = f.view();
+          if (keep) RowColumns::add_value((*columns)[c], std::string(v));
+          break;
+        }
+        default:
+          throw StoreCorruptError("record value of unknown type");
+      }
+    }
+    RowColumns::add_defaults(*columns, std::min<std::uint64_t>(n, columns->size()));
+  }
+  return job_id;
+}
 
 void put_record(std::string& out, const Record& r, std::uint32_t job_id) {
   Encoder e(out);

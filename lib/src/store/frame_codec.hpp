@@ -15,6 +15,8 @@
 
 namespace mpibatch::detail {
 
+struct RowColumns;
+
 // A records frame holds one append() batch; its records name their job by
 // the id a job frame earlier in the same log gave it (ids are per log file).
 enum class FrameType : std::uint8_t { job = 1, records = 2, run = 3, tasks = 4, commit = 5 };
@@ -125,6 +127,13 @@ class Decoder {
     return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
   }
   void get_varstr(std::string& s) { take(get_varint(), s); }
+  // The next n bytes, in place.
+  std::string_view get_view(std::uint64_t n) {
+    need(n);
+    const std::string_view v = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return v;
+  }
   bool done() const { return in_.empty(); }
 
  private:
@@ -155,6 +164,9 @@ void put_record(std::string& out, const Record& r, std::uint32_t job_id);
 // Reads one record of the given log format (its job left empty); returns
 // its job id.
 std::uint32_t get_record(Decoder& d, Record& r, std::uint64_t format = kLogFormat);
+// The same record appended to columns typed for its job (RowColumns::reset):
+// what get_record and RowColumns::add do, without the Record.
+std::uint32_t get_record_row(Decoder& d, RowColumns& row, std::uint64_t format = kLogFormat);
 void encode_run(std::string& out, const RunInfo& run);
 void encode_tasks(std::string& out, std::int64_t run, std::span<const TaskKey> keys);
 

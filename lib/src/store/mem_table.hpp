@@ -20,6 +20,7 @@
 #include "mpibatch/error.hpp"
 #include "mpibatch/store.hpp"
 #include "store/frame_codec.hpp"
+#include "store/row_columns.hpp"
 
 namespace mpibatch::detail {
 
@@ -119,6 +120,12 @@ struct MemTable {
     get_record(d, r);
     if (r.job != jobs[job].first) r.job = jobs[job].first;
     r.job_version = jobs[job].second;
+  }
+
+  // Appends the record at arena[offset, offset + size) to rows (typed for its job).
+  void read_row(std::uint64_t offset, std::uint32_t size, RowColumns& rows) const {
+    Decoder d(arena.view(offset, size));
+    get_record_row(d, rows);
   }
 
   // Key order is a random walk through the arena: the flush fetches ahead.

@@ -516,20 +516,21 @@ struct Store::Impl {
       const std::string name = seq_name(f->seq, ".h5");
       detail::TableWriter w(dir / (name + ".tmp"), f->seq);
       w.add_jobs(jobs_copy);
-      // Decoded a chunk at a time into records reused from chunk to chunk.
+      // Decoded a chunk at a time straight into columns, reused from chunk to chunk.
       constexpr std::size_t kAhead = 16;
-      std::vector<Record> chunk(kFetchChunk);
-      std::vector<const Record*> rows;
+      detail::RowColumns rows;
       for (const auto& [job, live] : f->live) {
         if (live.size() > kMaxRows) throw StoreError("segment too large");
-        const std::uint16_t job_index = frozen->entries[live.front().row].job;
+        const auto info = std::find_if(jobs_copy.begin(), jobs_copy.end(), [&job](const auto& j) {
+          return j.name == job.first && j.version == job.second;
+        });
+        if (info == jobs_copy.end()) throw StoreError("memtable record of an unknown job");
         for (std::size_t at = 0; at < live.size(); at += kFetchChunk) {
           const std::size_t end = std::min(live.size(), at + kFetchChunk);
-          rows.clear();
+          rows.reset(*info);
           for (std::size_t j = at; j < end; ++j) {
             if (j + kAhead < live.size()) frozen->prefetch(live[j + kAhead].offset);
-            frozen->read(live[j].offset, live[j].size, job_index, chunk[j - at]);
-            rows.push_back(&chunk[j - at]);
+            frozen->read_row(live[j].offset, live[j].size, rows);
           }
           w.append(job.first, job.second, rows);
         }

@@ -97,46 +97,22 @@ class ValueColumns {
     }
   }
 
-  // Appends field f of (rows[i]->*member)[f]; a record without values (a
-  // failed one's results) gets NaN, 0, FALSE or "".
-  void append(std::span<const Record* const> rows, std::vector<Value> Record::*member) {
-    const std::size_t n = rows.size();
+  // Appends each column to its field's dataset (columns typed as the fields).
+  void append(const std::vector<ValueColumn>& columns) {
     for (std::size_t f = 0; f < cols_.size(); ++f) {
-      auto value = [&](std::size_t i) -> const Value* {
-        const auto& v = rows[i]->*member;
-        return f < v.size() ? &v[f] : nullptr;
-      };
       const hid_t mt = types_[f].get();
-      switch (fields_[f].type) {
-        case FieldType::int64: {
-          std::vector<std::int64_t> v(n, 0);
-          for (std::size_t i = 0; i < n; ++i)
-            if (auto* p = value(i)) v[i] = std::get<std::int64_t>(*p);
-          cols_[f].append(mt, v.data(), n);
-          break;
-        }
-        case FieldType::float64: {
-          std::vector<double> v(n, std::nan(""));
-          for (std::size_t i = 0; i < n; ++i)
-            if (auto* p = value(i)) v[i] = std::get<double>(*p);
-          cols_[f].append(mt, v.data(), n);
-          break;
-        }
-        case FieldType::boolean: {
-          std::vector<std::int8_t> v(n, 0);
-          for (std::size_t i = 0; i < n; ++i)
-            if (auto* p = value(i)) v[i] = std::get<bool>(*p) ? 1 : 0;
-          cols_[f].append(mt, v.data(), n);
-          break;
-        }
-        case FieldType::string: {
-          std::vector<const char*> v(n, "");
-          for (std::size_t i = 0; i < n; ++i)
-            if (auto* p = value(i)) v[i] = std::get<std::string>(*p).c_str();
-          cols_[f].append(mt, v.data(), n);
-          break;
-        }
-      }
+      std::visit(
+          [&](const auto& col) {
+            using T = typename std::decay_t<decltype(col)>::value_type;
+            if constexpr (std::is_same_v<T, std::string>) {
+              std::vector<const char*> v(col.size());
+              for (std::size_t i = 0; i < col.size(); ++i) v[i] = col[i].c_str();
+              cols_[f].append(mt, v.data(), v.size());
+            } else {
+              cols_[f].append(mt, col.data(), col.size());
+            }
+          },
+          columns.at(f));
     }
   }
 
@@ -227,46 +203,38 @@ TableWriter::Group& TableWriter::group(const std::string& job, std::int64_t vers
 void TableWriter::append(const std::string& job, std::int64_t version,
                          std::span<const Record* const> rows) {
   if (rows.empty()) return;
-  Group& g = group(job, version);
+  RowColumns columns;
+  columns.reset(group(job, version).job);
+  for (const Record* r : rows) columns.add(*r);
+  append(job, version, columns);
+}
+
+void TableWriter::append(const std::string& job, std::int64_t version, const RowColumns& rows) {
   const hsize_t n = rows.size();
-  std::vector<TaskKey> keys(n);
-  std::vector<std::int8_t> status(n);
-  std::vector<std::int32_t> rank(n);
-  std::vector<double> start(n), duration(n);
-  std::vector<std::int64_t> run(n);
-  std::vector<std::uint64_t> offset(n), size(n);
+  if (n == 0) return;
+  Group& g = group(job, version);
+  std::vector<std::uint64_t> offset(n);
   std::vector<const char*> error(n);
-  std::string data;
   std::uint64_t at = g.result_data->size();
   for (std::size_t i = 0; i < n; ++i) {
-    const Record& r = *rows[i];
-    keys[i] = r.key;
-    status[i] = static_cast<std::int8_t>(r.status);
-    rank[i] = r.rank;
-    start[i] = r.start_time;
-    duration[i] = r.duration;
-    run[i] = r.run;
     offset[i] = at;
-    size[i] = r.result.size();
-    at += r.result.size();
-    data += r.result;
+    at += rows.result_sizes[i];
     // NULL, not "": HDF5 then stores no heap object for the (usual) empty error.
-    error[i] = r.error.empty() ? nullptr : r.error.c_str();
+    error[i] = rows.error_at[i] < 0 ? nullptr : rows.errors.data() + rows.error_at[i];
   }
   h5::Handle key = h5::key_type(), st = h5::status_type(), str = h5::utf8_string_type();
-  g.cols[0].append(key.get(), keys.data(), n);
-  g.cols[1].append(st.get(), status.data(), n);
-  g.cols[2].append(H5T_NATIVE_INT32, rank.data(), n);
-  g.cols[3].append(H5T_NATIVE_DOUBLE, start.data(), n);
-  g.cols[4].append(H5T_NATIVE_DOUBLE, duration.data(), n);
-  g.cols[5].append(H5T_NATIVE_INT64, run.data(), n);
+  g.cols[0].append(key.get(), rows.keys.data(), n);
+  g.cols[1].append(st.get(), rows.status.data(), n);
+  g.cols[2].append(H5T_NATIVE_INT32, rows.rank.data(), n);
+  g.cols[3].append(H5T_NATIVE_DOUBLE, rows.start_time.data(), n);
+  g.cols[4].append(H5T_NATIVE_DOUBLE, rows.duration.data(), n);
+  g.cols[5].append(H5T_NATIVE_INT64, rows.run.data(), n);
   g.cols[6].append(H5T_NATIVE_UINT64, offset.data(), n);
-  g.cols[7].append(H5T_NATIVE_UINT64, size.data(), n);
+  g.cols[7].append(H5T_NATIVE_UINT64, rows.result_sizes.data(), n);
   g.cols[8].append(str.get(), error.data(), n);
-  g.result_data->append(H5T_NATIVE_UINT8, data.data(), data.size());
-
-  g.results.append(rows, &Record::values);
-  g.params.append(rows, &Record::params);
+  g.result_data->append(H5T_NATIVE_UINT8, rows.results.data(), rows.results.size());
+  g.results.append(rows.values);
+  g.params.append(rows.params);
 }
 
 TableWriter::RunGroup& TableWriter::run_group(std::int64_t run) {

@@ -13,6 +13,7 @@
 
 #include "hdf5/hdf5.hpp"
 #include "mpibatch/store.hpp"
+#include "store/row_columns.hpp"
 
 namespace mpibatch::detail {
 
@@ -32,6 +33,8 @@ class TableWriter {
   void add_jobs(const std::vector<JobInfo>& jobs);
   // Appends rows of one job version, in key order, with one write per column.
   void append(const std::string& job, std::int64_t version, std::span<const Record* const> rows);
+  // The same for rows as columns (reset for this job).
+  void append(const std::string& job, std::int64_t version, const RowColumns& rows);
   void append_tasks(std::int64_t run, std::span<const TaskKey> keys);
   void set_runs(const std::vector<RunInfo>& runs);
   // Closes the file, fsyncs it and renames it to final_path.
