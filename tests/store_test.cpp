@@ -6,11 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <map>
 
 #include "mpibatch/error.hpp"
+#include "store/table.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -397,6 +399,40 @@ TEST(Store, SegmentsCompactionAndOrder) {
   }
   EXPECT_FALSE(fs::exists(Store::sidecar(path))) << "a compacted, closed store is one file";
   check(Store::open(path, {.read_only = true}));
+}
+
+// A segment holds its rows in the order they were appended (the flush reads
+// its memtable front to back); a replaced record is not in it, its
+// replacement is, where it was appended. Compaction writes key order.
+TEST(Store, SegmentRowsAreInAppendedOrder) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  std::vector<TaskKey> want;
+  {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    for (std::uint64_t i = 40; i-- > 0;) {
+      append_range(s, i, i + 1);
+      if (i != 30) want.push_back(demo_key(i));
+    }
+    append_range(s, 30, 31);  // replaces task 30's record
+    want.push_back(demo_key(30));
+  }  // closed: the memtable went to a segment
+  std::vector<fs::path> segments;
+  for (const auto& e : fs::directory_iterator(Store::sidecar(path)))
+    if (e.path().extension() == ".h5") segments.push_back(e.path());
+  ASSERT_EQ(segments.size(), 1u);
+  auto keys_of = [](const fs::path& file) {
+    const detail::TableReader t(file);
+    std::vector<TaskKey> keys;
+    std::vector<std::int8_t> status;
+    t.read_index(0, keys, status);
+    return keys;
+  };
+  EXPECT_EQ(keys_of(segments[0]), want);
+  Store::open(path).compact();
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(keys_of(path), want);
 }
 
 // commit_due() says when the memtable is full (records and task keys both

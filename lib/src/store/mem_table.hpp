@@ -122,18 +122,6 @@ struct MemTable {
     r.job_version = jobs[job].second;
   }
 
-  // Appends the record at arena[offset, offset + size) to rows (typed for its job).
-  void read_row(std::uint64_t offset, std::uint32_t size, RowColumns& rows) const {
-    Decoder d(arena.view(offset, size));
-    get_record_row(d, rows);
-  }
-
-  // Key order is a random walk through the arena: the flush fetches ahead.
-  void prefetch(std::uint64_t offset) const {
-    __builtin_prefetch(arena.data() + offset);
-    __builtin_prefetch(arena.data() + offset + 64);
-  }
-
   void add_tasks(std::int64_t run, std::span<const TaskKey> keys) {
     auto& v = tasks[run];
     v.insert(v.end(), keys.begin(), keys.end());
@@ -151,60 +139,40 @@ struct MemTable {
     task_count = 0;
   }
 
-  // A live row in a segment's order, with what the flush needs of it, so
-  // that the flush touches entries only in one sequential pass.
+  // A live row, with what the flush needs of it, so that the flush touches
+  // entries only in one sequential pass.
   struct LiveRow {
-    TaskKey key;
     std::uint64_t offset = 0;
     std::uint32_t size = 0;
     std::uint32_t row = 0;
-    bool operator<(const LiveRow& o) const { return key < o.key; }
   };
 
-  // Rows not superseded, per job version, each in key order: the rows a
-  // segment stores, in its order (compaction merges sorted segments).
-  // Keys are hashes, uniform in their top bits: two passes place rows
-  // straight into buckets of those bits (about 8 rows each, per job), then
-  // each bucket is sorted.
+  // Rows not superseded, per job version, each in the order appended: the
+  // rows a segment stores, in its order. Appended order, not key order, so
+  // that the flush reads the arena front to back: a walk in key order was a
+  // cache miss per row and the flush's largest cost. (The base file that
+  // compaction writes is in key order; lookups go through the index.)
   std::map<JobVersion, std::vector<LiveRow>> live() const {
-    const std::size_t n_jobs = jobs.size();
-    std::vector<std::size_t> counts(n_jobs, 0);
-    for (const Entry& e : entries) counts[e.job] += e.superseded ? 0 : 1;
-    std::vector<int> bits(n_jobs, 0);
-    std::vector<std::size_t> first(n_jobs + 1, 0);  // job j's buckets: [first[j], first[j+1])
-    for (std::size_t j = 0; j < n_jobs; ++j) {
-      while (bits[j] < 20 && (std::size_t{8} << bits[j]) < counts[j]) ++bits[j];
-      first[j + 1] = first[j] + (std::size_t{1} << bits[j]);
+    std::vector<std::vector<LiveRow>> rows(jobs.size());
+    {
+      std::vector<std::size_t> counts(jobs.size(), 0);
+      for (const Entry& e : entries) counts[e.job] += e.superseded ? 0 : 1;
+      for (std::size_t j = 0; j < jobs.size(); ++j) rows[j].reserve(counts[j]);
     }
-    auto bucket = [&](const Entry& e) {
-      const int b = bits[e.job];
-      return first[e.job] + (b == 0 ? 0 : static_cast<std::size_t>(e.key.hi >> (64 - b)));
-    };
-    std::vector<std::uint32_t> next(first[n_jobs] + 1, 0);  // bucket starts within the job
-    for (const Entry& e : entries)
-      if (!e.superseded) ++next[bucket(e) + 1];
-    for (std::size_t j = 0; j < n_jobs; ++j) {
-      next[first[j]] = 0;
-      for (std::size_t b = first[j] + 1; b < first[j + 1]; ++b) next[b] += next[b - 1];
-    }
-    const std::vector<std::uint32_t> start(next.begin(), next.end());
-    std::vector<std::vector<LiveRow>> rows(n_jobs);
-    for (std::size_t j = 0; j < n_jobs; ++j) rows[j].resize(counts[j]);
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const Entry& e = entries[i];
-      if (!e.superseded)
-        rows[e.job][next[bucket(e)]++] = {e.key, e.offset, e.size, static_cast<std::uint32_t>(i)};
+      if (!e.superseded) rows[e.job].push_back({e.offset, e.size, static_cast<std::uint32_t>(i)});
     }
     std::map<JobVersion, std::vector<LiveRow>> groups;
-    for (std::size_t j = 0; j < n_jobs; ++j) {
-      if (rows[j].empty()) continue;
-      for (std::size_t b = first[j]; b < first[j + 1]; ++b) {
-        const std::size_t end = b + 1 < first[j + 1] ? start[b + 1] : counts[j];
-        std::sort(rows[j].begin() + start[b], rows[j].begin() + end);
-      }
-      groups[jobs[j]] = std::move(rows[j]);
-    }
+    for (std::size_t j = 0; j < jobs.size(); ++j)
+      if (!rows[j].empty()) groups[jobs[j]] = std::move(rows[j]);
     return groups;
+  }
+
+  // Appends the record at arena[offset, offset + size) to rows (typed for its job).
+  void read_row(std::uint64_t offset, std::uint32_t size, RowColumns& rows) const {
+    Decoder d(arena.view(offset, size));
+    get_record_row(d, rows);
   }
 
  private:

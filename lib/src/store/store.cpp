@@ -517,7 +517,6 @@ struct Store::Impl {
       detail::TableWriter w(dir / (name + ".tmp"), f->seq);
       w.add_jobs(jobs_copy);
       // Decoded a chunk at a time straight into columns, reused from chunk to chunk.
-      constexpr std::size_t kAhead = 16;
       detail::RowColumns rows;
       for (const auto& [job, live] : f->live) {
         if (live.size() > kMaxRows) throw StoreError("segment too large");
@@ -529,7 +528,6 @@ struct Store::Impl {
           const std::size_t end = std::min(live.size(), at + kFetchChunk);
           rows.reset(*info);
           for (std::size_t j = at; j < end; ++j) {
-            if (j + kAhead < live.size()) frozen->prefetch(live[j + kAhead].offset);
             frozen->read_row(live[j].offset, live[j].size, rows);
           }
           w.append(job.first, job.second, rows);

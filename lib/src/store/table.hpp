@@ -31,7 +31,7 @@ class TableWriter {
 
   // Creates the group of every job (also those with no rows).
   void add_jobs(const std::vector<JobInfo>& jobs);
-  // Appends rows of one job version, in key order, with one write per column.
+  // Appends rows of one job version, in the order given, with one write per column.
   void append(const std::string& job, std::int64_t version, std::span<const Record* const> rows);
   // The same for rows as columns (reset for this job).
   void append(const std::string& job, std::int64_t version, const RowColumns& rows);
