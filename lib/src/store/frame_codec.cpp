@@ -5,10 +5,6 @@
 
 namespace mpibatch::detail {
 
-void Decoder::need(std::uint64_t n) const {
-  if (n > in_.size()) throw_corrupt("frame payload is shorter than its fields");
-}
-
 void Decoder::throw_corrupt(const char* what) {
   throw StoreCorruptError(what);
 }

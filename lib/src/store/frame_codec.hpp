@@ -137,7 +137,11 @@ class Decoder {
   bool done() const { return in_.empty(); }
 
  private:
-  void need(std::uint64_t n) const;
+  // Inline: it guards every field a flush decodes; the throw is out of line.
+  void need(std::uint64_t n) const {
+    if (n > in_.size()) [[unlikely]]
+      throw_corrupt("frame payload is shorter than its fields");
+  }
   void take(std::uint64_t n, std::string& s) {
     need(n);
     s.assign(in_.data(), n);
