@@ -124,6 +124,14 @@ Handle create_file(const std::string& path) {
       check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "H5Fcreate", path));
 }
 
+int file_descriptor(hid_t file) {
+  Handle fapl(check_id(H5Fget_access_plist(file), "H5Fget_access_plist"));
+  if (H5Pget_driver(fapl.get()) != H5FD_SEC2) return -1;
+  void* handle = nullptr;
+  check(H5Fget_vfd_handle(file, H5P_DEFAULT, &handle), "H5Fget_vfd_handle");
+  return *static_cast<int*>(handle);
+}
+
 Handle open_file_read(const std::string& path) {
   init();
   Handle fapl = file_access();

@@ -55,6 +55,9 @@ Handle key_type();          // compound {hi: uint64, lo: uint64}
 // Files: created without HDF5's own file locking (we lock the store ourselves,
 // and these files are immutable once renamed into place).
 Handle create_file(const std::string& path);
+// The file descriptor under a file of the default (sec2) driver, or -1 for
+// another driver. Valid while the file is open; HDF5 owns it.
+int file_descriptor(hid_t file);
 Handle open_file_read(const std::string& path);
 
 Handle create_group(hid_t parent, const std::string& name);

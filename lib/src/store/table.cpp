@@ -1,5 +1,7 @@
 #include "store/table.hpp"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -140,6 +142,7 @@ struct TableWriter::RunGroup {
 TableWriter::TableWriter(std::filesystem::path tmp_path, std::int64_t through_seq)
     : tmp_path_(std::move(tmp_path)) {
   file_ = h5::create_file(tmp_path_.string());
+  fd_ = h5::file_descriptor(file_.get());
   h5::write_attr(file_.get(), "mpibatch_format", kStoreFormat);
   h5::write_attr(file_.get(), "mpibatch_version", std::string(MPIBATCH_VERSION));
   h5::write_attr(file_.get(), "through_seq", through_seq);
@@ -235,6 +238,10 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
   g.result_data->append(H5T_NATIVE_UINT8, rows.results.data(), rows.results.size());
   g.results.append(rows.values);
   g.params.append(rows.params);
+  // The disk starts on what is written so far, so that finish()'s fsync has
+  // little left to wait for: the last segment's fsync is on close()'s path.
+  // Only a hint: an error here changes nothing, and the fsync still checks.
+  if (fd_ >= 0) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 TableWriter::RunGroup& TableWriter::run_group(std::int64_t run) {
@@ -275,6 +282,7 @@ void TableWriter::finish(const std::filesystem::path& final_path) {
   groups_.clear();
   runs_.clear();
   h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp_path_.string());
+  fd_ = -1;
   // Close by hand so that H5Fclose's status is checked.
   h5::check(H5Fclose(file_.release()), "H5Fclose", tmp_path_.string());
   atomic_replace(tmp_path_, final_path);

@@ -47,6 +47,7 @@ class TableWriter {
   RunGroup& run_group(std::int64_t run);
   std::filesystem::path tmp_path_;
   h5::Handle file_;
+  int fd_ = -1;  // file_'s descriptor, for early writeback (-1: none)
   std::map<std::string, std::unique_ptr<Group>> groups_;
   std::map<std::int64_t, std::unique_ptr<RunGroup>> runs_;
   std::vector<RunInfo> run_infos_;

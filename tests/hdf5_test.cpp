@@ -1,0 +1,36 @@
+// The HDF5 wrappers that reach under the library: a file's descriptor.
+#include "hdf5/hdf5.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "test_support.hpp"
+
+namespace {
+
+using mpibatch::test_support::TempDir;
+namespace h5 = mpibatch::detail::h5;
+
+// The descriptor is the file's own: what HDF5 writes through it is the
+// file's size on disk (TableWriter starts writeback on it).
+TEST(Hdf5, FileDescriptorIsTheFilesOwn) {
+  TempDir dir;
+  const auto path = dir / "f.h5";
+  h5::Handle file = h5::create_file(path.string());
+  const int fd = h5::file_descriptor(file.get());
+  ASSERT_GE(fd, 0);
+  {
+    h5::Column c(file.get(), "x", H5T_NATIVE_DOUBLE, 1024);
+    const std::vector<double> v(100000, 1.5);
+    c.append(H5T_NATIVE_DOUBLE, v.data(), v.size());
+  }
+  ASSERT_GE(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), 0);
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_GT(st.st_size, 800000);
+  EXPECT_EQ(static_cast<std::uintmax_t>(st.st_size), std::filesystem::file_size(path));
+}
+
+}  // namespace
