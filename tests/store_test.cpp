@@ -802,6 +802,148 @@ TEST(Store, ColumnarBatchIsStoredExactlyAsRecords) {
   }
 }
 
+// Claims: a dispatcher looks keys up and claims those to compute in one
+// index access; until a claimed key's record is appended it looks as before.
+std::vector<TaskKey> keys_of(const std::vector<Record>& records) {
+  std::vector<TaskKey> keys;
+  for (const Record& r : records) keys.push_back(r.key);
+  return keys;
+}
+
+TEST(Store, ClaimedKeysLookAsBeforeUntilTheirRecordsAreAppended) {
+  TempDir dir;
+  Store s = Store::open(dir / "s.h5");
+  s.define_job(demo_job());
+  s.append(std::vector<Record>{demo_record(1), demo_record(11)});  // 11: failed
+  // 2 and 3 are new; 2 again is a duplicate of a key in hand.
+  const std::vector<TaskKey> keys{demo_key(1), demo_key(11), demo_key(2), demo_key(3), demo_key(2)};
+  std::vector<Lookup> out(keys.size());
+  std::vector<Claim> ids(keys.size());
+  s.claim(keys, out, ids, /*claim_failed=*/true);
+  EXPECT_EQ(out, (std::vector<Lookup>{Lookup::ok, Lookup::missing, Lookup::missing, Lookup::missing,
+                                      Lookup::claimed}));
+  std::vector<Lookup> seen(keys.size());
+  s.lookup(keys, seen);
+  EXPECT_EQ(seen, (std::vector<Lookup>{Lookup::ok, Lookup::failed, Lookup::missing, Lookup::missing,
+                                       Lookup::missing}));
+  EXPECT_EQ(s.size(), 2u);
+  EXPECT_EQ(s.get(demo_key(11)), demo_record(11)) << "the failed record stays until replaced";
+  EXPECT_FALSE(s.get(demo_key(2)));
+  std::size_t n = 0;
+  s.for_each([&](const Record&) { ++n; });
+  EXPECT_EQ(n, 2u);
+
+  // Without claim_failed, a failed record is reported and not claimed.
+  std::vector<Lookup> out2(1);
+  std::vector<Claim> ids2(1);
+  s.claim(std::vector<TaskKey>{demo_key(22)}, out2, ids2, true);  // no record: claimed
+  s.append(std::vector<Record>{demo_record(33)});                 // failed, as every 11th
+  s.claim(std::vector<TaskKey>{demo_key(33)}, out2, ids2, false);
+  EXPECT_EQ(out2[0], Lookup::failed);
+
+  // The records come back (11 now ok), in an order other than the claims'.
+  Record r11 = demo_record(12);
+  r11.key = demo_key(11);
+  const std::vector<Record> done{demo_record(3), r11, demo_record(2)};
+  s.append(to_batch(done), std::vector<Claim>{ids[3], ids[1], ids[2]});
+  s.lookup(keys, seen);
+  EXPECT_EQ(seen, std::vector<Lookup>(keys.size(), Lookup::ok));
+  EXPECT_EQ(s.size(), 5u);
+  for (const Record& r : done) EXPECT_EQ(s.get(r.key), r);
+  s.close();
+  Store again = Store::open(dir / "s.h5", {.read_only = true});
+  EXPECT_EQ(again.size(), 5u) << "the unsettled claim of 22 left nothing behind";
+  for (const Record& r : done) EXPECT_EQ(again.get(r.key), r);
+}
+
+TEST(Store, ReleasedClaimsLeaveKeysAsTheyWere) {
+  TempDir dir;
+  Store s = Store::open(dir / "s.h5");
+  s.define_job(demo_job());
+  s.append(std::vector<Record>{demo_record(11)});  // failed
+  const std::vector<TaskKey> keys{demo_key(11), demo_key(5)};
+  std::vector<Lookup> out(2);
+  std::vector<Claim> ids(2);
+  s.claim(keys, out, ids, true);
+  s.release_claims();
+  EXPECT_EQ(s.size(), 1u);
+  EXPECT_EQ(s.get(demo_key(11)), demo_record(11));
+  EXPECT_FALSE(s.get(demo_key(5)));
+  EXPECT_THROW(s.append(to_batch({demo_record(5)}), std::vector<Claim>{ids[1]}), UsageError);
+  // Claimed again, and appended with and without a claim.
+  s.claim(keys, out, ids, true);
+  EXPECT_EQ(out, (std::vector<Lookup>{Lookup::missing, Lookup::missing}));
+  s.append(to_batch({demo_record(5)}), std::vector<Claim>{ids[1]});
+  s.release_claims();
+  s.append(std::vector<Record>{demo_record(7)});
+  EXPECT_EQ(s.size(), 3u);
+  EXPECT_EQ(s.get(demo_key(5)), demo_record(5));
+  EXPECT_EQ(s.get(demo_key(11)), demo_record(11));
+  s.compact();
+  EXPECT_EQ(s.size(), 3u);
+}
+
+TEST(Store, AppendWithWrongClaimsIsRefusedWhole) {
+  TempDir dir;
+  Store s = Store::open(dir / "s.h5");
+  s.define_job(demo_job());
+  const std::vector<TaskKey> keys{demo_key(1), demo_key(2)};
+  std::vector<Lookup> out(2);
+  std::vector<Claim> ids(2);
+  s.claim(keys, out, ids, true);
+  const RecordBatch both = to_batch({demo_record(1), demo_record(2)});
+  auto refused = [&](const std::vector<Claim>& claims, const std::string& says) {
+    try {
+      s.append(both, claims);
+      ADD_FAILURE() << "accepted claims that should say: " << says;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  refused({ids[0]}, "1 claims for 2 records");
+  refused({ids[1], ids[0]}, "not an outstanding claim of its key");
+  refused({ids[0], ids[0]}, "record 1 names claim");
+  refused({ids[0], 99}, "record 1 names claim 99");
+  EXPECT_EQ(s.size(), 0u);
+  s.append(both, ids);  // the claims are still good
+  EXPECT_EQ(s.get(demo_key(2)), demo_record(2));
+  refused(ids, "not an outstanding claim");  // settled already
+}
+
+// Slots move when the index grows: claims made before still settle the
+// right keys, and a record appended without its claim is replaced by the
+// claimed one.
+TEST(Store, ClaimsSurviveTheIndexGrowingAndPlainAppends) {
+  TempDir dir;
+  Store s = Store::open(dir / "s.h5", {.segment_records = 5000});
+  s.define_job(demo_job());
+  const std::size_t n = 12000;  // well past the room reserved at open (5,000)
+  std::vector<Record> records;
+  for (std::uint64_t i = 0; i < n; ++i) records.push_back(demo_record(i));
+  std::vector<Lookup> out(n);
+  std::vector<Claim> ids(n);
+  s.claim(keys_of({records.begin(), records.begin() + n / 2}), {out.data(), n / 2},
+          {ids.data(), n / 2}, true);
+  // Plain appends grow the index while the first half is claimed; one of
+  // them is a claimed key's.
+  Record early = demo_record(n + 1);
+  early.key = records[7].key;
+  std::vector<Record> plain(records.begin() + n / 2, records.end());
+  plain.push_back(early);
+  s.append(plain);
+  std::vector<Lookup> again(10);
+  std::vector<Claim> more(10);
+  s.claim(keys_of({records.begin(), records.begin() + 10}), again, more, true);
+  EXPECT_EQ(again, std::vector<Lookup>(10, Lookup::claimed));
+  for (std::size_t at = 0; at < n / 2; at += 1000) {
+    std::vector<Record> part(records.begin() + at, records.begin() + at + 1000);
+    s.append(to_batch(part), {ids.data() + at, 1000});
+    s.commit();  // segments are written meanwhile
+  }
+  EXPECT_EQ(s.size(), n);
+  for (const Record& r : records) ASSERT_EQ(s.get(r.key), r);
+}
+
 TEST(Store, ColumnarBatchIsCheckedWhole) {
   TempDir dir;
   Store s = Store::open(dir / "s.h5");

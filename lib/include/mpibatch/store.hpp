@@ -120,8 +120,11 @@ struct RunInfo {
   bool operator==(const RunInfo&) const = default;
 };
 
-// What lookup() says of a key.
-enum class Lookup : std::uint8_t { missing = 0, ok = 1, failed = 2 };
+// What lookup() says of a key. claimed: claim() only (see there).
+enum class Lookup : std::uint8_t { missing = 0, ok = 1, failed = 2, claimed = 3 };
+
+// A writer's note that it will append a key's record (see Store::claim).
+using Claim = std::uint32_t;
 
 struct StoreOptions {
   bool read_only = false;
@@ -197,6 +200,28 @@ class Store {
   // Batch cache check: out[i] says what is stored for keys[i]. out.size()
   // must equal keys.size(). Sees appended records before they are committed.
   void lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const;
+  // Writers: lookup() that also claims the keys to be computed, so that
+  // append(batch, claims) stores their records without finding them in the
+  // index again (a dispatcher's per-task cost: one index access, not two).
+  // out[i] and claims[i] (spans of keys.size()) say, for keys[i]:
+  //   ok       stored; not claimed
+  //   failed   stored as failed; not claimed (claim_failed is false)
+  //   missing  claimed now, as claims[i]: no record, or a failed one and
+  //            claim_failed is true
+  //   claimed  claimed before and not settled: a duplicate of a task in hand
+  // A claimed key looks as before (missing, or its failed record) to lookup(),
+  // get() and size() until its record is appended. Claims are in memory only
+  // and are never logged: close(), compact(), erase_if() and release_claims()
+  // drop those not settled. Memory: about 40 bytes per unsettled claim.
+  void claim(std::span<const TaskKey> keys, std::span<Lookup> out, std::span<Claim> claims,
+             bool claim_failed);
+  // append(batch) whose rows were claimed: claims[i] is row i's claim, which
+  // this settles (its id may be given out again). Throws UsageError, and
+  // appends nothing, when claims.size() differs from the rows or a claim is
+  // not outstanding or was made for another key.
+  void append(const RecordBatch& batch, std::span<const Claim> claims);
+  // Drops every claim not settled: those keys look as they did before.
+  void release_claims();
   std::optional<Record> get(const TaskKey& key) const;
   // Number of distinct keys stored.
   std::size_t size() const;

@@ -1,7 +1,5 @@
 // The master (rank 0) of a run, and run_erased(), which sends every rank
 // to its part (docs/ARCHITECTURE.md follows a task through it).
-#include <absl/container/flat_hash_set.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -9,7 +7,6 @@
 #include <optional>
 #include <thread>
 
-#include "core/prefetch.hpp"
 #include "engine/batch_sizer.hpp"
 #include "engine/channel.hpp"
 #include "engine/progress.hpp"
@@ -32,9 +29,6 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// Keys of the in-flight set are random cache misses: loops fetch ahead.
-constexpr std::size_t kPrefetch = 8;
-
 // Batches a worker holds: one it computes and two in hand. One in hand is not
 // enough when the master is the bottleneck: a worker that ran dry naps (up to
 // 1 ms) and answers late, and the master then waits for it.
@@ -45,6 +39,7 @@ struct Task {
   TaskKey key;
   Bytes input;
   int attempt = 0;
+  Claim claim = 0;  // in the store, from look-up to append
 };
 
 void validate(const RunOptions& o) {
@@ -207,6 +202,7 @@ class Master {
     std::vector<Task> chunk;
     std::vector<TaskKey> keys;
     std::vector<Lookup> found;
+    std::vector<Claim> claims;
     while (!source_done_ && queue_.size() < window) {
       chunk.clear();
       keys.clear();
@@ -224,19 +220,25 @@ class Master {
         chunk.push_back(std::move(t));
       }
       if (chunk.empty()) break;
+      // One index access a task: the look-up claims what is to be computed,
+      // and the result's append goes straight to the claimed slot.
       found.resize(keys.size());
-      store_.lookup(keys, found);
+      claims.resize(keys.size());
+      store_.claim(keys, found, claims, !opt_.skip_failed);
       store_.append_tasks(run_id_, keys);
       for (std::size_t i = 0; i < chunk.size(); ++i) {
-        if (i + kPrefetch < chunk.size()) prefetch(pending_keys_, chunk[i + kPrefetch].key);
-        if (found[i] == Lookup::ok) {
-          ++summary_.cached;
-        } else if (found[i] == Lookup::failed && opt_.skip_failed) {
-          ++summary_.failed;
-        } else if (!pending_keys_.insert(chunk[i].key).second) {
-          ++summary_.cached;  // the same task again in this stream: computed once
-        } else {
-          queue_.push_back(std::move(chunk[i]));
+        switch (found[i]) {
+          case Lookup::ok:
+          case Lookup::claimed:  // the same task again in this stream: computed once
+            ++summary_.cached;
+            break;
+          case Lookup::failed:  // and skip_failed
+            ++summary_.failed;
+            break;
+          case Lookup::missing:
+            chunk[i].claim = claims[i];
+            queue_.push_back(std::move(chunk[i]));
+            break;
         }
       }
     }
@@ -297,14 +299,15 @@ class Master {
     b.rank.assign(b.status.size(), channel_.rank(w));
     b.keys.clear();
     b.keys.reserve(b.status.size());
+    std::vector<Claim> claims;
+    claims.reserve(b.status.size());
     for (std::size_t i = 0; i < tasks.size(); ++i) {
-      if (i + kPrefetch < tasks.size()) prefetch(pending_keys_, tasks[i + kPrefetch].key);
       if (!keep[i]) continue;
       b.keys.push_back(tasks[i].key);
-      pending_keys_.erase(tasks[i].key);
+      claims.push_back(tasks[i].claim);
       ++(b.status[b.keys.size() - 1] == Status::ok ? summary_.computed : summary_.failed);
     }
-    store_.append(b);
+    store_.append(b, claims);
   }
 
   RunSummary finish() {
@@ -342,8 +345,7 @@ class Master {
   BatchSizer sizer_;
   Progress progress_;
   std::deque<Task> queue_;
-  absl::flat_hash_set<TaskKey, TaskKeyHash> pending_keys_;  // queued or in flight
-  std::vector<std::deque<std::vector<Task>>> in_flight_;    // per worker, oldest first
+  std::vector<std::deque<std::vector<Task>>> in_flight_;  // per worker, oldest first
   std::uint64_t next_index_ = 0;
   bool source_done_ = false;
   bool stopping_ = false;
@@ -412,6 +414,7 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
         std::chrono::duration<double>(signals.count() > 1 ? 1.0 : std::max(5.0, opt.grace)));
     const bool clean =
         channel->stop(wait, [&](int w, Bytes& b) { master.take_late_results(w, b); });
+    store->release_claims();  // tasks of a stopped run that never came back
     store->end_run(run_id, summary.state, summary.exit_status);
     if (summary.state == RunState::finished && opt.compact) store->compact();
     store->close();

@@ -50,6 +50,11 @@ struct Loc {
 
 constexpr std::uint64_t kMaxRows = 0xFFFFFFFFu;
 constexpr std::uint32_t kMaxTables = 0xFFFE;  // Loc has 16 bits, and memtables take numbers
+// Index values that are no location (table numbers stay below them): a
+// claimed key (row: the claim's id), and a key claimed and released while it
+// had no record.
+constexpr std::uint32_t kClaimed = 0xFFFF;
+constexpr std::uint32_t kReleased = 0xFFFE;
 constexpr std::uint32_t kNoTable = 0xFFFFFFFFu;
 
 // Rows of a segment flushed by this writer, by memtable entry: entry e is
@@ -181,6 +186,21 @@ struct Store::Impl {
   std::vector<std::int64_t> segments;  // live segments, as in the MANIFEST
 
   absl::flat_hash_map<TaskKey, Loc, TaskKeyHash> index;
+  // Unsettled claims (Store::claim), by id. A claimed key's index value is
+  // a kClaimed marker; its slot is reached through the pointer here, which
+  // stays valid because the index never erases (a released key keeps a
+  // kReleased marker), and is found again when the index has grown.
+  struct ClaimRec {
+    TaskKey key;
+    std::pair<const TaskKey, Loc>* slot = nullptr;
+    Loc old;  // the key's location before the claim, if had_old
+    bool had_old = false;
+    bool live = false;
+  };
+  std::vector<ClaimRec> claims;
+  std::vector<Claim> free_claims;
+  std::size_t claims_capacity = 0;  // index.capacity() the slot pointers are for
+  std::size_t phantoms = 0;         // index values with no record behind them
   std::array<detail::MemTable, 2> mems;
   unsigned active = 0;  // the memtable that takes appends
   // The table number each memtable's rows carry in Locs (kNoTable: unused).
@@ -270,14 +290,130 @@ struct Store::Impl {
 
   // Points the index at row of the active memtable.
   void index_mem(const TaskKey& key, bool failed, std::size_t row) {
-    detail::MemTable& m = mem();
     const Loc loc = Loc::make(mem_table[active], 0, failed, row);
     auto [it, inserted] = index.try_emplace(key, loc);
-    if (!inserted) {
-      // Only the active memtable is marked: a frozen one is being written.
-      if (it->second.table() == mem_table[active]) m.entries[it->second.row()].superseded = true;
-      it->second = loc;
+    if (inserted) return;
+    Loc& v = it->second;
+    if (v.table() == kReleased) {
+      --phantoms;
+      v = loc;
+    } else if (v.table() == kClaimed) {  // appended without its claim: what the claim replaces
+      ClaimRec& c = claims[v.row()];
+      if (c.had_old)
+        supersede(c.old);
+      else
+        --phantoms;
+      c.old = loc;
+      c.had_old = true;
+    } else {
+      supersede(v);
+      v = loc;
     }
+  }
+
+  // Marks the record at old as replaced. Only the active memtable is
+  // marked: a frozen one is being written.
+  void supersede(Loc old) {
+    if (old.table() == mem_table[active]) mem().entries[old.row()].superseded = true;
+  }
+
+  // The location a reader sees for an index value: a claimed key's one
+  // before the claim. nullptr: no record.
+  const Loc* visible(const Loc& v) const {
+    if (v.table() == kReleased) return nullptr;
+    if (v.table() != kClaimed) return &v;
+    const ClaimRec& c = claims[v.row()];
+    return c.had_old ? &c.old : nullptr;
+  }
+
+  // Points the claims at their slots again after the index grew (moving them).
+  void refresh_claims() {
+    if (index.capacity() == claims_capacity) return;
+    for (ClaimRec& c : claims)
+      if (c.live) c.slot = &*index.find(c.key);
+    claims_capacity = index.capacity();
+  }
+
+  void claim(std::span<const TaskKey> keys, std::span<Lookup> out, std::span<Claim> ids,
+             bool claim_failed) {
+    require_writer("claim keys");
+    if (out.size() != keys.size() || ids.size() != keys.size())
+      throw UsageError("claim: output sizes differ from the key count");
+    refresh_claims();
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (i + kPrefetch < keys.size()) detail::prefetch(index, keys[i + kPrefetch]);
+      // A new key holds a kReleased marker until its claim is made: a
+      // throw in between leaves no location that points at a record.
+      auto [it, inserted] = index.try_emplace(keys[i], Loc::make(kReleased, 0, false, 0));
+      Loc& v = it->second;
+      ClaimRec c{keys[i], &*it, Loc{}, false, true};
+      if (inserted) {
+        ++phantoms;
+      } else if (v.table() == kClaimed) {
+        out[i] = Lookup::claimed;
+        continue;
+      } else if (v.table() != kReleased) {
+        if (!v.failed() || !claim_failed) {
+          out[i] = v.failed() ? Lookup::failed : Lookup::ok;
+          continue;
+        }
+        c.old = v;
+        c.had_old = true;
+      }
+      Claim id = 0;
+      if (free_claims.empty()) {
+        if (claims.size() >= kMaxRows) throw UsageError("claim: too many unsettled claims");
+        id = static_cast<Claim>(claims.size());
+        claims.push_back(c);
+      } else {
+        id = free_claims.back();
+        free_claims.pop_back();
+        claims[id] = c;
+      }
+      v = Loc::make(kClaimed, 0, false, id);
+      ids[i] = id;
+      out[i] = Lookup::missing;
+    }
+    refresh_claims();  // an insert above may have grown the index
+  }
+
+  // Throws unless ids[i] is an outstanding claim of keys[i], each once.
+  void check_claims(std::span<const TaskKey> keys, std::span<const Claim> ids) {
+    if (ids.size() != keys.size()) {
+      throw UsageError("append: " + std::to_string(ids.size()) + " claims for " +
+                       std::to_string(keys.size()) + " records");
+    }
+    std::size_t i = 0;
+    for (; i < ids.size(); ++i) {
+      if (ids[i] >= claims.size() || !claims[ids[i]].live || claims[ids[i]].key != keys[i]) break;
+      claims[ids[i]].live = false;  // taken, so that a repeated id fails
+    }
+    for (std::size_t j = 0; j < i; ++j) claims[ids[j]].live = true;
+    if (i < ids.size()) {
+      throw UsageError("append: record " + std::to_string(i) + " names claim " +
+                       std::to_string(ids[i]) +
+                       ", which is not an outstanding claim of its key (or is named twice)");
+    }
+  }
+
+  // Points a claimed key's slot at row of the active memtable.
+  void settle(Claim id, bool failed, std::size_t row) {
+    ClaimRec& c = claims[id];
+    if (c.had_old)
+      supersede(c.old);
+    else
+      --phantoms;
+    c.slot->second = Loc::make(mem_table[active], 0, failed, row);
+    c.live = false;
+    free_claims.push_back(id);
+  }
+
+  void release_claims() {
+    refresh_claims();
+    for (const ClaimRec& c : claims)
+      if (c.live) c.slot->second = c.had_old ? c.old : Loc::make(kReleased, 0, false, 0);
+    claims.clear();
+    free_claims.clear();
   }
 
   void insert_mem(const Record& r) { index_mem(r.key, r.status == Status::failed, mem().add(r)); }
@@ -308,6 +444,9 @@ struct Store::Impl {
     tables.clear();
     remaps.clear();
     index.clear();
+    claims.clear();
+    free_claims.clear();
+    phantoms = 0;
     for (auto& m : mems) m.clear();
     active = 0;
     mem_table = {kNoTable, kNoTable};
@@ -641,7 +780,8 @@ struct Store::Impl {
   }
 
   // A columnar batch: checked whole, then one frame as append_batch does.
-  void append_columns(const RecordBatch& b) {
+  // ids: the rows' claims, or empty.
+  void append_columns(const RecordBatch& b, std::span<const Claim> ids) {
     require_writer("append records");
     const std::size_t n = b.size();
     if (n == 0) return;
@@ -682,15 +822,27 @@ struct Store::Impl {
     };
     columns("result", b.values, job.results);
     columns("param", b.params, job.params);
+    if (!ids.empty()) check_claims(b.keys, ids);
 
     const std::uint32_t id = log_job_id(job);
     const std::uint16_t mem_job = mem().job_index(job.name, job.version);
     std::vector<std::size_t> offsets;
     offsets.reserve(n + 1);
     log_records(offsets, [&](std::string& out) { detail::encode_records(out, b, id, &offsets); });
-    for (std::size_t i = 0; i < n; ++i) {
-      if (i + kPrefetch < n) detail::prefetch(index, b.keys[i + kPrefetch]);
-      add_row(b.keys[i], mem_job, b.status[i] == Status::failed, offsets, i);
+    if (ids.empty()) {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (i + kPrefetch < n) detail::prefetch(index, b.keys[i + kPrefetch]);
+        add_row(b.keys[i], mem_job, b.status[i] == Status::failed, offsets, i);
+      }
+    } else {
+      refresh_claims();
+      detail::MemTable& m = mem();
+      for (std::size_t i = 0; i < n; ++i) {
+        if (i + kPrefetch < n) __builtin_prefetch(claims[ids[i + kPrefetch]].slot, 1);
+        const std::size_t row = m.add_encoded(b.keys[i], mem_job, b.status[i] == Status::failed,
+                                              offsets[i], row_size(offsets, i));
+        settle(ids[i], b.status[i] == Status::failed, row);
+      }
     }
     uncommitted = true;
   }
@@ -714,9 +866,12 @@ struct Store::Impl {
   // Row i of a logged frame: into the memtable and the index.
   void add_row(const TaskKey& key, std::uint16_t mem_job, bool failed,
                const std::vector<std::size_t>& offsets, std::size_t i) {
-    const std::size_t row = mem().add_encoded(
-        key, mem_job, failed, offsets[i], static_cast<std::uint32_t>(offsets[i + 1] - offsets[i]));
-    index_mem(key, failed, row);
+    index_mem(key, failed,
+              mem().add_encoded(key, mem_job, failed, offsets[i], row_size(offsets, i)));
+  }
+
+  static std::uint32_t row_size(const std::vector<std::size_t>& offsets, std::size_t i) {
+    return static_cast<std::uint32_t>(offsets[i + 1] - offsets[i]);
   }
 
   // ------------------------------------------------------------ reading
@@ -971,7 +1126,20 @@ std::vector<RunInfo> Store::runs() const {
 }
 
 void Store::append(const RecordBatch& batch) {
-  impl_->append_columns(batch);
+  impl_->append_columns(batch, {});
+}
+
+void Store::append(const RecordBatch& batch, std::span<const Claim> claims) {
+  impl_->append_columns(batch, claims);
+}
+
+void Store::claim(std::span<const TaskKey> keys, std::span<Lookup> out, std::span<Claim> claims,
+                  bool claim_failed) {
+  impl_->claim(keys, out, claims, claim_failed);
+}
+
+void Store::release_claims() {
+  impl_->release_claims();
 }
 
 void Store::append(std::span<const Record> records) {
@@ -1001,24 +1169,27 @@ void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
   for (std::size_t i = 0; i < keys.size(); ++i) {
     if (i + kPrefetch < keys.size()) detail::prefetch(index, keys[i + kPrefetch]);
     const auto it = index.find(keys[i]);
-    out[i] = it == index.end()     ? Lookup::missing
-             : it->second.failed() ? Lookup::failed
-                                   : Lookup::ok;
+    const Loc* loc = it == index.end() ? nullptr : impl_->visible(it->second);
+    out[i] = loc == nullptr ? Lookup::missing : loc->failed() ? Lookup::failed : Lookup::ok;
   }
 }
 
 std::optional<Record> Store::get(const TaskKey& key) const {
   const auto it = impl_->index.find(key);
-  if (it == impl_->index.end()) return std::nullopt;
-  return std::move(impl_->fetch({it->second}).front());
+  const Loc* loc = it == impl_->index.end() ? nullptr : impl_->visible(it->second);
+  if (loc == nullptr) return std::nullopt;
+  return std::move(impl_->fetch({*loc}).front());
 }
 
 std::size_t Store::size() const {
-  return impl_->index.size();
+  return impl_->index.size() - impl_->phantoms;
 }
 
 void Store::for_each(const std::function<void(const Record&)>& fn) const {
-  std::vector<std::pair<TaskKey, Loc>> all(impl_->index.begin(), impl_->index.end());
+  std::vector<std::pair<TaskKey, Loc>> all;
+  all.reserve(size());
+  for (const auto& [key, value] : impl_->index)
+    if (const Loc* loc = impl_->visible(value)) all.emplace_back(key, *loc);
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<Loc> locs;
   for (std::size_t i = 0; i < all.size(); i += kFetchChunk) {
@@ -1040,9 +1211,10 @@ void Store::for_each_task(std::int64_t run,
       std::vector<std::size_t> where(end - i, SIZE_MAX);
       for (std::size_t j = i; j < end; ++j) {
         const auto it = impl_->index.find(keys[j]);
-        if (it != impl_->index.end()) {
+        const Loc* loc = it == impl_->index.end() ? nullptr : impl_->visible(it->second);
+        if (loc != nullptr) {
           where[j - i] = locs.size();
-          locs.push_back(it->second);
+          locs.push_back(*loc);
         }
       }
       const auto recs = impl_->fetch(locs);
@@ -1087,6 +1259,7 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
                             " is damaged; refusing to compact (would drop " +
                             s.problems.front().file + ")");
   }
+  s.release_claims();
   s.commit();
   s.flush_now();
   std::uint64_t dropped = 0;
@@ -1096,10 +1269,12 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
     w.add_jobs(s.jobs);
     // Live locations per job version, in key order.
     std::map<std::pair<std::string, std::int64_t>, std::vector<std::pair<TaskKey, Loc>>> per_job;
-    for (const auto& [key, loc] : s.index) {
-      const Place p = s.place(loc);
+    for (const auto& [key, value] : s.index) {
+      const Loc* loc = s.visible(value);
+      if (loc == nullptr) continue;
+      const Place p = s.place(*loc);
       const auto& job = s.tables[p.table]->groups()[p.group].job;
-      per_job[{job.name, job.version}].emplace_back(key, loc);
+      per_job[{job.name, job.version}].emplace_back(key, *loc);
     }
     for (auto& [job, entries] : per_job) {
       if (entries.size() > kMaxRows) throw StoreError("too many records for one job version");
@@ -1137,6 +1312,7 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
   s.tables.clear();
   s.remaps.clear();
   s.index.clear();
+  s.phantoms = 0;
   s.tables.push_back(std::make_unique<TableReader>(s.path));
   s.remaps.resize(1);
   s.mem_table = {kNoTable, kNoTable};
@@ -1157,6 +1333,7 @@ void Store::close() {
   Impl& s = *impl_;
   if (s.closed) return;
   if (s.writer()) {
+    s.release_claims();
     s.commit();
     s.flush_now();
     // Leave no empty log behind; the sidecar goes when nothing is left in it.
