@@ -230,7 +230,8 @@ class Store {
   // are unchanged. Costs 1 byte a key at once, the rest as keys arrive.
   void reserve(std::size_t keys);
 
-  // Every record, in key order.
+  // Every record, in the order stored: oldest first (a file's rows are in the
+  // order appended), which reads each file front to back.
   void for_each(const std::function<void(const Record&)>& fn) const;
   // The run's tasks in task order; record is nullptr for a task with no record.
   void for_each_task(std::int64_t run,

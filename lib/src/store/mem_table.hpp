@@ -150,8 +150,8 @@ struct MemTable {
   // Rows not superseded, per job version, each in the order appended: the
   // rows a segment stores, in its order. Appended order, not key order, so
   // that the flush reads the arena front to back: a walk in key order was a
-  // cache miss per row and the flush's largest cost. (The base file that
-  // compaction writes is in key order; lookups go through the index.)
+  // cache miss per row and the flush's largest cost. (Lookups go through
+  // the index; compaction keeps this order.)
   std::map<JobVersion, std::vector<LiveRow>> live() const {
     std::vector<std::vector<LiveRow>> rows(jobs.size());
     {

@@ -891,6 +891,28 @@ struct Store::Impl {
     return Place{-1, t, loc.group(), loc.row()};
   }
 
+  // Every record's location (and place), in storage order: tables oldest
+  // first (memtables last), then group and row. Reading in this order reads
+  // each table front to back, in ranges; key order would be a scattered
+  // point read per row (rows are stored in the order appended).
+  std::vector<std::pair<Place, Loc>> stored_in_order() const {
+    std::vector<std::pair<std::uint64_t, Loc>> order;
+    order.reserve(index.size() - phantoms);
+    for (const auto& [key, value] : index) {
+      if (const Loc* loc = visible(value)) {
+        const Place p = place(*loc);
+        order.emplace_back((std::uint64_t{p.table} << 48) | (std::uint64_t{p.group} << 32) | p.row,
+                           *loc);
+      }
+    }
+    std::sort(order.begin(), order.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::pair<Place, Loc>> out;
+    out.reserve(order.size());
+    for (const auto& [at, loc] : order) out.emplace_back(place(loc), loc);
+    return out;
+  }
+
   std::vector<Record> fetch(const std::vector<Loc>& locs) const {
     std::vector<Record> out(locs.size());
     std::map<std::pair<std::uint32_t, std::uint32_t>, std::vector<std::size_t>> by_group;
@@ -1186,11 +1208,7 @@ std::size_t Store::size() const {
 }
 
 void Store::for_each(const std::function<void(const Record&)>& fn) const {
-  std::vector<std::pair<TaskKey, Loc>> all;
-  all.reserve(size());
-  for (const auto& [key, value] : impl_->index)
-    if (const Loc* loc = impl_->visible(value)) all.emplace_back(key, *loc);
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const auto all = impl_->stored_in_order();
   std::vector<Loc> locs;
   for (std::size_t i = 0; i < all.size(); i += kFetchChunk) {
     locs.clear();
@@ -1267,24 +1285,20 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
   {
     detail::TableWriter w(s.path.string() + ".tmp", through);
     w.add_jobs(s.jobs);
-    // Live locations per job version, in key order.
-    std::map<std::pair<std::string, std::int64_t>, std::vector<std::pair<TaskKey, Loc>>> per_job;
-    for (const auto& [key, value] : s.index) {
-      const Loc* loc = s.visible(value);
-      if (loc == nullptr) continue;
-      const Place p = s.place(*loc);
+    // Live locations per job version, in storage order: the new base keeps
+    // the order records were stored in (oldest first).
+    std::map<std::pair<std::string, std::int64_t>, std::vector<Loc>> per_job;
+    for (const auto& [p, loc] : s.stored_in_order()) {
       const auto& job = s.tables[p.table]->groups()[p.group].job;
-      per_job[{job.name, job.version}].emplace_back(key, *loc);
+      per_job[{job.name, job.version}].push_back(loc);
     }
     for (auto& [job, entries] : per_job) {
       if (entries.size() > kMaxRows) throw StoreError("too many records for one job version");
-      std::sort(entries.begin(), entries.end(),
-                [](const auto& a, const auto& b) { return a.first < b.first; });
       std::vector<Loc> locs;
       for (std::size_t i = 0; i < entries.size(); i += kFetchChunk) {
         locs.clear();
         for (std::size_t j = i; j < std::min(entries.size(), i + kFetchChunk); ++j)
-          locs.push_back(entries[j].second);
+          locs.push_back(entries[j]);
         const auto recs = s.fetch(locs);
         std::vector<const Record*> ptrs;
         for (const auto& r : recs) {
