@@ -42,8 +42,8 @@ class BatchSizer {
   std::size_t current() const { return fixed_ > 0 ? fixed_ : last_; }
 
   // Bounds message size and the master's working set: batches of tiny tasks
-  // gain nothing from more. Smaller keeps the in-flight set and the index
-  // lines a key's look-up brought in cached until its insert (4,096 against
+  // gain nothing from more. Smaller keeps the claims and the index lines a
+  // key's claim brought in cached until its result settles it (4,096 against
   // 16,384: about 5-10 % faster on trivial tasks, in interleaved runs).
   static constexpr std::size_t kMax = std::size_t{1} << 12;
 
