@@ -152,6 +152,26 @@ TEST_P(Stop, TimeLimitMinusGrace) {
   EXPECT_LT(s.size(), 1500u);
 }
 
+// A task that outlasts the time limit: the stop's one deadline covers the
+// goodbyes too, so the run records itself stopped before the limit (Slurm
+// kills the job then), and the job is aborted rather than left waiting.
+// One rank too: its tasks run on a thread, so the master keeps the time.
+TEST_P(Stop, TimeLimitKeptWhenATaskOutlastsIt) {
+  TempDir dir;
+  const auto store = dir / "s.h5", side = dir / "side.txt", log = dir / "log.txt";
+  const double limit = 6;
+  const std::vector<std::string> args{store.string(),        "8", "60000000", side.string(),
+                                      std::to_string(limit), "2"};
+  EXPECT_EQ(wait_for(launch(GetParam(), args, log)), kExitIncomplete) << read_all(log);
+  Store s = Store::open(store, {.read_only = true});
+  EXPECT_TRUE(s.problems().empty());
+  const RunInfo run = s.runs().at(0);
+  EXPECT_EQ(run.state, RunState::stopped);
+  EXPECT_LT(run.end_time - run.start_time, limit) << read_all(log);
+  EXPECT_EQ(s.size(), 0u);
+  EXPECT_NE(read_all(log).find("workers did not stop in time"), std::string::npos) << read_all(log);
+}
+
 TEST_P(Stop, SecondSignalStopsAtOnceStoreStaysConsistent) {
   TempDir dir;
   const auto store = dir / "s.h5", side = dir / "side.txt", log = dir / "log.txt";

@@ -21,9 +21,11 @@ class Channel {
   // Waits up to `wait`, without spinning a core, for one worker's serialized
   // ResultBatch. False when none came.
   virtual bool receive(std::chrono::microseconds wait, int& w, Bytes& results) = 0;
-  // Tells every worker to stop and waits up to `wait` for each to say so;
-  // results that arrive meanwhile go to on_results. False on a time-out.
-  virtual bool stop(std::chrono::microseconds wait,
+  // Tells every worker to stop and waits until `deadline`, or until give_up()
+  // (polled at least every 100 ms), for each to say so; results that arrive
+  // meanwhile go to on_results. False when not every worker said goodbye.
+  virtual bool stop(std::chrono::steady_clock::time_point deadline,
+                    const std::function<bool()>& give_up,
                     const std::function<void(int, Bytes&)>& on_results) = 0;
 };
 

@@ -21,6 +21,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+Clock::duration to_duration(double seconds) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
 double seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -125,7 +129,6 @@ class Master {
   RunSummary run(const StopSignals& signals) {
     const auto start = Clock::now();
     auto last_commit = start;
-    Clock::time_point stop_deadline{};
     while (true) {
       if (!stopping_) {
         fill_queue();
@@ -148,17 +151,14 @@ class Master {
         if (why != nullptr) {
           stopping_ = true;
           stop_reason_ = why;
-          stop_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                             std::chrono::duration<double>(opt_.grace));
+          stop_deadline_ = Clock::now() + to_duration(opt_.grace);
           // A known time limit ends the wait too, a little before it (Slurm kills then).
           if (opt_.time_limit > 0) {
-            stop_deadline = std::min(
-                stop_deadline, start + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(opt_.time_limit - 2)));
+            stop_deadline_ = std::min(stop_deadline_, start + to_duration(opt_.time_limit - 2));
           }
         }
       }
-      if (stopping_ && (signals.count() > 1 || Clock::now() >= stop_deadline)) break;  // at once
+      if (stopping_ && (signals.count() > 1 || Clock::now() >= stop_deadline_)) break;  // at once
 
       int w = 0;
       Bytes results;
@@ -334,6 +334,16 @@ class Master {
   // Results that arrive while the workers are told to stop are kept too.
   void take_late_results(int w, Bytes& bytes) { take_results(w, bytes); }
 
+  // Until when the workers may take to say goodbye. A stop has one deadline
+  // for collecting what is in flight, before and after the goodbyes are asked
+  // for (so a time limit is kept); the short floor lets idle workers answer.
+  // After a finished run every worker is idle and answers at once.
+  Clock::time_point goodbye_deadline() const {
+    const auto now = Clock::now();
+    if (!stopping_) return now + to_duration(std::max(5.0, opt_.grace));
+    return std::max(stop_deadline_, now + std::chrono::milliseconds(500));
+  }
+
  private:
   const ErasedJob& job_;
   const TaskSource& source_;
@@ -349,6 +359,7 @@ class Master {
   std::uint64_t next_index_ = 0;
   bool source_done_ = false;
   bool stopping_ = false;
+  Clock::time_point stop_deadline_{};
   const char* stop_reason_ = "";
   RunSummary summary_;
 };
@@ -409,11 +420,11 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
   Master master(job, tasks, task_count, opt, *channel, *store, run_id);
   try {
     summary = master.run(signals);
-    // Workers finish the batch they hold; results that come are kept.
-    const auto wait = std::chrono::duration_cast<std::chrono::microseconds>(
-        std::chrono::duration<double>(signals.count() > 1 ? 1.0 : std::max(5.0, opt.grace)));
-    const bool clean =
-        channel->stop(wait, [&](int w, Bytes& b) { master.take_late_results(w, b); });
+    // Workers finish the batch they hold; results that come are kept. A
+    // second signal ends the wait at once.
+    const bool clean = channel->stop(
+        master.goodbye_deadline(), [&] { return signals.count() > 1; },
+        [&](int w, Bytes& b) { master.take_late_results(w, b); });
     store->release_claims();  // tasks of a stopped run that never came back
     store->end_run(run_id, summary.state, summary.exit_status);
     if (summary.state == RunState::finished && opt.compact) store->compact();

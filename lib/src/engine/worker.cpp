@@ -1,7 +1,11 @@
 // Workers: the MPI loop of ranks 1..N-1, the in-process channel of a
 // one-rank run, and the batch computation both share.
 #include <chrono>
+#include <condition_variable>
 #include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "core/value_column.hpp"
 #include "engine/channel.hpp"
@@ -153,29 +157,97 @@ void serve(const Environment& env, const ErasedJob& job) {
 
 namespace {
 
-// One rank: the master computes each batch itself when it asks for results.
+// One rank: a thread of the master's process computes the batches, so that
+// the master still sees signals and the time limit during a long task.
 class LocalChannel : public Channel {
  public:
-  explicit LocalChannel(const ErasedJob& job) : job_(job) {}
+  explicit LocalChannel(const ErasedJob& job) : job_(job), thread_([this] { serve_batches(); }) {}
+  ~LocalChannel() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      inbox_.clear();
+    }
+    wake_worker_.notify_one();
+    thread_.join();  // only after stop(), or on the way to an abort
+  }
   int workers() const override { return 1; }
   int rank(int) const override { return 0; }
-  void send(int, Bytes batch) override { queue_.push_back(std::move(batch)); }
-  bool receive(std::chrono::microseconds, int& w, Bytes& results) override {
-    if (queue_.empty()) return false;
-    const Batch batch = from_bytes<Batch>(queue_.front());
-    queue_.pop_front();
+  void send(int, Bytes batch) override {
+    {
+      std::lock_guard lock(mutex_);
+      inbox_.push_back(std::move(batch));
+    }
+    wake_worker_.notify_one();
+  }
+  bool receive(std::chrono::microseconds wait, int& w, Bytes& results) override {
+    std::unique_lock lock(mutex_);
+    if (!wake_master_.wait_for(lock, wait, [&] { return !outbox_.empty() || error_; }))
+      return false;
+    if (error_) std::rethrow_exception(error_);
     w = 0;
-    results = to_bytes(compute(job_, batch));
+    results = std::move(outbox_.front());
+    outbox_.pop_front();
     return true;
   }
-  bool stop(std::chrono::microseconds, const std::function<void(int, Bytes&)>&) override {
-    queue_.clear();
-    return true;
+  bool stop(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& give_up,
+            const std::function<void(int, Bytes&)>& on_results) override {
+    std::unique_lock lock(mutex_);
+    stopping_ = true;
+    inbox_.clear();  // batches not started, as a worker rank drops them
+    wake_worker_.notify_one();
+    for (;;) {
+      while (!outbox_.empty()) {
+        Bytes b = std::move(outbox_.front());
+        outbox_.pop_front();
+        lock.unlock();
+        on_results(0, b);
+        lock.lock();
+      }
+      if (!computing_) return true;
+      if (std::chrono::steady_clock::now() >= deadline || give_up()) return false;
+      const auto slice = std::min<std::chrono::steady_clock::time_point>(
+          deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+      wake_master_.wait_until(lock, slice);
+    }
   }
 
  private:
+  void serve_batches() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_worker_.wait(lock, [&] { return stopping_ || !inbox_.empty(); });
+      if (stopping_) return;
+      Bytes bytes = std::move(inbox_.front());
+      inbox_.pop_front();
+      computing_ = true;
+      lock.unlock();
+      Bytes results;
+      std::exception_ptr error;
+      try {
+        results = to_bytes(compute(job_, from_bytes<Batch>(bytes)));
+      } catch (...) {  // tasks' own exceptions are failed items: this is the run's
+        error = std::current_exception();
+      }
+      lock.lock();
+      computing_ = false;
+      if (error) {
+        error_ = error;
+      } else {
+        outbox_.push_back(std::move(results));
+      }
+      wake_master_.notify_one();
+      if (error) return;
+    }
+  }
+
   const ErasedJob& job_;
-  std::deque<Bytes> queue_;
+  std::mutex mutex_;
+  std::condition_variable wake_worker_, wake_master_;
+  std::deque<Bytes> inbox_, outbox_;
+  bool stopping_ = false, computing_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: starts once the members it uses exist
 };
 
 class MpiChannel : public Channel {
@@ -199,27 +271,25 @@ class MpiChannel : public Channel {
     results = std::move(msg.data);
     return true;
   }
-  bool stop(std::chrono::microseconds wait,
+  bool stop(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& give_up,
             const std::function<void(int, Bytes&)>& on_results) override {
     using Clock = std::chrono::steady_clock;
-    const auto deadline = Clock::now() + wait;
+    using std::chrono::microseconds;
     for (int w = 0; w < workers(); ++w) outbox_.send(w + 1, kTagStop, std::string());
     int byes = 0;
     mpi::Message msg;
     while (byes < workers()) {
       const auto now = Clock::now();
-      if (now >= deadline) return false;
-      if (!mpi::receive_within(
-              env_.comm(), std::chrono::duration_cast<std::chrono::microseconds>(deadline - now),
-              msg)) {
-        return false;
-      }
+      if (now >= deadline || give_up()) return false;
+      const auto slice = std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(100));
+      if (!mpi::receive_within(env_.comm(), std::chrono::duration_cast<microseconds>(slice), msg))
+        continue;
       if (msg.tag == kTagBye)
         ++byes;
       else if (msg.tag == kTagResults)
         on_results(msg.source - 1, msg.data);
     }
-    return outbox_.drain(std::chrono::duration_cast<std::chrono::microseconds>(
+    return outbox_.drain(std::chrono::duration_cast<microseconds>(
         std::max(Clock::duration::zero(), deadline - Clock::now())));
   }
 
