@@ -170,6 +170,22 @@ class Cli(unittest.TestCase):
         self.mpibatch(*args, np=2, check=0)
         self.assertEqual(self.status(store)["done"], 120)
 
+    def test_a_command_outlasting_the_time_limit_is_cut_off_even_in_one_process(self):
+        # One rank without mpirun: the master keeps the time while a thread runs the
+        # command, and at the deadline aborts (3); the command left running must not
+        # hold Open MPI's singleton or our output open (that hung the caller).
+        store = self.path("long.h5")
+        try:
+            p = subprocess.run([MPIBATCH, "run", "exec", "--cmd", "sleep 47.{i}", "--grid", "i=1..2",
+                                "--time-limit", "5", "--grace", "2", "--store", store, "--progress", "none"],
+                               env=ENV, capture_output=True, text=True, timeout=30)
+        finally:
+            subprocess.run(["pkill", "-f", r"^sleep 47\."])
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("workers did not stop in time", p.stderr)
+        s = self.status(store)
+        self.assertEqual((s["state"], s["done"]), ("stopped", 0))
+
     def test_status_of_a_store_that_a_run_is_writing(self):
         store = self.path("live.h5")
         with open(self.path("secs.txt"), "w") as f:
