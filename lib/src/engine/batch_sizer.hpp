@@ -38,6 +38,9 @@ class BatchSizer {
     return want;
   }
 
+  // The measured compute time per task (average), or -1 before any.
+  double seconds_per_task() const { return per_task_; }
+
   // The size last handed out (1 before the first).
   std::size_t current() const { return fixed_ > 0 ? fixed_ : last_; }
 

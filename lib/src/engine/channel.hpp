@@ -19,8 +19,9 @@ class Channel {
   // Sends a serialized Batch to worker w (0-based); returns at once.
   virtual void send(int w, Bytes batch) = 0;
   // Waits up to `wait`, without spinning a core, for one worker's serialized
-  // ResultBatch. False when none came.
-  virtual bool receive(std::chrono::microseconds wait, int& w, Bytes& results) = 0;
+  // ResultBatch; it may notice one up to `max_nap` late. False when none came.
+  virtual bool receive(std::chrono::microseconds wait, std::chrono::microseconds max_nap, int& w,
+                       Bytes& results) = 0;
   // Tells every worker to stop and waits until `deadline`, or until give_up()
   // (polled at least every 100 ms), for each to say so; results that arrive
   // meanwhile go to on_results. False when not every worker said goodbye.

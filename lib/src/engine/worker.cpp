@@ -180,7 +180,8 @@ class LocalChannel : public Channel {
     }
     wake_worker_.notify_one();
   }
-  bool receive(std::chrono::microseconds wait, int& w, Bytes& results) override {
+  bool receive(std::chrono::microseconds wait, std::chrono::microseconds, int& w,
+               Bytes& results) override {
     std::unique_lock lock(mutex_);
     if (!wake_master_.wait_for(lock, wait, [&] { return !outbox_.empty() || error_; }))
       return false;
@@ -259,10 +260,11 @@ class MpiChannel : public Channel {
     outbox_.send(w + 1, kTagBatch, std::move(batch));
     outbox_.reap();
   }
-  bool receive(std::chrono::microseconds wait, int& w, Bytes& results) override {
+  bool receive(std::chrono::microseconds wait, std::chrono::microseconds max_nap, int& w,
+               Bytes& results) override {
     mpi::Message msg;
     for (;;) {
-      if (!mpi::receive_within(env_.comm(), wait, msg)) return false;
+      if (!mpi::receive_within(env_.comm(), wait, msg, max_nap)) return false;
       if (msg.tag == kTagResults) break;
       // A goodbye before stop() means a worker left: MPI would have aborted.
     }

@@ -7,15 +7,6 @@
 
 namespace mpibatch::detail::mpi {
 
-namespace {
-// The longest nap between probes: a message waits for its receiver's nap
-// (and a small eager send for its sender's next MPI call), so with quick
-// tasks every exchange cost up to a nap: 10 ms capped one worker at about
-// 100 batches/s. A wake-up is a few microseconds: 1,000 a second cost an
-// idle rank well under 1 % of a core.
-constexpr std::chrono::microseconds kMaxNap(1000);
-}  // namespace
-
 bool try_receive(MPI_Comm comm, Message& out) {
   int flag = 0;
   MPI_Message msg;
@@ -34,23 +25,26 @@ bool try_receive(MPI_Comm comm, Message& out) {
 namespace {
 using Clock = std::chrono::steady_clock;
 
-// Sleeps between calls of done() (20 us doubling to kMaxNap) until it is
+// Sleeps between calls of done() (20 us doubling to max_nap) until it is
 // true or the deadline passes; returns the last answer.
 template <class Done>
-bool wait_until(Clock::time_point deadline, Done&& done) {
-  std::chrono::microseconds nap(20);
+bool wait_until(Clock::time_point deadline, Done&& done,
+                std::chrono::microseconds max_nap = kMaxNap) {
+  std::chrono::microseconds nap(std::min<std::chrono::microseconds::rep>(20, max_nap.count()));
   for (;;) {
     if (done()) return true;
     const auto now = Clock::now();
     if (now >= deadline) return false;
     std::this_thread::sleep_for(std::min<Clock::duration>(nap, deadline - now));
-    nap = std::min(nap * 2, kMaxNap);
+    nap = std::min(nap * 2, max_nap);
   }
 }
 }  // namespace
 
-bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out) {
-  return wait_until(Clock::now() + wait, [&] { return try_receive(comm, out); });
+bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out,
+                    std::chrono::microseconds max_nap) {
+  return wait_until(
+      Clock::now() + wait, [&] { return try_receive(comm, out); }, max_nap);
 }
 
 void wait(MPI_Request& request) {

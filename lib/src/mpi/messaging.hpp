@@ -11,6 +11,13 @@
 
 namespace mpibatch::detail::mpi {
 
+// The default longest nap between probes: a message waits for its receiver's
+// nap (and a small eager send for its sender's next MPI call), so with quick
+// tasks every exchange cost up to a nap: 10 ms capped one worker at about 100
+// batches/s. A wake-up is a few microseconds: 1,000 a second cost an idle
+// rank well under 1 % of a core.
+inline constexpr std::chrono::microseconds kMaxNap(1000);
+
 struct Message {
   int source = -1;
   int tag = -1;
@@ -20,7 +27,11 @@ struct Message {
 // Receives one message if one has arrived; never blocks.
 bool try_receive(MPI_Comm comm, Message& out);
 // Receives one message, waiting at most `wait` (sleeping, not spinning).
-bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out);
+// max_nap: the longest sleep between probes, i.e. how late the caller may
+// notice a message; longer naps wake a rank (and preempt the busy rank that
+// shares its core) less often.
+bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out,
+                    std::chrono::microseconds max_nap = kMaxNap);
 
 // Waits for a non-blocking operation by testing and sleeping. Ranks that
 // wait for a busy rank 0 (opening, checking or compacting a store) must not
