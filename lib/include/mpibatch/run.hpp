@@ -4,7 +4,10 @@
 // and options. Rank 0 reads the tasks (a range, read lazily and never
 // materialized whole), skips those whose results are in the store, sends the
 // rest in batches to the other ranks, and stores every result. With one rank
-// everything runs in-process with the same store semantics.
+// everything runs in-process with the same store semantics; the job's
+// function then runs on a thread of its own, while rank 0's thread reads the
+// task range (so a time limit or a signal is seen during a long task): the
+// two must not share unguarded state.
 #pragma once
 
 #include <cstdint>
