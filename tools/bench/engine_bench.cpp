@@ -132,8 +132,7 @@ int main(int argc, char** argv) {
         }),
         options("pi"));
     if (root) {
-      const double t = since(t0);
-      print("run pi: seconds", t, "s");
+      print("run pi: seconds", since(t0), "s");
       // What rank 0 takes from the cores the workers share with it.
       print("  rank 0 CPU, all its threads", cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0, "s");
     }

@@ -22,11 +22,10 @@ class Channel {
   // ResultBatch; it may notice one up to `max_nap` late. False when none came.
   virtual bool receive(std::chrono::microseconds wait, std::chrono::microseconds max_nap, int& w,
                        Bytes& results) = 0;
-  // Tells every worker to stop and waits until `deadline`, or until give_up()
-  // (polled at least every 100 ms), for each to say so; results that arrive
-  // meanwhile go to on_results. False when not every worker said goodbye.
+  // Tells every worker to stop and waits until `deadline` for each to say so;
+  // results that arrive meanwhile go to on_results. False when not every
+  // worker said goodbye.
   virtual bool stop(std::chrono::steady_clock::time_point deadline,
-                    const std::function<bool()>& give_up,
                     const std::function<void(int, Bytes&)>& on_results) = 0;
 };
 

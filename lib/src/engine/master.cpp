@@ -356,11 +356,13 @@ class Master {
 
   // Until when the workers may take to say goodbye. A stop has one deadline
   // for collecting what is in flight, before and after the goodbyes are asked
-  // for (so a time limit is kept); the short floor lets idle workers answer.
-  // After a finished run every worker is idle and answers at once.
-  Clock::time_point goodbye_deadline() const {
+  // for (so a time limit is kept); the short floor lets idle workers answer,
+  // and all a second signal leaves them. After a finished run every worker is
+  // idle and answers at once.
+  Clock::time_point goodbye_deadline(const StopSignals& signals) const {
     const auto now = Clock::now();
     if (!stopping_) return now + to_duration(std::max(5.0, opt_.grace));
+    if (signals.count() > 1) return now + std::chrono::seconds(1);
     return std::max(stop_deadline_, now + std::chrono::milliseconds(500));
   }
 
@@ -440,11 +442,9 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
   Master master(job, tasks, task_count, opt, *channel, *store, run_id);
   try {
     summary = master.run(signals);
-    // Workers finish the batch they hold; results that come are kept. A
-    // second signal ends the wait at once.
-    const bool clean = channel->stop(
-        master.goodbye_deadline(), [&] { return signals.count() > 1; },
-        [&](int w, Bytes& b) { master.take_late_results(w, b); });
+    // Workers finish the batch they hold; results that come are kept.
+    const bool clean = channel->stop(master.goodbye_deadline(signals),
+                                     [&](int w, Bytes& b) { master.take_late_results(w, b); });
     store->release_claims();  // tasks of a stopped run that never came back
     store->end_run(run_id, summary.state, summary.exit_status);
     if (summary.state == RunState::finished && opt.compact) store->compact();

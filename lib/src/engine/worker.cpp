@@ -191,7 +191,7 @@ class LocalChannel : public Channel {
     outbox_.pop_front();
     return true;
   }
-  bool stop(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& give_up,
+  bool stop(std::chrono::steady_clock::time_point deadline,
             const std::function<void(int, Bytes&)>& on_results) override {
     std::unique_lock lock(mutex_);
     stopping_ = true;
@@ -206,10 +206,8 @@ class LocalChannel : public Channel {
         lock.lock();
       }
       if (!computing_) return true;
-      if (std::chrono::steady_clock::now() >= deadline || give_up()) return false;
-      const auto slice = std::min<std::chrono::steady_clock::time_point>(
-          deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
-      wake_master_.wait_until(lock, slice);
+      if (!wake_master_.wait_until(lock, deadline, [&] { return !outbox_.empty() || !computing_; }))
+        return false;
     }
   }
 
@@ -273,7 +271,7 @@ class MpiChannel : public Channel {
     results = std::move(msg.data);
     return true;
   }
-  bool stop(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& give_up,
+  bool stop(std::chrono::steady_clock::time_point deadline,
             const std::function<void(int, Bytes&)>& on_results) override {
     using Clock = std::chrono::steady_clock;
     using std::chrono::microseconds;
@@ -282,10 +280,11 @@ class MpiChannel : public Channel {
     mpi::Message msg;
     while (byes < workers()) {
       const auto now = Clock::now();
-      if (now >= deadline || give_up()) return false;
-      const auto slice = std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(100));
-      if (!mpi::receive_within(env_.comm(), std::chrono::duration_cast<microseconds>(slice), msg))
-        continue;
+      if (now >= deadline ||
+          !mpi::receive_within(env_.comm(),
+                               std::chrono::duration_cast<microseconds>(deadline - now), msg)) {
+        return false;
+      }
       if (msg.tag == kTagBye)
         ++byes;
       else if (msg.tag == kTagResults)
