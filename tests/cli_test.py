@@ -87,6 +87,21 @@ class Cli(unittest.TestCase):
         got = [(int(r["row"]), int(r["order"])) for r in self.export(store)]
         self.assertEqual(got, [(1, 0), (1, 2), (1, 4), (5, 0), (5, 2), (5, 4)])
 
+    def test_float_ranges_give_the_values_a_user_types_and_integers_stay_exact(self):
+        store = self.path("f.h5")
+        self.mpibatch("run", "sqrt", "--grid", "x=0.1..0.2:0.002", "--store", store, "--progress", "none",
+                      np=2, check=0)
+        self.assertEqual([r["x"] for r in self.export(store, "jsonl")][:3], [0.1, 0.102, 0.104])
+        # Typed as a list, the same values are the same tasks.
+        self.mpibatch("run", "sqrt", "--grid", "x=0.102,0.15,0.2", "--store", store, "--progress", "none",
+                      np=2, check=0)
+        s = self.status(store)
+        self.assertEqual((s["total"], s["cached"], s["computed"]), (3, 3, 0))
+        big = self.path("big.h5")
+        self.mpibatch("run", "pi", "--grid", "row=9223372036854775000..9223372036854775807:500",
+                      "--param", "order=0", "--store", big, "--progress", "none", check=0)
+        self.assertEqual([int(r["row"]) for r in self.export(big)], [9223372036854775000, 9223372036854775500])
+
     def test_tasks_from_csv_jsonl_and_text(self):
         with open(self.path("t.csv"), "w") as f:
             f.write('x\n1.5\n" -2"\n3\n')
@@ -131,6 +146,9 @@ class Cli(unittest.TestCase):
             (["run", "pi", "--grid", "row=0..3"], ["parameter 'order' has no value"]),
             (["run", "pi", "--grid", "row=5..3", "--param", "order=1"], ["--grid row=5..3", "ends before it starts"]),
             (["run", "pi", "--grid", "row=0..3", "--param", "order=1", "--param", "order=2"], ["given twice"]),
+            (["run", "sqrt", "--grid", "x=nan..1"], ["--grid x=nan..1", "not a finite number"]),
+            (["run", "sqrt", "--grid", "x=0..1:1e-300"], ["--grid x=0..1:1e-300", "more than 2^53 values"]),
+            (["run", "pi", "--grid", "row=0..1e3", "--param", "order=1"], ["--grid row=0..1e3", "not an int64"]),
             (["run", "pi", "--grid", "row=0..3", "--param", "order=1", "--time-limit", "soon"], ["--time-limit 'soon'"]),
             (["run", "nope"], ["no job named 'nope'", "pi"]),
             (["run", "pi", "--batch", "0", "--param", "row=1", "--param", "order=1"], ["--batch '0'"]),

@@ -14,7 +14,6 @@
 //   }
 #pragma once
 
-#include <boost/serialization/split_member.hpp>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -74,58 +73,5 @@ const std::vector<CommandJob>& registered_jobs();
 // status (0 done, 1 runtime error, 2 bad usage or input, 3 stopped early,
 // 4 tasks failed). Initializes MPI only for `run`. Never throws.
 int run_command_line(int argc, char** argv);
-
-// A row of values as a Boost-serializable task input (what keys hash).
-struct Row {
-  std::vector<Value> values;
-
-  template <class A>
-  void save(A& a, unsigned) const {
-    const std::uint64_t n = values.size();
-    a << n;
-    for (const Value& v : values) {
-      const std::uint8_t type = static_cast<std::uint8_t>(v.index());
-      a << type;
-      std::visit([&a](const auto& x) { a << x; }, v);
-    }
-  }
-  template <class A>
-  void load(A& a, unsigned) {
-    std::uint64_t n = 0;
-    a >> n;
-    values.clear();
-    for (std::uint64_t i = 0; i < n; ++i) {
-      std::uint8_t type = 0;
-      a >> type;
-      switch (type) {
-        case 0: {
-          std::int64_t x;
-          a >> x;
-          values.emplace_back(std::in_place_type<std::int64_t>, x);
-          break;
-        }
-        case 1: {
-          double x;
-          a >> x;
-          values.emplace_back(std::in_place_type<double>, x);
-          break;
-        }
-        case 2: {
-          bool x;
-          a >> x;
-          values.emplace_back(std::in_place_type<bool>, x);
-          break;
-        }
-        default: {
-          std::string x;
-          a >> x;
-          values.emplace_back(std::in_place_type<std::string>, std::move(x));
-          break;
-        }
-      }
-    }
-  }
-  BOOST_SERIALIZATION_SPLIT_MEMBER()
-};
 
 }  // namespace mpibatch

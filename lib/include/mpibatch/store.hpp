@@ -104,6 +104,16 @@ struct RecordBatch {
 enum class RunState : std::uint8_t { running, finished, stopped, failed, crashed };
 const char* to_string(RunState state);
 
+// What a run has done so far, as its writer last recorded it (update_run).
+struct RunCounts {
+  std::int64_t total = 0;     // tasks known: the task count when given up front, else read so far
+  std::int64_t cached = 0;    // served from the store (or repeated in the stream)
+  std::int64_t computed = 0;  // computed by this run, ok
+  std::int64_t failed = 0;    // failed for good
+  std::vector<std::int64_t> per_rank;  // computed (ok or failed) by each rank
+  bool operator==(const RunCounts&) const = default;
+};
+
 struct RunInfo {
   std::int64_t id = 0;  // assigned by begin_run
   double start_time = 0;
@@ -117,6 +127,7 @@ struct RunInfo {
   RunState state = RunState::running;
   std::int32_t exit_status = 0;
   std::int64_t task_count = 0;  // length of the run's task list
+  std::optional<RunCounts> counts;  // absent in runs of stores made before counts were kept
   bool operator==(const RunInfo&) const = default;
 };
 
@@ -130,6 +141,10 @@ struct StoreOptions {
   bool read_only = false;
   // Writers only: create the store when the path does not exist.
   bool create = true;
+  // Readers only: read jobs and runs, not results (no key index is built,
+  // so opening costs what the metadata costs, whatever the store's size).
+  // Only path(), problems(), jobs(), find_job() and runs() may be called.
+  bool metadata_only = false;
   // Writers only: open even when committed data is damaged (see problems()).
   // Off by default so that damage is noticed before new work is added.
   bool allow_damaged = false;
@@ -174,6 +189,9 @@ class Store {
   std::int64_t begin_run(RunInfo info);
   // Appends keys to the run's task list, in task order.
   void append_tasks(std::int64_t run, std::span<const TaskKey> keys);
+  // Records what the run has done so far; durable at the next commit (the
+  // engine calls it before each). Throws UsageError for an unknown run.
+  void update_run(std::int64_t run, const RunCounts& counts);
   // Records the run's end; state must not be running.
   void end_run(std::int64_t run, RunState state, std::int32_t exit_status);
   std::vector<RunInfo> runs() const;

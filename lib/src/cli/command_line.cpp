@@ -13,6 +13,7 @@
 #include <optional>
 #include <regex>
 
+#include "cli/row_codec.hpp"
 #include "cli/submit.hpp"
 #include "cli/task_rows.hpp"
 #include "cli/values.hpp"
@@ -38,18 +39,15 @@ const CommandJob& find_command_job(const std::string& name) {
                    "; see 'mpibatch jobs')");
 }
 
-// The engine's view of a command-line job: a Job from Row to Row.
-Job<Row, Row> as_job(const CommandJob& cj) {
-  Job<Row, Row> job;
-  job.name = cj.info.name;
-  job.version = cj.info.version;
-  job.description = cj.info.description;
-  job.params = cj.info.params;
-  job.results = cj.info.results;
-  job.fn = [&cj](const Row& in) { return Row{cj.fn(Params(cj.info.params, in.values))}; };
-  job.param_values = [](const Row& in) { return in.values; };
-  job.values = [](const Row& out) { return out.values; };
-  return job;
+// The engine's view of a command-line job. A task's input is its row of
+// params (row_codec.hpp); its results travel and are stored as columns only.
+detail::ErasedJob erase(const CommandJob& cj) {
+  return detail::ErasedJob{
+      cj.info, [&cj](std::string_view in, std::vector<Value>& values, std::vector<Value>& params) {
+        detail::decode_row(in, params);
+        values = cj.fn(Params(cj.info.params, params));
+        return Bytes();
+      }};
 }
 
 double now_unix() {
@@ -128,6 +126,11 @@ class RunTasks {
       spec.params.push_back("output_dir=" + a.output_dir);
     }
     rows_ = std::make_unique<detail::TaskRows>(job.info, spec);
+  }
+
+  // The number of tasks when known without reading them all.
+  std::optional<std::uint64_t> count() const {
+    return rows_ ? rows_->count() : std::nullopt;
   }
 
   // The job-level options of a job with its own tasks (empty otherwise).
@@ -246,9 +249,12 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
     if (env.rank() == 0) {
       RunTasks rows(*cj, a);
-      std::vector<Value> row;
-      task_count = 0;
-      while (rows.next(row)) ++*task_count;
+      task_count = rows.count();
+      if (!task_count) {
+        std::vector<Value> row;
+        task_count = 0;
+        while (rows.next(row)) ++*task_count;
+      }
     }
   } catch (const Error& e) {
     error = e.what();
@@ -261,16 +267,16 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     return status;
   }
 
-  const Job<Row, Row> job = as_job(*cj);
+  const detail::ErasedJob job = erase(*cj);
   std::unique_ptr<RunTasks> rows;
   if (env.rank() == 0) rows = std::make_unique<RunTasks>(*cj, a);
   std::vector<Value> values;
   const detail::TaskSource source = [&](Bytes& input) {
     if (!rows || !rows->next(values)) return false;
-    input = to_bytes(Row{values});
+    detail::encode_row(values, input);
     return true;
   };
-  RunSummary s = detail::run_erased(env, job.erase(), source, o, task_count);
+  RunSummary s = detail::run_erased(env, job, source, o, task_count);
   if (env.rank() == 0 && cj->finish && s.state == RunState::finished && s.failed == 0) {
     try {
       const Store store = Store::open(o.store, {.read_only = true});
@@ -324,24 +330,38 @@ double seconds_since_change(const std::filesystem::path& store) {
 }
 
 int do_status(const std::string& path, std::int64_t run_id, bool json) {
-  Store s = Store::open(path, {.read_only = true});
+  // The run's counts are in its metadata: no key index, whatever the store's size.
+  Store s = Store::open(path, {.read_only = true, .metadata_only = true});
   std::vector<RunInfo> runs;
   const RunInfo& run = pick_run(s, run_id, runs);
   std::uint64_t total = 0, cached = 0, computed = 0, failed = 0, pending = 0;
   std::map<int, std::uint64_t> per_rank;
-  s.for_each_task(run.id, [&](const TaskKey&, const Record* r) {
-    ++total;
-    if (r == nullptr) {
-      ++pending;
-    } else if (r->status == Status::failed) {
-      ++failed;
-    } else if (r->run == run.id) {
-      ++computed;
-      ++per_rank[r->rank];
-    } else {
-      ++cached;
-    }
-  });
+  if (run.counts) {
+    const RunCounts& c = *run.counts;
+    auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(std::max<std::int64_t>(v, 0)); };
+    total = u(c.total);
+    cached = u(c.cached);
+    computed = u(c.computed);
+    failed = u(c.failed);
+    pending = total - std::min(total, cached + computed + failed);
+    for (std::size_t r = 0; r < c.per_rank.size(); ++r)
+      if (c.per_rank[r] > 0) per_rank[static_cast<int>(r)] = u(c.per_rank[r]);
+  } else {  // a run recorded before runs kept counts: read its tasks' records
+    const Store full = Store::open(path, {.read_only = true});
+    full.for_each_task(run.id, [&](const TaskKey&, const Record* r) {
+      ++total;
+      if (r == nullptr) {
+        ++pending;
+      } else if (r->status == Status::failed) {
+        ++failed;
+      } else if (r->run == run.id) {
+        ++computed;
+        ++per_rank[r->rank];
+      } else {
+        ++cached;
+      }
+    });
+  }
   const double end = run.state == RunState::running ? now_unix() : run.end_time;
   const double elapsed = std::max(0.0, end - run.start_time);
   const double rate = elapsed > 0 ? static_cast<double>(computed) / elapsed : 0;

@@ -28,7 +28,10 @@ bool on_path(const char* program) {
 
 std::string batch_script(const SubmitArgs& a, const std::string& path) {
   std::string cmd;
-  for (const auto& w : a.run_argv) cmd += (cmd.empty() ? "" : " ") + quote(w);
+  for (const auto& w : a.run_argv) {
+    if (!cmd.empty()) cmd += ' ';
+    cmd += quote(w);
+  }
   const std::string mpibatch = quote(a.run_argv.at(0));
   std::string s =
       "#!/bin/bash\n# Written by mpibatch submit: kept next to the store, so you can see what "

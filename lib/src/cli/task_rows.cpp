@@ -2,9 +2,12 @@
 
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "cli/grid_range.hpp"
 #include "cli/values.hpp"
 #include "mpibatch/csv.hpp"
 #include "mpibatch/error.hpp"
@@ -39,24 +42,9 @@ std::pair<std::string, std::string> split_assignment(const std::string& text, co
 // One grid dimension: a list, or an arithmetic range computed on demand.
 struct TaskRows::Dim {
   std::vector<Value> list;
-  bool range = false;
-  bool integer = false;
-  bool text = false;  // a string parameter given a numeric range: values as text
-  double start = 0, step = 1;
-  std::uint64_t count = 0;
-  std::uint64_t size() const { return range ? count : list.size(); }
-  Value at(std::uint64_t i) const {
-    if (!range) return list[i];
-    const double v = start + step * static_cast<double>(i);
-    if (text) {
-      return Value(std::in_place_type<std::string>,
-                   integer ? std::to_string(std::llround(v))
-                           : format_value(Value(std::in_place_type<double>, v)));
-    }
-    if (integer)
-      return Value(std::in_place_type<std::int64_t>, static_cast<std::int64_t>(std::llround(v)));
-    return Value(std::in_place_type<double>, v);
-  }
+  std::optional<GridRange> range;
+  std::uint64_t size() const { return range ? range->size() : list.size(); }
+  Value at(std::uint64_t i) const { return range ? range->at(i) : list[i]; }
 };
 
 // ---------------------------------------------------------------- files
@@ -235,31 +223,7 @@ TaskRows::TaskRows(const JobInfo& job, const TaskSpec& spec) : job_(job) {
         throw UsageError(where + ": a range needs a number parameter; '" + f.name + "' is " +
                          type_name(f.type));
       }
-      const auto colon = value.find(':', dots);
-      const std::string a = value.substr(0, dots);
-      const std::string b =
-          value.substr(dots + 2, colon == std::string::npos ? std::string::npos : colon - dots - 2);
-      const std::string s = colon == std::string::npos ? "1" : value.substr(colon + 1);
-      const bool whole = (a + b + s).find_first_of(".eE") == std::string::npos;
-      // Text ranges are parsed as numbers of the kind they are written in.
-      const Field nf = f.type != FieldType::string
-                           ? f
-                           : Field{f.name, whole ? FieldType::int64 : FieldType::float64};
-      const Value va = parse_value(nf, a, where), vb = parse_value(nf, b, where),
-                  vs = parse_value(nf, s, where);
-      auto num = [](const Value& v) {
-        return v.index() == 0 ? static_cast<double>(std::get<std::int64_t>(v))
-                              : std::get<double>(v);
-      };
-      d.range = true;
-      d.integer = nf.type == FieldType::int64;
-      d.text = text_range;
-      d.start = num(va);
-      d.step = num(vs);
-      const double end = num(vb);
-      if (d.step <= 0) throw UsageError(where + ": the step must be > 0");
-      if (end < d.start) throw UsageError(where + ": the range ends before it starts");
-      d.count = static_cast<std::uint64_t>(std::floor((end - d.start) / d.step + 1e-9)) + 1;
+      d.range.emplace(value, f.type, where);
     } else {
       std::size_t from = 0;
       while (true) {
@@ -305,8 +269,14 @@ TaskRows::TaskRows(const JobInfo& job, const TaskSpec& spec) : job_(job) {
     }
   }
   odometer_.assign(dims_.size(), 0);
-  for (const auto& d : dims_)
+  std::uint64_t count = 1;
+  for (const auto& d : dims_) {
     if (d.size() == 0) done_ = true;
+    if (d.size() != 0 && count > std::numeric_limits<std::uint64_t>::max() / d.size())
+      throw UsageError("--grid: the grid has more than 2^64 points");
+    count *= d.size();
+  }
+  if (!file_) count_ = count;
 }
 
 TaskRows::~TaskRows() = default;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ class TaskRows {
   TaskRows& operator=(const TaskRows&) = delete;
   // The next row, or false at the end. Throws UsageError for a bad file row.
   bool next(std::vector<Value>& row);
+  // Without a --tasks file, the number of rows, counted without reading
+  // them (every grid value was checked when parsed); nullopt with a file.
+  std::optional<std::uint64_t> count() const { return count_; }
 
   class FileRows;  // one per file format
 
@@ -45,6 +49,7 @@ class TaskRows {
   std::vector<Value> file_row_;
   bool started_ = false;
   bool done_ = false;
+  std::optional<std::uint64_t> count_;
 };
 
 }  // namespace mpibatch::detail

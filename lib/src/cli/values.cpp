@@ -66,10 +66,10 @@ std::string format_value(const Value& v) {
   switch (v.index()) {
     case 0:
       return std::to_string(std::get<std::int64_t>(v));
-    case 1: {
+    case 1: {  // the shortest text that reads back as the same double
       char buf[32];
-      std::snprintf(buf, sizeof buf, "%.17g", std::get<double>(v));
-      return buf;
+      const auto r = std::to_chars(buf, buf + sizeof buf, std::get<double>(v));
+      return std::string(buf, r.ptr);
     }
     case 2:
       return std::get<bool>(v) ? "true" : "false";

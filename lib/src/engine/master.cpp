@@ -168,12 +168,27 @@ class Master {
       // A full memtable is committed at once, so that it goes to a segment
       // and is reused: memory stays bounded whatever the interval.
       if (store_.commit_due() || seconds(Clock::now() - last_commit) >= opt_.checkpoint_seconds) {
-        store_.commit();
+        commit();
         last_commit = Clock::now();
       }
       progress_.update(counts());
     }
     return finish();
+  }
+
+ public:
+  // Commits with the run's counts, so that `mpibatch status` reads them
+  // from the run's metadata instead of the whole store.
+  void commit() {
+    const ProgressCounts c = counts();
+    RunCounts rc;
+    rc.total = static_cast<std::int64_t>(c.total);
+    rc.cached = static_cast<std::int64_t>(c.cached);
+    rc.computed = static_cast<std::int64_t>(c.computed);
+    rc.failed = static_cast<std::int64_t>(c.failed);
+    rc.per_rank = per_rank_;
+    store_.update_run(run_id_, rc);
+    store_.commit();
   }
 
  private:
@@ -327,6 +342,9 @@ class Master {
       claims.push_back(tasks[i].claim);
       ++(b.status[b.keys.size() - 1] == Status::ok ? summary_.computed : summary_.failed);
     }
+    const auto rank = static_cast<std::size_t>(channel_.rank(w));
+    if (per_rank_.size() <= rank) per_rank_.resize(rank + 1);
+    per_rank_[rank] += static_cast<std::int64_t>(b.keys.size());
     store_.append(b, claims);
   }
 
@@ -345,7 +363,7 @@ class Master {
       summary_.exit_status = kExitIncomplete;
     }
     summary_.run_id = run_id_;
-    store_.commit();
+    commit();
     progress_.finish(counts(), to_string(summary_.state));
     return summary_;
   }
@@ -384,6 +402,7 @@ class Master {
   Clock::time_point stop_deadline_{};
   const char* stop_reason_ = "";
   RunSummary summary_;
+  std::vector<std::int64_t> per_rank_;  // tasks computed (ok or failed) by each rank
 };
 
 }  // namespace
@@ -446,6 +465,7 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     const bool clean = channel->stop(master.goodbye_deadline(signals),
                                      [&](int w, Bytes& b) { master.take_late_results(w, b); });
     store->release_claims();  // tasks of a stopped run that never came back
+    master.commit();          // with the counts of results that came late
     store->end_run(run_id, summary.state, summary.exit_status);
     if (summary.state == RunState::finished && opt.compact) store->compact();
     store->close();

@@ -194,6 +194,16 @@ void write_attr(hid_t obj, const std::string& name, const std::vector<std::strin
   check(H5Awrite(a.get(), t.get(), ptrs.data()), "H5Awrite", name);
 }
 
+void write_attr(hid_t obj, const std::string& name, const std::vector<std::int64_t>& values) {
+  const hsize_t n = values.size();
+  Handle space(check_id(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
+  Handle a(check_id(
+      H5Acreate2(obj, name.c_str(), H5T_NATIVE_INT64, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+      "H5Acreate2", name));
+  if (values.empty()) return;
+  check(H5Awrite(a.get(), H5T_NATIVE_INT64, values.data()), "H5Awrite", name);
+}
+
 bool has_attr(hid_t obj, const std::string& name) {
   return check_tri(H5Aexists(obj, name.c_str()), "H5Aexists", name) > 0;
 }
@@ -237,6 +247,16 @@ std::vector<std::string> read_attr_strings(hid_t obj, const std::string& name) {
     out.emplace_back(p ? p : "");
     H5free_memory(p);
   }
+  return out;
+}
+
+std::vector<std::int64_t> read_attr_ints(hid_t obj, const std::string& name) {
+  Handle a(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "H5Aopen", name));
+  Handle space(check_id(H5Aget_space(a.get()), "H5Aget_space", name));
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  if (n < 0 || n > (hssize_t{1} << 24)) check(-1, "H5Sget_simple_extent_npoints", name);
+  std::vector<std::int64_t> out(static_cast<std::size_t>(n));
+  if (n > 0) check(H5Aread(a.get(), H5T_NATIVE_INT64, out.data()), "H5Aread", name);
   return out;
 }
 

@@ -70,11 +70,13 @@ void write_attr(hid_t obj, const std::string& name, std::int64_t value);
 void write_attr(hid_t obj, const std::string& name, double value);
 void write_attr(hid_t obj, const std::string& name, const std::string& value);
 void write_attr(hid_t obj, const std::string& name, const std::vector<std::string>& values);
+void write_attr(hid_t obj, const std::string& name, const std::vector<std::int64_t>& values);
 bool has_attr(hid_t obj, const std::string& name);
 std::int64_t read_attr_int(hid_t obj, const std::string& name);
 double read_attr_double(hid_t obj, const std::string& name);
 std::string read_attr_string(hid_t obj, const std::string& name);
 std::vector<std::string> read_attr_strings(hid_t obj, const std::string& name);
+std::vector<std::int64_t> read_attr_ints(hid_t obj, const std::string& name);
 
 // A 1-D dataset grown in batches: chunked, unlimited, written with one
 // H5Dwrite per batch (never per row).

@@ -314,6 +314,17 @@ void encode_run(std::string& out, const RunInfo& run) {
   e.put(run.state);
   e.put(run.exit_status);
   e.put(run.task_count);
+  // Appended later: readers of the first releases stop before it.
+  if (run.counts) {
+    const RunCounts& c = *run.counts;
+    e.put<std::uint8_t>(1);
+    e.put(c.total);
+    e.put(c.cached);
+    e.put(c.computed);
+    e.put(c.failed);
+    e.put<std::uint32_t>(static_cast<std::uint32_t>(c.per_rank.size()));
+    for (const auto n : c.per_rank) e.put(n);
+  }
 }
 
 RunInfo decode_run(Decoder& d) {
@@ -331,6 +342,18 @@ RunInfo decode_run(Decoder& d) {
   run.state = d.get<RunState>();
   run.exit_status = d.get<std::int32_t>();
   run.task_count = d.get<std::int64_t>();
+  if (!d.done() && d.get<std::uint8_t>() == 1) {
+    RunCounts c;
+    c.total = d.get<std::int64_t>();
+    c.cached = d.get<std::int64_t>();
+    c.computed = d.get<std::int64_t>();
+    c.failed = d.get<std::int64_t>();
+    const auto ranks = d.get<std::uint32_t>();
+    if (ranks > (1u << 24)) throw StoreCorruptError("run frame with " + std::to_string(ranks) + " ranks");
+    c.per_rank.resize(ranks);
+    for (auto& n : c.per_rank) n = d.get<std::int64_t>();
+    run.counts = std::move(c);
+  }
   return run;
 }
 

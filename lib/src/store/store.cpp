@@ -231,6 +231,11 @@ struct Store::Impl {
 
   bool writer() const { return !opt.read_only; }
 
+  void require_records(const char* what) const {
+    if (opt.metadata_only)
+      throw UsageError("store " + path.string() + " is open for its metadata only: cannot " + what);
+  }
+
   void require_writer(const char* what) const {
     if (!writer())
       throw UsageError("store " + path.string() + " is open read-only: cannot " + what);
@@ -262,6 +267,7 @@ struct Store::Impl {
         break;
       }
       case detail::FrameType::records:
+        if (opt.metadata_only) break;
         detail::decode_records(d, format, [&](std::uint32_t id, Record&& r) {
           if (id >= replay_jobs.size() || replay_jobs[id].first.empty()) {
             throw StoreCorruptError("record of job id " + std::to_string(id) +
@@ -278,6 +284,7 @@ struct Store::Impl {
         break;
       }
       case detail::FrameType::tasks: {
+        if (opt.metadata_only) break;
         std::vector<TaskKey> keys;
         const auto run = detail::decode_tasks(d, keys);
         mem().add_tasks(run, keys);
@@ -420,6 +427,8 @@ struct Store::Impl {
 
   void index_table(std::uint32_t t) {
     const TableReader& tr = *tables[t];
+    read_metadata(tr);
+    if (opt.metadata_only) return;
     std::vector<TaskKey> keys;
     std::vector<std::int8_t> status;
     for (std::size_t g = 0; g < tr.groups().size(); ++g) {
@@ -430,6 +439,9 @@ struct Store::Impl {
                                Loc::make(t, static_cast<std::uint32_t>(g), status[i] != 0, i));
       }
     }
+  }
+
+  void read_metadata(const TableReader& tr) {
     for (const auto& g : tr.groups()) add_job(g.job);
     for (const auto& r : tr.runs()) runs[r.id] = r;
   }
@@ -518,7 +530,7 @@ struct Store::Impl {
     // A writer adds about a segment's worth before its next table: room for
     // it up front saves the index's early rehashes (address space only).
     const std::size_t room = writer() ? std::min<std::size_t>(opt.segment_records, kReserveMax) : 0;
-    index.reserve(rows + room);
+    if (!opt.metadata_only) index.reserve(rows + room);
     for (auto& m : mems) m.entries.reserve(room);
     for (std::uint32_t t = 0; t < tables.size(); ++t) {
       try {
@@ -1002,6 +1014,8 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
   impl->dir = sidecar(path);
   impl->opt = options;
   const std::string name = path.string();
+  if (options.metadata_only && !options.read_only)
+    throw UsageError(name + ": metadata_only needs read_only");
 
   std::error_code ec;
   const bool present = fs::exists(path, ec);
@@ -1126,6 +1140,16 @@ void Store::append_tasks(std::int64_t run, std::span<const TaskKey> keys) {
   impl_->uncommitted = true;
 }
 
+void Store::update_run(std::int64_t run, const RunCounts& counts) {
+  impl_->require_writer("update a run");
+  auto it = impl_->runs.find(run);
+  if (it == impl_->runs.end())
+    throw UsageError("no run " + std::to_string(run) + " in store " + impl_->path.string());
+  it->second.counts = counts;
+  impl_->log->add([&](std::string& out) { detail::encode_run(out, it->second); });
+  impl_->uncommitted = true;
+}
+
 void Store::end_run(std::int64_t run, RunState state, std::int32_t exit_status) {
   impl_->require_writer("end a run");
   if (state == RunState::running) throw UsageError("end_run: state must not be running");
@@ -1186,6 +1210,7 @@ bool Store::commit_due() const {
 }
 
 void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
+  impl_->require_records("look keys up");
   if (out.size() != keys.size()) throw UsageError("lookup: output size differs from key count");
   const auto& index = impl_->index;
   for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -1197,6 +1222,7 @@ void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
 }
 
 std::optional<Record> Store::get(const TaskKey& key) const {
+  impl_->require_records("get a record");
   const auto it = impl_->index.find(key);
   const Loc* loc = it == impl_->index.end() ? nullptr : impl_->visible(it->second);
   if (loc == nullptr) return std::nullopt;
@@ -1204,10 +1230,12 @@ std::optional<Record> Store::get(const TaskKey& key) const {
 }
 
 std::size_t Store::size() const {
+  impl_->require_records("count records");
   return impl_->index.size() - impl_->phantoms;
 }
 
 void Store::for_each(const std::function<void(const Record&)>& fn) const {
+  impl_->require_records("read records");
   const auto all = impl_->stored_in_order();
   std::vector<Loc> locs;
   for (std::size_t i = 0; i < all.size(); i += kFetchChunk) {
@@ -1220,6 +1248,7 @@ void Store::for_each(const std::function<void(const Record&)>& fn) const {
 
 void Store::for_each_task(std::int64_t run,
                           const std::function<void(const TaskKey&, const Record*)>& fn) const {
+  impl_->require_records("read a run's tasks");
   if (!impl_->runs.count(run))
     throw UsageError("no run " + std::to_string(run) + " in store " + impl_->path.string());
   auto emit = [&](const std::vector<TaskKey>& keys) {

@@ -7,6 +7,7 @@
 
 #include "mpibatch/error.hpp"
 #include "store/file_util.hpp"
+#include "store/schema.hpp"
 
 namespace mpibatch::detail {
 
@@ -31,35 +32,6 @@ RunState parse_state(const std::string& s) {
   return RunState::crashed;
 }
 
-// Memory type and owned handle for one result field's column.
-h5::Handle field_type(FieldType t) {
-  switch (t) {
-    case FieldType::int64:
-      return h5::Handle(H5Tcopy(H5T_NATIVE_INT64));
-    case FieldType::float64:
-      return h5::Handle(H5Tcopy(H5T_NATIVE_DOUBLE));
-    case FieldType::boolean:
-      return h5::bool_type();
-    case FieldType::string:
-      return h5::utf8_string_type();
-  }
-  throw Error("unknown field type");
-}
-
-void write_fields(hid_t g, const std::string& prefix, const std::vector<Field>& fields) {
-  std::vector<std::string> names, types, units, descriptions;
-  for (const auto& f : fields) {
-    names.push_back(f.name);
-    types.push_back(mpibatch::to_string(f.type));
-    units.push_back(f.unit);
-    descriptions.push_back(f.description);
-  }
-  h5::write_attr(g, prefix + "_names", names);
-  h5::write_attr(g, prefix + "_types", types);
-  h5::write_attr(g, prefix + "_units", units);
-  h5::write_attr(g, prefix + "_descriptions", descriptions);
-}
-
 std::vector<Field> read_fields(hid_t g, const std::string& prefix, const std::string& where) {
   const auto names = h5::read_attr_strings(g, prefix + "_names");
   const auto types = h5::read_attr_strings(g, prefix + "_types");
@@ -77,10 +49,6 @@ std::vector<Field> read_fields(hid_t g, const std::string& prefix, const std::st
 }
 
 }  // namespace
-
-std::string group_path(const std::string& job, std::int64_t version) {
-  return "jobs/" + job + "/v" + std::to_string(version);
-}
 
 // ---------------------------------------------------------------- writing
 
@@ -168,11 +136,7 @@ void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
     g->job = j;
     g->gid = h5::create_group(file_.get(), group_path(j.name, j.version));
     const hid_t gid = g->gid.get();
-    h5::write_attr(gid, "name", j.name);
-    h5::write_attr(gid, "version", j.version);
-    h5::write_attr(gid, "description", j.description);
-    write_fields(gid, "param", j.params);
-    write_fields(gid, "result", j.results);
+    write_job_attrs(gid, j);
     h5::Handle key = h5::key_type(), status = h5::status_type(), str = h5::utf8_string_type();
     g->cols.emplace_back(gid, "key", key.get(), kChunkRows);
     g->cols.emplace_back(gid, "status", status.get(), kChunkRows);
@@ -265,20 +229,7 @@ void TableWriter::set_runs(const std::vector<RunInfo>& runs) {
 }
 
 void TableWriter::finish(const std::filesystem::path& final_path) {
-  for (const RunInfo& r : run_infos_) {
-    const hid_t g = run_group(r.id).gid.get();
-    h5::write_attr(g, "start_time", r.start_time);
-    h5::write_attr(g, "end_time", r.end_time);
-    h5::write_attr(g, "command_line", r.command_line);
-    h5::write_attr(g, "ranks", static_cast<std::int64_t>(r.ranks));
-    h5::write_attr(g, "hosts", r.hosts);
-    h5::write_attr(g, "slurm_job_id", r.slurm_job_id);
-    h5::write_attr(g, "slurm_nodelist", r.slurm_nodelist);
-    h5::write_attr(g, "slurm_restart_count", static_cast<std::int64_t>(r.slurm_restart_count));
-    h5::write_attr(g, "state", std::string(mpibatch::to_string(r.state)));
-    h5::write_attr(g, "exit_status", static_cast<std::int64_t>(r.exit_status));
-    h5::write_attr(g, "task_count", r.task_count);
-  }
+  for (const RunInfo& r : run_infos_) write_run_attrs(run_group(r.id).gid.get(), r);
   groups_.clear();
   runs_.clear();
   h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp_path_.string());
@@ -333,6 +284,11 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
     h5::Handle runs = h5::open_group(file_.get(), "runs");
     for (const auto& id : h5::child_names(runs.get())) {
       h5::Handle g = h5::open_group(runs.get(), id);
+      if (h5::exists(g.get(), "tasks")) {
+        h5::Handle t(h5::check_id(H5Dopen2(g.get(), "tasks", H5P_DEFAULT), "H5Dopen2",
+                                  name + ":/runs/" + id + "/tasks"));
+        task_rows_[std::stoll(id)] = h5::dataset_size(t.get());
+      }
       if (!h5::has_attr(g.get(), "state")) continue;
       RunInfo r;
       r.id = std::stoll(id);
@@ -348,6 +304,15 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
       r.state = parse_state(h5::read_attr_string(g.get(), "state"));
       r.exit_status = static_cast<std::int32_t>(h5::read_attr_int(g.get(), "exit_status"));
       r.task_count = h5::read_attr_int(g.get(), "task_count");
+      if (h5::has_attr(g.get(), "computed")) {
+        RunCounts c;
+        c.total = h5::read_attr_int(g.get(), "total");
+        c.cached = h5::read_attr_int(g.get(), "cached");
+        c.computed = h5::read_attr_int(g.get(), "computed");
+        c.failed = h5::read_attr_int(g.get(), "failed");
+        c.per_rank = h5::read_attr_ints(g.get(), "per_rank");
+        r.counts = std::move(c);
+      }
       runs_.push_back(std::move(r));
     }
   } catch (const Hdf5Error& e) {

@@ -14,11 +14,9 @@
 #include "hdf5/hdf5.hpp"
 #include "mpibatch/store.hpp"
 #include "store/row_columns.hpp"
+#include "store/schema.hpp"
 
 namespace mpibatch::detail {
-
-// "jobs/<name>/v<version>": where a job version's records live.
-std::string group_path(const std::string& job, std::int64_t version);
 
 class TableWriter {
  public:
@@ -56,7 +54,8 @@ class TableWriter {
 
 class TableReader {
  public:
-  // Throws NotAStoreError, StoreVersionError, Hdf5Error (naming the file).
+  // Throws NotAStoreError, StoreVersionError, Hdf5Error (naming the file);
+  // StoreCorruptError for a view (a store's file whose tables are missing).
   explicit TableReader(const std::filesystem::path& path);
   ~TableReader();
 
@@ -68,6 +67,8 @@ class TableReader {
   std::int64_t through_seq() const { return through_seq_; }
   const std::vector<Group>& groups() const { return groups_; }
   const std::vector<RunInfo>& runs() const { return runs_; }
+  // Rows of each run's task list in this table.
+  const std::map<std::int64_t, hsize_t>& task_rows() const { return task_rows_; }
 
   // Whole key and status columns of group g.
   void read_index(std::size_t g, std::vector<TaskKey>& keys,
@@ -87,6 +88,7 @@ class TableReader {
   std::int64_t through_seq_ = 0;
   std::vector<Group> groups_;
   std::vector<RunInfo> runs_;
+  std::map<std::int64_t, hsize_t> task_rows_;
 };
 
 }  // namespace mpibatch::detail
