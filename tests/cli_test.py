@@ -185,8 +185,48 @@ class Cli(unittest.TestCase):
         s = self.status(store)
         self.assertEqual(s["state"], "stopped")
         self.assertLess(s["computed"], 120)
+        # h5py sees every committed result of the stopped run, with no compaction.
+        seen = self.h5py_seconds(store)
+        self.assertEqual(len(seen), s["computed"])
+        self.assertEqual(len(set(seen)), len(seen))
         self.mpibatch(*args, np=2, check=0)
         self.assertEqual(self.status(store)["done"], 120)
+        self.assertEqual(sorted(self.h5py_seconds(store)), sorted(float("0.05%03d" % i) for i in range(120)))
+
+    def h5py_seconds(self, store):
+        """The sleep job's `seconds` params of the ok rows, read with h5py from the store's view."""
+        code = ("import h5py, sys\n"
+                "with h5py.File(sys.argv[1], 'r') as f:\n"
+                "    g = f['jobs/sleep/v1']\n"
+                "    ok = g['status'][:] == 0\n"
+                "    assert (g['status'][:] >= 0).all(), 'missing rows'\n"
+                "    print(' '.join(repr(x) for x in g['params/seconds'][:][ok]))\n")
+        out = subprocess.run(["/usr/bin/python3", "-c", code, store], capture_output=True, text=True, check=True)
+        return [float(x) for x in out.stdout.split()]
+
+    def test_h5py_reads_every_result_after_a_kill_and_a_rerun_without_compaction(self):
+        store = self.path("k.h5")
+        with open(self.path("secs.txt"), "w") as f:
+            f.write("".join("0.02%03d\n" % i for i in range(200)))
+        args = ["run", "sleep", "--tasks", self.path("secs.txt"), "--store", store, "--progress", "none",
+                "--checkpoint-every", "0.2"]
+        run = subprocess.Popen(["mpirun", "-n", "3", "--oversubscribe", MPIBATCH, *args], env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:  # kill -9 once some results are committed
+            p = self.mpibatch("status", store, "--json")
+            if p.returncode == 0 and json.loads(p.stdout)["done"] >= 40:
+                break
+            time.sleep(0.1)
+        subprocess.run(["pkill", "-KILL", "-s", str(run.pid)])  # mpirun and every rank at once
+        run.wait(timeout=60)
+        for _ in range(50):  # until the ranks are gone (or zombies)
+            if subprocess.run(["pgrep", "-s", str(run.pid)], stdout=subprocess.DEVNULL).returncode != 0:
+                break
+            time.sleep(0.1)
+        self.mpibatch(*args, np=3, check=0)
+        want = sorted(float("0.02%03d" % i) for i in range(200))
+        self.assertEqual(sorted(self.h5py_seconds(store)), want, "every task once")
 
     def test_a_command_outlasting_the_time_limit_is_cut_off_even_in_one_process(self):
         # One rank without mpirun: the master keeps the time while a thread runs the
@@ -392,12 +432,23 @@ class Cli(unittest.TestCase):
                       "--progress", "none", check=0)
         self.assertIn("sound", self.mpibatch("verify", store, check=0).stdout)
         self.mpibatch("compact", store, check=0)
-        self.assertFalse(os.path.exists(store + ".d"))
-        with open(store, "r+b") as f:  # break the HDF5 file's superblock
+        tables = [t for t in os.listdir(store + ".d") if t.endswith(".h5")]
+        self.assertEqual(len(tables), 1, "compacted: one table")
+        self.assertIn("sound", self.mpibatch("verify", store, check=0).stdout)
+        with open(store, "r+b") as f:  # break the view's superblock: verify names it
             f.write(b"\0" * 64)
         p = self.mpibatch("verify", store)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("v.h5", p.stdout + p.stderr)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("DAMAGED " + store, p.stdout)
+        self.mpibatch("run", "pi", "--grid", "row=0..9", "--param", "order=2", "--store", store,
+                      "--progress", "none", check=0)  # a writer writes the view anew
+        self.assertIn("sound", self.mpibatch("verify", store, check=0).stdout)
+        table = os.path.join(store + ".d", tables[0])
+        with open(table, "r+b") as f:  # break the table's superblock
+            f.write(b"\0" * 64)
+        p = self.mpibatch("verify", store)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(tables[0], p.stdout + p.stderr)
 
 
 if __name__ == "__main__":

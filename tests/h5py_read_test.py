@@ -1,4 +1,6 @@
-"""A compacted store read with plain h5py calls: no mpibatch code involved."""
+"""A store read with plain h5py calls: no mpibatch code involved. The store's file is a view
+whose virtual datasets join the tables in its sidecar; a table gone missing reads as status
+"missing" (-1), never as data."""
 import os
 import subprocess
 import sys
@@ -12,14 +14,16 @@ fixture = sys.argv[1]
 with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "run.h5")
     subprocess.run([fixture, path, str(N)], check=True)
-    assert not os.path.exists(path + ".d"), "a compacted store is one file"
+    tables = sorted(t for t in os.listdir(path + ".d") if t.endswith(".h5"))
+    assert len(tables) >= 5, tables  # the base and a segment a thousand records
     with h5py.File(path, "r") as f:
-        assert f.attrs["mpibatch_format"] == 1
+        assert f.attrs["mpibatch_format"] == 2
         g = f["jobs/demo/v1"]
         assert g.attrs["name"] == "demo" and g.attrs["version"] == 1
         assert list(g.attrs["result_names"]) == ["n", "half", "even", "label"]
         status = g["status"][:]
-        assert h5py.check_enum_dtype(g["status"].dtype) == {"ok": 0, "failed": 1}
+        assert h5py.check_enum_dtype(g["status"].dtype) == {"ok": 0, "failed": 1, "missing": -1}
+        assert g["status"].is_virtual
         ok = status == 0
         n = g["results/n"][:]
         half = g["results/half"][:]
@@ -51,4 +55,14 @@ with tempfile.TemporaryDirectory() as tmp:
         assert run.attrs["slurm_nodelist"] == "node-[a-b]" and run.attrs["slurm_restart_count"] == 0
         tasks = run["tasks"][:]
         assert len(tasks) == N and set(tasks.tolist()) == set(key_list)
+    # A segment deleted behind the store's back: its rows read as missing, not as data.
+    segment = os.path.join(path + ".d", next(t for t in tables if not t.startswith("base-")))
+    with h5py.File(segment, "r") as f:
+        lost = len(f["jobs/demo/v1/key"])
+    assert lost > 0
+    os.remove(segment)
+    with h5py.File(path, "r") as f:
+        status = f["jobs/demo/v1/status"][:]
+        assert len(status) == N and (status == -1).sum() == lost, ((status == -1).sum(), lost)
+        assert np.isnan(f["jobs/demo/v1/start_time"][:][status == -1]).all()
 print("h5py read %d records: ok" % N)

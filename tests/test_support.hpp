@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -72,6 +73,26 @@ inline Record demo_record(std::uint64_t i, std::int64_t run = 1, std::int64_t ve
                 "n" + std::to_string(i)};
   }
   return r;
+}
+
+// A store's table files in its sidecar, by name (segments in order; the base table's
+// name starts with "base-"): tables(store, true) is the segments only.
+inline std::vector<std::filesystem::path> tables(const std::filesystem::path& store,
+                                                 bool segments_only = false) {
+  std::vector<std::filesystem::path> out;
+  for (const auto& e : std::filesystem::directory_iterator(Store::sidecar(store))) {
+    const bool base = e.path().filename().string().starts_with("base-");
+    if (e.path().extension() == ".h5" && !(segments_only && base)) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The base table's file, or an empty path.
+inline std::filesystem::path base_table(const std::filesystem::path& store) {
+  for (const auto& t : tables(store))
+    if (t.filename().string().starts_with("base-")) return t;
+  return {};
 }
 
 }  // namespace mpibatch::test_support

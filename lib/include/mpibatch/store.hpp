@@ -1,10 +1,10 @@
 // The checkpoint store: every task result, and the memoization cache.
 //
-// A store is one path (e.g. run.h5). On disk it is an immutable HDF5 file at
-// that path plus, while it has uncompacted data, a sidecar folder
-// "<path>.d/" with a write lock, append-only checksummed logs and immutable
-// HDF5 segments (docs/ARCHITECTURE.md). No HDF5 file holding committed data
-// is ever open for writing, so a killed writer cannot damage committed work.
+// A store is one path (e.g. run.h5) and its sidecar folder "<path>.d/": a
+// write lock, append-only checksummed logs and immutable HDF5 tables; the
+// file at the path is a view whose virtual datasets join the tables, for
+// h5py (docs/ARCHITECTURE.md). No HDF5 file holding committed data is ever
+// open for writing, so a killed writer cannot damage committed work.
 //
 // One writer and any number of readers, also while the writer runs. A Store
 // object is not thread-safe: use one per thread or guard it.
@@ -25,9 +25,12 @@
 
 namespace mpibatch {
 
-// The on-disk format this build reads and writes. A store of a newer format
-// is refused with StoreVersionError.
-inline constexpr std::int64_t kStoreFormat = 1;
+// The on-disk format this build writes. 2: the store's file is a view whose
+// datasets join the tables in its sidecar. Stores of format 1 (the file held
+// the base table) are read as they are, and the first writer moves them to
+// format 2 with a hard link (no copy). A newer format is refused with
+// StoreVersionError.
+inline constexpr std::int64_t kStoreFormat = 2;
 
 enum class FieldType : std::uint8_t { int64, float64, boolean, string };
 // "int64", "float64", "bool", "string": the names stores and messages use.
@@ -177,6 +180,12 @@ class Store {
   const std::filesystem::path& path() const;
   bool read_only() const;
   const std::vector<Problem>& problems() const;
+  // Reads the store's file, the view users open, against the tables: not a
+  // view, rows that differ from the tables', or rows that read as missing
+  // through it are problems naming the file (a writer writes it anew when
+  // it opens). What `mpibatch verify` adds to problems(). Not for
+  // metadata_only readers.
+  std::vector<Problem> check_view() const;
 
   // Adds a job definition, or checks that an identical one exists.
   // Throws UsageError when the same name and version has other fields.
@@ -255,8 +264,9 @@ class Store {
   void for_each_task(std::int64_t run,
                      const std::function<void(const TaskKey&, const Record*)>& fn) const;
 
-  // Writers: merges everything into the single HDF5 file at path() and
-  // removes the sidecar's logs and segments. Crash-safe at every step.
+  // Writers: merges every table and log into one new base table (in the
+  // sidecar; path() is its view) and removes the rest. Rewrites the whole
+  // store: close_merging() is what runs call. Crash-safe at every step.
   void compact();
   // Writers: removes the records for which drop is true (their tasks will be
   // computed again), by writing the store anew as compact() does; returns
@@ -264,6 +274,14 @@ class Store {
   std::uint64_t erase_if(const std::function<bool(const Record&)>& drop);
   // Commits and releases the lock. Idempotent. Throws what commit throws.
   void close();
+  // A finished run's cleanup, then close(): merges the store's newer tables
+  // so that their number stays small and each record is rewritten a few
+  // times over the store's life, whatever the number of runs. When the
+  // segments hold as many rows as the base or more they become a new base
+  // with it (compact()); else the newest segments that are small next
+  // to what they follow are merged into one. Nothing is merged over damage.
+  // Closes even when merging throws (Error), then rethrows.
+  void close_merging();
 
   // True when path holds a store (the HDF5 file with mpibatch's format mark).
   static bool exists(const std::filesystem::path& path);

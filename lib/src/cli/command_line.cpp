@@ -567,6 +567,7 @@ int do_verify(const std::string& path) {
   Store s = Store::open(path, {.read_only = true});
   std::uint64_t records = 0, tasks = 0;
   std::vector<Problem> problems = s.problems();
+  for (auto& p : s.check_view()) problems.push_back(std::move(p));
   try {
     s.for_each([&](const Record&) { ++records; });
     for (const auto& run : s.runs())
@@ -777,11 +778,11 @@ int run_command_line(int argc, char** argv) {
       "failed", "The failed tasks with their messages.\nExample:\n  mpibatch failed pi.h5");
   failed->add_option("store", store_path, "The store")->required();
   auto* verify = app.add_subcommand("verify",
-                                    "Check every checksum and index; say what is wrong and where.\n"
+                                    "Check every checksum, index and the store's view; say what is wrong and where.\n"
                                     "Example:\n  mpibatch verify pi.h5");
   verify->add_option("store", store_path, "The store")->required();
   auto* compact = app.add_subcommand("compact",
-                                     "Merge the store into one self-contained HDF5 file.\n"
+                                     "Merge every table and log of the store into one table (runs merge by size).\n"
                                      "Example:\n  mpibatch compact pi.h5");
   compact->add_option("store", store_path, "The store")->required();
   std::string clear_job;
@@ -826,7 +827,7 @@ int run_command_line(int argc, char** argv) {
       Store s = Store::open(store_path, {.create = false});
       s.compact();
       s.close();
-      std::fprintf(stderr, "mpibatch compact: %s is one file now\n", store_path.c_str());
+      std::fprintf(stderr, "mpibatch compact: %s is one table now\n", store_path.c_str());
       return kExitOk;
     }
     return do_jobs();

@@ -467,7 +467,13 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     store->release_claims();  // tasks of a stopped run that never came back
     master.commit();          // with the counts of results that came late
     store->end_run(run_id, summary.state, summary.exit_status);
-    if (summary.state == RunState::finished && opt.compact) store->compact();
+    if (summary.state == RunState::finished && opt.compact) {
+      try {
+        store->close_merging();
+      } catch (const Error& e) {  // every result is committed and in a table already
+        std::fprintf(stderr, "mpibatch: merging the store's tables failed: %s\n", e.what());
+      }
+    }
     store->close();
     if (!clean) {
       std::fprintf(

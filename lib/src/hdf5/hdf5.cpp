@@ -1,5 +1,6 @@
 #include "hdf5/hdf5.hpp"
 
+#include <cstdlib>
 #include <mutex>
 
 #include "mpibatch/error.hpp"
@@ -46,9 +47,6 @@ Handle scalar_attr(hid_t obj, const std::string& name, hid_t type) {
 Handle file_access() {
   Handle fapl(check_id(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate"));
   check(H5Pset_file_locking(fapl.get(), false, true), "H5Pset_file_locking");
-  // Oldest format that has what we use, so older HDF5 and h5py read our files.
-  check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18),
-        "H5Pset_libver_bounds");
   return fapl;
 }
 
@@ -57,6 +55,10 @@ Handle file_access() {
 void init() {
   static std::once_flag once;
   std::call_once(once, [] {
+    // Files are opened without HDF5's own locks (the store has its own);
+    // files HDF5 opens by itself, a view's tables, must be opened alike, or
+    // HDF5 refuses a file this process holds already and reads it as missing.
+    ::setenv("HDF5_USE_FILE_LOCKING", "FALSE", 1);
     H5open();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   });
@@ -110,6 +112,13 @@ Handle status_type() {
   return enum_type("ok", "failed");
 }
 
+Handle view_status_type() {
+  Handle t = status_type();
+  const std::int8_t v = -1;
+  check(H5Tenum_insert(t.get(), "missing", &v), "H5Tenum_insert", "missing");
+  return t;
+}
+
 Handle key_type() {
   Handle t(check_id(H5Tcreate(H5T_COMPOUND, 16), "H5Tcreate"));
   check(H5Tinsert(t.get(), "hi", 0, H5T_NATIVE_UINT64), "H5Tinsert", "hi");
@@ -117,9 +126,15 @@ Handle key_type() {
   return t;
 }
 
-Handle create_file(const std::string& path) {
+Handle create_file(const std::string& path, bool virtual_datasets) {
   init();
   Handle fapl = file_access();
+  // Tables: the oldest format that has what we use, so older HDF5 and h5py
+  // read them. Virtual datasets need 1.10's.
+  check(virtual_datasets
+            ? H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110)
+            : H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18),
+        "H5Pset_libver_bounds");
   return Handle(
       check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "H5Fcreate", path));
 }

@@ -50,11 +50,13 @@ Handle utf8_string_type();  // variable-length UTF-8 string
 Handle bytes_type();        // variable-length sequence of uint8
 Handle bool_type();         // h5py's bool: int8 enum FALSE=0, TRUE=1
 Handle status_type();       // int8 enum ok=0, failed=1
+Handle view_status_type();  // the same with missing=-1, a view's fill value
 Handle key_type();          // compound {hi: uint64, lo: uint64}
 
 // Files: created without HDF5's own file locking (we lock the store ourselves,
 // and these files are immutable once renamed into place).
-Handle create_file(const std::string& path);
+// virtual_datasets: in HDF5 1.10's file format (needed for them; h5py reads it).
+Handle create_file(const std::string& path, bool virtual_datasets = false);
 // The file descriptor under a file of the default (sec2) driver, or -1 for
 // another driver. Valid while the file is open; HDF5 owns it.
 int file_descriptor(hid_t file);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <sstream>
 
 #include "mpibatch/error.hpp"
@@ -26,9 +27,21 @@ Holder parse(const std::string& text) {
   return h;
 }
 
+// A zombie (killed, not yet reaped by its parent) is dead: kill(pid, 0)
+// still finds it, /proc says Z (or X).
+bool zombie(std::int64_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() &&
+         (line[paren + 2] == 'Z' || line[paren + 2] == 'X');
+}
+
 bool alive_here(const Holder& h) {
   if (h.host != host_name() || h.pid <= 0) return true;  // cannot tell: assume alive
-  return ::kill(static_cast<pid_t>(h.pid), 0) == 0 || errno == EPERM;
+  const bool found = ::kill(static_cast<pid_t>(h.pid), 0) == 0 || errno == EPERM;
+  return found && !zombie(h.pid);
 }
 
 }  // namespace

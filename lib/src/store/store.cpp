@@ -23,6 +23,7 @@
 #include "store/log.hpp"
 #include "store/mem_table.hpp"
 #include "store/table.hpp"
+#include "store/view.hpp"
 
 namespace mpibatch {
 
@@ -98,6 +99,9 @@ std::int64_t parse_seq(const std::string& name, std::string_view ext) {
 // not list is an orphan of a crash (its logs still exist).
 struct Manifest {
   std::int64_t base = 0;
+  // Format 2: the base table's file in the sidecar. Empty in format 1,
+  // where the base is the store's own file (now the view).
+  std::string base_file;
   std::vector<std::int64_t> segments;
 };
 
@@ -118,9 +122,13 @@ std::optional<Manifest> read_manifest(const fs::path& file) {
   }
   std::int64_t seq = 0;
   while (in >> word >> seq) {
-    if (word == "base")
+    if (word == "base") {
       m.base = seq;
-    else if (word == "segment")
+      if (version >= 2 && !(in >> m.base_file))
+        throw StoreCorruptError(file.string() + ": base without its file");
+      if (m.base_file.find('/') != std::string::npos || !m.base_file.starts_with("base-"))
+        if (version >= 2) throw StoreCorruptError(file.string() + ": bad base file name");
+    } else if (word == "segment")
       m.segments.push_back(seq);
     else
       throw StoreCorruptError(file.string() + ": unknown entry '" + word + "'");
@@ -131,7 +139,7 @@ std::optional<Manifest> read_manifest(const fs::path& file) {
 
 void write_manifest(const fs::path& file, const Manifest& m) {
   std::string text = "mpibatch-manifest " + std::to_string(kStoreFormat) + "\nbase " +
-                     std::to_string(m.base) + "\n";
+                     std::to_string(m.base) + " " + m.base_file + "\n";
   for (auto seq : m.segments) text += "segment " + std::to_string(seq) + "\n";
   const fs::path tmp = file.string() + ".tmp";
   {
@@ -182,6 +190,7 @@ struct Store::Impl {
   std::vector<std::unique_ptr<TableReader>> tables;  // base first, then segments by seq
   std::vector<std::unique_ptr<Remap>> remaps;        // per table; null: Locs are direct
   std::int64_t base_seq = 0;
+  std::string base_file;  // the base table in the sidecar; empty: the store's file (format 1)
   std::int64_t last_seq = 0;           // highest number of any table or log seen or made
   std::vector<std::int64_t> segments;  // live segments, as in the MANIFEST
 
@@ -447,8 +456,141 @@ struct Store::Impl {
   }
 
   fs::path manifest_path() const { return dir / "MANIFEST"; }
+  fs::path base_path() const { return base_file.empty() ? path : dir / base_file; }
 
-  void save_manifest() { write_manifest(manifest_path(), Manifest{base_seq, segments}); }
+  void save_manifest() {
+    write_manifest(manifest_path(), Manifest{base_seq, base_file, segments});
+  }
+
+  // A new name for a base table through seq: never one a view may still map.
+  static std::string new_base_name(std::int64_t seq) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    return "base-" + seq_name(seq, "") + "-" + std::to_string(ns) + ".h5";
+  }
+
+  // Format 1 to 2: the base table (the store's file) gets a name in the
+  // sidecar by a hard link, so nothing is copied; the MANIFEST naming it is
+  // the commit point, and the view then takes the store's file name.
+  void migrate() {
+    const std::string name = new_base_name(base_seq);
+    const fs::path target = dir / name;
+    if (::link(path.c_str(), target.c_str()) != 0) {
+      std::error_code ec;
+      fs::copy_file(path, target, ec);  // a file system without hard links
+      if (ec) throw IoError("cannot link " + path.string() + " to " + target.string() + ": " + ec.message());
+      detail::fsync_path(target);
+    }
+    detail::fsync_dir(dir);
+    base_file = name;
+    tables.front() = std::make_unique<TableReader>(target);
+    save_manifest();
+  }
+
+  static hsize_t rows_of(const TableReader& t) {
+    hsize_t n = 0;
+    for (const auto& g : t.groups()) n += g.rows;
+    return n;
+  }
+
+  // Merges the newest segments while they are small next to what they
+  // follow (universal compaction's size ratio): going back from the newest,
+  // a table joins while its rows are at most twice those already taken, and
+  // four or more are merged. Sizes so grow geometrically, and a record is
+  // rewritten about log(records) times over the store's life. The index is
+  // not updated: the store is closed next (close_merging).
+  void merge_segments() {
+    std::vector<bool> fresh(tables.size(), false);  // written here: every row is live
+    while (tables.size() >= 5) {
+      std::size_t first = tables.size() - 1;
+      hsize_t taken = rows_of(*tables[first]);
+      while (first > 1 && rows_of(*tables[first - 1]) <= 2 * std::max<hsize_t>(taken, 1)) {
+        --first;
+        taken += rows_of(*tables[first]);
+      }
+      if (tables.size() - first < 4) return;
+      merge_range(first, fresh);
+    }
+  }
+
+  // Tables first.. (segments, the newest) into one new segment, live rows
+  // only, in storage order. Committed by the MANIFEST; the view follows.
+  void merge_range(std::size_t first, std::vector<bool>& fresh) {
+    const std::int64_t seq = ++last_seq;  // above every file: keeps the MANIFEST's order
+    const std::string name = seq_name(seq, ".h5");
+    {
+      detail::TableWriter w(dir / (name + ".tmp"), seq);
+      w.add_jobs(jobs);
+      std::vector<TaskKey> keys;
+      std::vector<std::int8_t> status;
+      std::vector<hsize_t> live;
+      for (std::size_t t = first; t < tables.size(); ++t) {
+        const TableReader& tr = *tables[t];
+        for (std::size_t g = 0; g < tr.groups().size(); ++g) {
+          tr.read_index(g, keys, status);
+          live.clear();
+          for (std::size_t i = 0; i < keys.size(); ++i) {
+            bool ok = fresh[t];
+            if (!ok) {
+              const auto it = index.find(keys[i]);
+              const Loc* loc = it == index.end() ? nullptr : visible(it->second);
+              if (loc != nullptr) {
+                const Place p = place(*loc);
+                ok = p.mem < 0 && p.table == t && p.group == g && p.row == i;
+              }
+            }
+            if (ok) live.push_back(i);
+          }
+          const JobInfo& job = tr.groups()[g].job;
+          for (std::size_t at = 0; at < live.size(); at += kFetchChunk) {
+            const std::vector<hsize_t> chunk(
+                live.begin() + static_cast<std::ptrdiff_t>(at),
+                live.begin() + static_cast<std::ptrdiff_t>(std::min(live.size(), at + kFetchChunk)));
+            const auto records = tr.read_rows(g, chunk);
+            std::vector<const Record*> ptrs;
+            for (const auto& r : records) ptrs.push_back(&r);
+            w.append(job.name, job.version, ptrs);
+          }
+        }
+      }
+      for (const auto& [id, run] : runs) {
+        keys.clear();
+        for (std::size_t t = first; t < tables.size(); ++t) tables[t]->read_tasks(id, keys);
+        if (!keys.empty()) w.append_tasks(id, keys);
+      }
+      w.set_runs(run_list());
+      w.finish(dir / name);
+    }
+    tables.resize(first);
+    remaps.resize(first);
+    fresh.resize(first);
+    tables.push_back(std::make_unique<TableReader>(dir / name));
+    remaps.push_back(nullptr);
+    fresh.push_back(true);
+    segments.resize(first - 1);  // segments[k] is tables[k + 1]
+    segments.push_back(seq);
+    save_manifest();
+    write_view();
+    remove_obsolete();
+    detail::fsync_dir(dir);
+  }
+
+  // The store's file: virtual datasets over the tables (see view.hpp).
+  void write_view() { detail::write_view(path, view_sources(), jobs, run_list()); }
+
+  std::vector<detail::ViewSource> view_sources() const {
+    std::vector<detail::ViewSource> sources;
+    const std::string side = dir.filename().string();
+    for (const auto& t : tables) {
+      detail::ViewSource src;
+      src.file = side + "/" + t->path().filename().string();
+      for (const auto& g : t->groups()) src.rows[{g.job.name, g.job.version}] = g.rows;
+      src.tasks = t->task_rows();
+      sources.push_back(std::move(src));
+    }
+    return sources;
+  }
 
   // Returns false when a file vanished or changed under us (a compaction
   // ran): retry. On the last attempt, what is missing is reported instead.
@@ -470,16 +612,18 @@ struct Store::Impl {
     unflushed = false;
 
     const std::optional<Manifest> manifest = read_manifest(manifest_path());
+    base_file = manifest ? manifest->base_file : std::string();
     std::unique_ptr<TableReader> base;
     try {
-      base = std::make_unique<TableReader>(path);
+      base = std::make_unique<TableReader>(base_path());
     } catch (const StoreVersionError&) {
       throw;
     } catch (const Error& e) {
       if (!manifest) throw;  // a lone file that is not a store, or damaged
       std::error_code ec;
-      problems.push_back(
-          {path.string(), fs::exists(path, ec) ? e.what() : "store file is missing"});
+      const bool there = fs::exists(base_path(), ec);
+      if (!there && !last_attempt) return false;  // a compaction replaced it: read again
+      problems.push_back({base_path().string(), there ? e.what() : "base table is missing"});
     }
     base_seq = base ? base->through_seq() : manifest ? manifest->base : 0;
     if (manifest && manifest->base > base_seq && !last_attempt) return false;
@@ -571,8 +715,9 @@ struct Store::Impl {
       const auto seg = parse_seq(name, ".h5");
       const auto lg = parse_seq(name, ".log");
       const bool listed = std::find(segments.begin(), segments.end(), seg) != segments.end();
-      const bool obsolete =
-          (seg >= 0 && !listed) || (lg >= 0 && lg <= newest) || name.ends_with(".tmp");
+      const bool old_base = name.starts_with("base-") && name != base_file;
+      const bool obsolete = (seg >= 0 && !listed) || (lg >= 0 && lg <= newest) ||
+                            name.ends_with(".tmp") || old_base;
       if (obsolete) fs::remove(entry.path(), ec);
     }
   }
@@ -652,7 +797,7 @@ struct Store::Impl {
     unflushed = false;
 
     const detail::MemTable* frozen = &mems[f->slot];
-    Manifest manifest{base_seq, segments};
+    Manifest manifest{base_seq, base_file, segments};
     manifest.segments.push_back(f->seq);
     f->done = std::async(std::launch::async, [this, f = f.get(), frozen, manifest, jobs_copy = jobs,
                                               runs_copy = run_list(), logs] {
@@ -729,6 +874,7 @@ struct Store::Impl {
     remaps.push_back(std::move(f->remap));
     mems[f->slot].clear();
     mem_table[f->slot] = kNoTable;
+    write_view();
   }
 
   // Everything logged so far into segments, before returning.
@@ -998,12 +1144,29 @@ fs::path Store::sidecar(const fs::path& path) {
   return fs::path(path.string() + ".d");
 }
 
+std::vector<Problem> Store::check_view() const {
+  const Impl& s = *impl_;
+  if (s.base_file.empty()) return {};  // format 1: the file is the base table
+  std::vector<Problem> out;
+  for (auto& what : detail::check_view(s.path, s.view_sources(), s.jobs))
+    out.push_back({s.path.string(), std::move(what)});
+  return out;
+}
+
 bool Store::exists(const fs::path& path) {
   try {
-    TableReader t(path);
+    TableReader t(path);  // a store of format 1
     return true;
   } catch (const Error&) {
-    return false;
+    std::error_code ec;  // format 2: the view and its MANIFEST
+    if (!fs::exists(sidecar(path) / "MANIFEST", ec)) return false;
+    try {
+      detail::h5::init();
+      const detail::h5::Handle f = detail::h5::open_file_read(path.string());
+      return detail::is_view(f.get());
+    } catch (const Error&) {
+      return false;
+    }
   }
 }
 
@@ -1036,10 +1199,11 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
       detail::fsync_dir(impl->dir.parent_path());
     }
     impl->lock = detail::LockFile::acquire(impl->dir / "LOCK", name);
-    fs::remove(path.string() + ".tmp", ec);  // a compaction cut short by a crash
+    fs::remove(path.string() + ".tmp", ec);  // a view or compaction cut short by a crash
     if (!fs::exists(path, ec) && !fs::exists(impl->manifest_path(), ec)) {
-      detail::TableWriter w(path.string() + ".tmp", 0);
-      w.finish(path);
+      impl->base_file = Impl::new_base_name(0);
+      detail::TableWriter w(impl->dir / (impl->base_file + ".tmp"), 0);
+      w.finish(impl->dir / impl->base_file);
       impl->save_manifest();
     }
   }
@@ -1060,11 +1224,22 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
                                    : std::string()) +
                               "; run 'mpibatch verify'");
     }
-    if (!fs::exists(path, ec)) {  // allow_damaged: a new empty base keeps the segments valid
-      detail::TableWriter w(path.string() + ".tmp", impl->base_seq);
-      w.finish(path);
+    if (impl->tables.empty() || impl->tables.front()->path() != impl->base_path()) {
+      // allow_damaged, the base lost: a new empty one keeps the segments
+      // valid (tables keep their numbers; the next open reads it). A damaged
+      // store file of format 1 is kept aside, not replaced by the view.
+      if (impl->base_file.empty() && fs::exists(path, ec))
+        fs::rename(path, impl->dir / ("damaged-" + path.filename().string()), ec);
+      impl->base_file = Impl::new_base_name(impl->base_seq);
+      detail::TableWriter w(impl->dir / (impl->base_file + ".tmp"), impl->base_seq);
+      w.finish(impl->dir / impl->base_file);
+      impl->save_manifest();
+    } else if (impl->base_file.empty()) {
+      impl->migrate();
     }
     if (!fs::exists(impl->manifest_path(), ec)) impl->save_manifest();
+    // The view first: until it is replaced, the old one may map what goes next.
+    impl->write_view();
     impl->remove_obsolete();
     impl->start_log();
     // A run still "running" was cut short by a crash: say so.
@@ -1288,7 +1463,7 @@ void Store::compact() {
   s.require_writer("compact");
   s.commit();
   s.flush_now();
-  if (s.tables.size() <= 1) return;  // already one file
+  if (s.tables.size() <= 1) return;  // already one table
   rewrite(nullptr);
 }
 
@@ -1311,8 +1486,9 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
   s.flush_now();
   std::uint64_t dropped = 0;
   const std::int64_t through = s.tables.back()->through_seq();
+  const std::string base_name = Impl::new_base_name(through);
   {
-    detail::TableWriter w(s.path.string() + ".tmp", through);
+    detail::TableWriter w(s.dir / (base_name + ".tmp"), through);
     w.add_jobs(s.jobs);
     // Live locations per job version, in storage order: the new base keeps
     // the order records were stored in (oldest first).
@@ -1349,14 +1525,15 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
       }
     }
     w.set_runs(s.run_list());
-    w.finish(s.path);
+    w.finish(s.dir / base_name);
   }
   // The new base holds everything: drop the rest and index the base again.
   s.tables.clear();
   s.remaps.clear();
   s.index.clear();
   s.phantoms = 0;
-  s.tables.push_back(std::make_unique<TableReader>(s.path));
+  s.base_file = base_name;
+  s.tables.push_back(std::make_unique<TableReader>(s.base_path()));
   s.remaps.resize(1);
   s.mem_table = {kNoTable, kNoTable};
   s.mem_table[s.active] = 1;  // both memtables are empty (flushed above)
@@ -1367,9 +1544,34 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
   s.segments.clear();
   s.save_manifest();
   s.index_table(0);
+  s.write_view();
   s.remove_obsolete();
   detail::fsync_dir(s.dir);
   return dropped;
+}
+
+void Store::close_merging() {
+  Impl& s = *impl_;
+  if (s.closed) return;
+  s.require_writer("merge");
+  try {
+    s.release_claims();
+    s.commit();
+    s.flush_now();
+    if (s.problems.empty() && s.tables.size() > 1 &&
+        s.tables.front()->path() == s.base_path()) {
+      hsize_t segment_rows = 0;
+      for (std::size_t t = 1; t < s.tables.size(); ++t) segment_rows += Impl::rows_of(*s.tables[t]);
+      if (segment_rows >= Impl::rows_of(*s.tables.front()))
+        rewrite(nullptr);  // a new base: it at least doubles between two of these
+      else
+        s.merge_segments();
+    }
+  } catch (...) {
+    close();
+    throw;
+  }
+  close();
 }
 
 void Store::close() {
@@ -1379,24 +1581,12 @@ void Store::close() {
     s.release_claims();
     s.commit();
     s.flush_now();
-    // Leave no empty log behind; the sidecar goes when nothing is left in it.
+    // Leave no empty log behind.
     const fs::path current = s.log->path();
     s.log.reset();
     std::error_code ec;
     fs::remove(current, ec);
     s.lock.release();
-    // A compacted store is just the file: the sidecar goes when it holds
-    // nothing but an empty MANIFEST.
-    if (s.segments.empty()) {
-      bool only_manifest = true;
-      for (const auto& entry : fs::directory_iterator(s.dir, ec)) {
-        only_manifest = only_manifest && entry.path().filename() == "MANIFEST";
-      }
-      if (only_manifest) {
-        fs::remove(s.manifest_path(), ec);
-        fs::remove(s.dir, ec);
-      }
-    }
   }
   s.closed = true;
 }

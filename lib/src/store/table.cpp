@@ -8,6 +8,7 @@
 #include "mpibatch/error.hpp"
 #include "store/file_util.hpp"
 #include "store/schema.hpp"
+#include "store/view.hpp"
 
 namespace mpibatch::detail {
 
@@ -254,6 +255,10 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
   }
   if (!h5::has_attr(file_.get(), "mpibatch_format")) {
     throw NotAStoreError(name + ": an HDF5 file but not an mpibatch store (no mpibatch_format)");
+  }
+  if (is_view(file_.get())) {
+    throw StoreCorruptError(name + ": the view of a store whose tables (in its folder " +
+                            Store::sidecar(path).filename().string() + ") are missing");
   }
   const auto format = h5::read_attr_int(file_.get(), "mpibatch_format");
   if (format > kStoreFormat) {

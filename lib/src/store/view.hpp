@@ -1,0 +1,43 @@
+// The store's view: the file users open (STORE), whose datasets are HDF5
+// virtual datasets that join each column over the immutable tables in the
+// sidecar, in storage order. h5py and h5dump read it as one file; nothing is
+// copied, so a run that adds ten records rewrites a few KB, not the store.
+// A table file that has gone missing reads as fill values: status -1
+// ("missing" in its enum), NaN times. mpibatch itself never reads the view;
+// it reads the tables the MANIFEST lists, and reports a missing one.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hdf5/hdf5.hpp"
+#include "mpibatch/store.hpp"
+
+namespace mpibatch::detail {
+
+// One table as the view maps it.
+struct ViewSource {
+  std::string file;  // as HDF5 resolves it: relative to the view's folder
+  std::map<std::pair<std::string, std::int64_t>, hsize_t> rows;  // per job version
+  std::map<std::int64_t, hsize_t> tasks;                         // per run: task-list rows
+};
+
+// Writes the view to path (through path.tmp, fsync'd and renamed), with a
+// group per job version and run. Throws Hdf5Error or IoError naming the file.
+void write_view(const std::filesystem::path& path, const std::vector<ViewSource>& sources,
+                const std::vector<JobInfo>& jobs, const std::vector<RunInfo>& runs);
+
+// True when the HDF5 file open as file is a view (its root has mpibatch_view).
+bool is_view(hid_t file);
+
+// What is wrong with the view at path against the tables it should map:
+// not a view, a job version's rows not those of the tables, rows that read
+// as missing through it (it reads every status). Empty when sound.
+std::vector<std::string> check_view(const std::filesystem::path& path,
+                                    const std::vector<ViewSource>& sources,
+                                    const std::vector<JobInfo>& jobs);
+
+}  // namespace mpibatch::detail

@@ -1,0 +1,162 @@
+// Format 2: the store's file is a view over tables; runs merge tables by
+// size (close_merging), never rewriting the whole store for a small run.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "mpibatch/error.hpp"
+#include "mpibatch/store.hpp"
+#include "store/table.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace mpibatch;
+using mpibatch::test_support::demo_job;
+using mpibatch::test_support::demo_key;
+using mpibatch::test_support::demo_record;
+using mpibatch::test_support::TempDir;
+
+ino_t inode(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_ino;
+}
+
+// Bytes this process has written with write(2) and friends (HDF5's too).
+std::uint64_t bytes_written() {
+  std::ifstream io("/proc/self/io");
+  std::string name;
+  std::uint64_t value = 0;
+  while (io >> name >> value)
+    if (name == "wchar:") return value;
+  return 0;
+}
+
+std::uint64_t store_bytes(const fs::path& store) {
+  std::uint64_t n = 0;
+  for (const auto& t : test_support::tables(store)) n += fs::file_size(t);
+  return n;
+}
+
+// One run: n new records from `from`, then the finished run's cleanup.
+void small_run(const fs::path& path, std::uint64_t from, std::uint64_t n) {
+  Store s = Store::open(path);
+  s.define_job(demo_job());
+  std::vector<Record> batch;
+  for (std::uint64_t i = from; i < from + n; ++i) batch.push_back(demo_record(i));
+  s.append(batch);
+  s.commit();
+  s.close_merging();
+}
+
+TEST(StoreFormat, AStoreOfFormatOneMovesToFormatTwoByAHardLink) {
+  TempDir dir;
+  fs::copy(fs::path(TEST_DATA_DIR) / "log_format_1", dir.path(), fs::copy_options::recursive);
+  const auto path = dir / "store.h5";
+  const ino_t old = inode(path);
+  EXPECT_TRUE(Store::exists(path));
+  { Store r = Store::open(path, {.read_only = true}); }  // a reader changes nothing
+  EXPECT_EQ(inode(path), old);
+  { Store w = Store::open(path); }
+  EXPECT_EQ(inode(test_support::base_table(path)), old) << "the old file is the base table, not a copy";
+  EXPECT_NE(inode(path), old) << "the store's file is now its view";
+  std::string manifest;
+  std::getline(std::ifstream(Store::sidecar(path) / "MANIFEST"), manifest);
+  EXPECT_EQ(manifest, "mpibatch-manifest 2");
+  EXPECT_TRUE(Store::exists(path));
+  Store r = Store::open(path, {.read_only = true});
+  EXPECT_TRUE(r.problems().empty());
+  EXPECT_EQ(r.size(), 30u);
+  EXPECT_EQ(*r.get(demo_key(7)), demo_record(7, 1));
+}
+
+TEST(StoreFormat, AViewWithoutItsTablesIsNamedNotReadAsData) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  small_run(path, 0, 10);
+  fs::remove_all(Store::sidecar(path));
+  EXPECT_FALSE(Store::exists(path));
+  try {
+    Store::open(path, {.read_only = true});
+    ADD_FAILURE() << "opened a view without its tables";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("s.h5.d"), std::string::npos) << e.what();
+  }
+}
+
+// 10 new records against a store of 200,000 cost a segment and a view: the
+// base table is neither rewritten nor replaced.
+TEST(StoreMerge, ASmallRunAddsASegmentAndLeavesTheBaseAsItIs) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  small_run(path, 0, 200000);
+  const fs::path base = test_support::base_table(path);
+  ASSERT_FALSE(base.empty());
+  const ino_t base_inode = inode(base);
+  const std::uint64_t before = bytes_written();
+  small_run(path, 200000, 10);
+  EXPECT_LT(bytes_written() - before, fs::file_size(base) / 10) << "the run rewrote the store";
+  EXPECT_EQ(test_support::base_table(path), base);
+  EXPECT_EQ(inode(base), base_inode);
+  EXPECT_EQ(test_support::tables(path).size(), 2u);
+  Store r = Store::open(path, {.read_only = true});
+  EXPECT_EQ(r.size(), 200010u);
+  EXPECT_EQ(*r.get(demo_key(200005)), demo_record(200005));
+}
+
+// 100 runs of 2,000 records: bytes written stay a small multiple of the
+// store's size, and the number of tables stays small.
+TEST(StoreMerge, ManySmallRunsKeepWritesAndTablesBounded) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  const std::uint64_t before = bytes_written();
+  constexpr std::uint64_t kRuns = 100, kPerRun = 2000;
+  std::size_t most_tables = 0;
+  for (std::uint64_t run = 0; run < kRuns; ++run) {
+    small_run(path, run * kPerRun, kPerRun);
+    most_tables = std::max(most_tables, test_support::tables(path).size());
+  }
+  const double amplification =
+      static_cast<double>(bytes_written() - before) / static_cast<double>(store_bytes(path));
+  std::printf("write amplification %.2f, at most %zu tables\n", amplification, most_tables);
+  EXPECT_LT(amplification, 12.0);
+  EXPECT_LE(most_tables, 16u);
+  Store r = Store::open(path, {.read_only = true});
+  EXPECT_TRUE(r.problems().empty());
+  ASSERT_EQ(r.size(), kRuns * kPerRun);
+  for (std::uint64_t i = 0; i < kRuns * kPerRun; i += 997) EXPECT_EQ(*r.get(demo_key(i)), demo_record(i));
+}
+
+// A merge keeps the latest record of a key, and the task lists of runs.
+TEST(StoreMerge, MergedSegmentsKeepTheLatestRecordAndTaskLists) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  small_run(path, 0, 100000);  // the base
+  for (std::uint64_t r = 0; r < 6; ++r) {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    const auto run = s.begin_run(RunInfo{});
+    std::vector<TaskKey> keys{demo_key(r), demo_key(100000 + r)};
+    s.append_tasks(run, keys);
+    s.append(std::vector<Record>{demo_record(r, run), demo_record(100000 + r, run)});
+    s.end_run(run, RunState::finished, 0);
+    s.close_merging();
+  }
+  EXPECT_LT(test_support::tables(path).size(), 7u) << "the six small segments were merged";
+  Store s = Store::open(path, {.read_only = true});
+  EXPECT_EQ(s.size(), 100006u);
+  for (std::uint64_t r = 0; r < 6; ++r) {
+    EXPECT_EQ(s.get(demo_key(r))->run, static_cast<std::int64_t>(r + 1)) << "the later record";
+    std::vector<TaskKey> seen;
+    s.for_each_task(static_cast<std::int64_t>(r + 1), [&](const TaskKey& k, const Record* rec) {
+      EXPECT_NE(rec, nullptr);
+      seen.push_back(k);
+    });
+    EXPECT_EQ(seen, (std::vector<TaskKey>{demo_key(r), demo_key(100000 + r)}));
+  }
+}
+
+}  // namespace

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Write amplification of the store through the command: RUNS runs of TASKS new sqrt tasks each
+# into one store (mpirun -n 3 --oversubscribe, as users run it). Bytes written are what the
+# kernel accounted to the ranks (GNU time's %O, 512-byte blocks: rusage's ru_oublock), summed
+# over every run, against the store's final size and against the results' own bytes (x and
+# value: 16 bytes a task). Usage: tools/bench/write_amplification.sh [RUNS] [TASKS] [DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-100}
+tasks=${2:-100000}
+dir=$(mktemp -d "${3:-/tmp}/mpibatch-wa-XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+store="$dir/wa.h5"
+blocks=0
+start=$(date +%s.%N)
+for ((r = 0; r < runs; r++)); do
+  from=$((r * tasks))
+  out=$(mpirun -n 3 --oversubscribe /usr/bin/time -f "oblocks %O" build/tools/mpibatch run sqrt \
+    --grid "x=$from..$((from + tasks - 1))" --store "$store" --progress none 2>&1)
+  for b in $(grep '^oblocks' <<<"$out" | awk '{print $2}'); do blocks=$((blocks + b)); done
+done
+sync
+end=$(date +%s.%N)
+final=$(du -sb "$store" "$store.d" | awk '{s += $1} END {print s}')
+written=$((blocks * 512))
+total=$((runs * tasks))
+tables=$(ls "$store.d" | grep -c '\.h5$')
+echo "runs $runs x $tasks tasks = $total tasks in $(echo "$end - $start" | bc) s"
+echo "bytes written $written; store $final bytes ($((final / total)) a task) in $tables tables"
+echo "write amplification: $(echo "scale=2; $written / $final" | bc) x the store, $(echo "scale=2; $written / ($total * 16)" | bc) x the results' bytes"
