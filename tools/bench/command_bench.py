@@ -83,7 +83,7 @@ def main():
     run = MPIRUN + [MPIBATCH, "run", "sqrt", "--store", store, "--progress", "none"]
     scripts = {}
     for name, text in (("joblib", JOBLIB), ("mpi4py", MPI4PY), ("serial", SERIAL)):
-        scripts[name] = os.path.join(work, name + ".py")
+        scripts[name] = os.path.join(work, "peer_" + name + ".py")  # not joblib.py: it would shadow joblib
         with open(scripts[name], "w") as f:
             f.write(text)
     figures = {k: [] for k in ("new", "rerun", "add", "status", "status_kib", "joblib",

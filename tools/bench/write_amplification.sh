@@ -16,9 +16,12 @@ blocks=0
 start=$(date +%s.%N)
 for ((r = 0; r < runs; r++)); do
   from=$((r * tasks))
-  out=$(mpirun -n 3 --oversubscribe /usr/bin/time -f "oblocks %O" build/tools/mpibatch run sqrt \
-    --grid "x=$from..$((from + tasks - 1))" --store "$store" --progress none 2>&1)
-  for b in $(grep '^oblocks' <<<"$out" | awk '{print $2}'); do blocks=$((blocks + b)); done
+  # Each rank's count to a file of its own (their standard errors interleave).
+  mpirun -n 3 --oversubscribe sh -c '/usr/bin/time -f %O -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' \
+    "$dir/blocks" build/tools/mpibatch run sqrt --grid "x=$from..$((from + tasks - 1))" \
+    --store "$store" --progress none 2>/dev/null
+  for f in "$dir"/blocks.*; do blocks=$((blocks + $(tail -1 "$f"))); done
+  rm -f "$dir"/blocks.*
 done
 sync
 end=$(date +%s.%N)

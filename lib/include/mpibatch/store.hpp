@@ -274,13 +274,13 @@ class Store {
   std::uint64_t erase_if(const std::function<bool(const Record&)>& drop);
   // Commits and releases the lock. Idempotent. Throws what commit throws.
   void close();
-  // A finished run's cleanup, then close(): merges the store's newer tables
-  // so that their number stays small and each record is rewritten a few
-  // times over the store's life, whatever the number of runs. When the
-  // segments hold as many rows as the base or more they become a new base
-  // with it (compact()); else the newest segments that are small next
-  // to what they follow are merged into one. Nothing is merged over damage.
-  // Closes even when merging throws (Error), then rethrows.
+  // A finished run's cleanup, then close(): merges the store's newest tables
+  // while they are small next to what they follow, so that their number
+  // stays small and each record is rewritten about log(records) times over
+  // the store's life, whatever the number of runs; a run that added little
+  // writes little. When the base joins, that is compact(). Nothing is
+  // merged over damage. Closes even when merging throws (Error), then
+  // rethrows.
   void close_merging();
 
   // True when path holds a store (the HDF5 file with mpibatch's format mark).

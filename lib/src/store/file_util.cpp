@@ -64,6 +64,16 @@ void atomic_replace(const std::filesystem::path& tmp, const std::filesystem::pat
   fsync_dir(target.parent_path());
 }
 
+void link_or_copy(const std::filesystem::path& from, const std::filesystem::path& to) {
+  if (::link(from.c_str(), to.c_str()) != 0) {
+    std::error_code ec;
+    std::filesystem::copy_file(from, to, ec);
+    if (ec) throw IoError("cannot link or copy " + from.string() + " to " + to.string() + ": " + ec.message());
+    fsync_path(to);
+  }
+  fsync_dir(to.parent_path());
+}
+
 std::string read_file(const std::filesystem::path& path) {
   Fd fd = open_or_throw(path.string(), O_RDONLY);
   std::string out;

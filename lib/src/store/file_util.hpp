@@ -36,6 +36,9 @@ void fsync_or_throw(int fd, const std::string& path);
 void fsync_dir(const std::filesystem::path& dir);
 // Renames tmp over target and fsyncs the folder: readers see old or new, never half.
 void atomic_replace(const std::filesystem::path& tmp, const std::filesystem::path& target);
+// Gives from's file the name to as well: a hard link, or a copy (fsync'd)
+// where the file system has none; then fsyncs to's folder. Throws IoError.
+void link_or_copy(const std::filesystem::path& from, const std::filesystem::path& to);
 // fsyncs an existing file by path.
 void fsync_path(const std::filesystem::path& path);
 std::string read_file(const std::filesystem::path& path);

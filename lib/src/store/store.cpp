@@ -76,6 +76,8 @@ struct Place {
   std::uint64_t row = 0;
 };
 constexpr std::size_t kFetchChunk = 8192;
+// Tables a store may have before finished runs merge some (opening reads each).
+constexpr std::size_t kCalmTables = 24;
 constexpr std::size_t kReserveMax = std::size_t{1} << 22;
 // Index slots are random cache misses: batch loops prefetch this far ahead.
 constexpr std::size_t kPrefetch = 8;
@@ -476,13 +478,7 @@ struct Store::Impl {
   void migrate() {
     const std::string name = new_base_name(base_seq);
     const fs::path target = dir / name;
-    if (::link(path.c_str(), target.c_str()) != 0) {
-      std::error_code ec;
-      fs::copy_file(path, target, ec);  // a file system without hard links
-      if (ec) throw IoError("cannot link " + path.string() + " to " + target.string() + ": " + ec.message());
-      detail::fsync_path(target);
-    }
-    detail::fsync_dir(dir);
+    detail::link_or_copy(path, target);
     base_file = name;
     tables.front() = std::make_unique<TableReader>(target);
     save_manifest();
@@ -494,28 +490,29 @@ struct Store::Impl {
     return n;
   }
 
-  // Merges the newest segments while they are small next to what they
-  // follow (universal compaction's size ratio): going back from the newest,
-  // a table joins while its rows are at most twice those already taken, and
-  // four or more are merged. Sizes so grow geometrically, and a record is
-  // rewritten about log(records) times over the store's life. The index is
-  // not updated: the store is closed next (close_merging).
-  void merge_segments() {
-    std::vector<bool> fresh(tables.size(), false);  // written here: every row is live
-    while (tables.size() >= 5) {
-      std::size_t first = tables.size() - 1;
-      hsize_t taken = rows_of(*tables[first]);
-      while (first > 1 && rows_of(*tables[first - 1]) <= 2 * std::max<hsize_t>(taken, 1)) {
-        --first;
-        taken += rows_of(*tables[first]);
-      }
-      if (tables.size() - first < 4) return;
-      merge_range(first, fresh);
+  // Where a merge of the newest tables starts, or tables.size() for none:
+  // with more than kCalmTables tables, going back from the newest, a table
+  // joins while its rows are at most twice those already taken (universal
+  // compaction's size ratio), and four or more make a merge. A run's own
+  // segments (a 2^20-entry memtable each) are so left as they are unless
+  // there are many. Sizes so grow geometrically, and a record is
+  // rewritten about log(records) times over the store's life. From lowest
+  // on: 0 lets the base join (its rewrite), 1 keeps it out.
+  std::size_t merge_start(std::size_t lowest) const {
+    if (tables.size() <= kCalmTables || tables.size() < lowest + 4) return tables.size();
+    std::size_t first = tables.size() - 1;
+    hsize_t taken = rows_of(*tables[first]);
+    while (first > lowest && rows_of(*tables[first - 1]) <= 2 * std::max<hsize_t>(taken, 1)) {
+      --first;
+      taken += rows_of(*tables[first]);
     }
+    return tables.size() - first >= 4 ? first : tables.size();
   }
 
   // Tables first.. (segments, the newest) into one new segment, live rows
   // only, in storage order. Committed by the MANIFEST; the view follows.
+  // For close_merging only: the index is not updated (fresh marks tables
+  // written here, whose rows are all live).
   void merge_range(std::size_t first, std::vector<bool>& fresh) {
     const std::int64_t seq = ++last_seq;  // above every file: keeps the MANIFEST's order
     const std::string name = seq_name(seq, ".h5");
@@ -570,6 +567,26 @@ struct Store::Impl {
     fresh.push_back(true);
     segments.resize(first - 1);  // segments[k] is tables[k + 1]
     segments.push_back(seq);
+    save_manifest();
+    write_view();
+    remove_obsolete();
+    detail::fsync_dir(dir);
+  }
+
+  // An empty base gives way to the oldest segment, which becomes the base
+  // by a hard link (no copy): a first run is never rewritten. Like
+  // merge_range, for close_merging only (the index is not updated).
+  void promote_first_segment() {
+    const fs::path segment = tables[1]->path();
+    const std::string name = new_base_name(segments.front());
+    const fs::path target = dir / name;
+    detail::link_or_copy(segment, target);
+    base_file = name;
+    base_seq = segments.front();
+    tables.erase(tables.begin());
+    tables.front() = std::make_unique<TableReader>(target);
+    remaps.erase(remaps.begin());
+    segments.erase(segments.begin());
     save_manifest();
     write_view();
     remove_obsolete();
@@ -1560,12 +1577,19 @@ void Store::close_merging() {
     s.flush_now();
     if (s.problems.empty() && s.tables.size() > 1 &&
         s.tables.front()->path() == s.base_path()) {
-      hsize_t segment_rows = 0;
-      for (std::size_t t = 1; t < s.tables.size(); ++t) segment_rows += Impl::rows_of(*s.tables[t]);
-      if (segment_rows >= Impl::rows_of(*s.tables.front()))
-        rewrite(nullptr);  // a new base: it at least doubles between two of these
-      else
-        s.merge_segments();
+      // An empty base never joins: the oldest segment takes its place below.
+      const std::size_t lowest = Impl::rows_of(*s.tables.front()) == 0 ? 1 : 0;
+      std::vector<bool> fresh(s.tables.size(), false);  // merged here: every row live
+      for (bool first_merge = true;; first_merge = false) {
+        const std::size_t first = s.merge_start(lowest);
+        if (first >= s.tables.size()) break;
+        if (first == 0) {  // the base joins: a compaction, while the index is current
+          if (first_merge) rewrite(nullptr);
+          break;
+        }
+        s.merge_range(first, fresh);
+      }
+      if (Impl::rows_of(*s.tables.front()) == 0 && s.tables.size() > 1) s.promote_first_segment();
     }
   } catch (...) {
     close();
