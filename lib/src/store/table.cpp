@@ -257,8 +257,9 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
     throw NotAStoreError(name + ": an HDF5 file but not an mpibatch store (no mpibatch_format)");
   }
   if (is_view(file_.get())) {
-    throw StoreCorruptError(name + ": the view of a store whose tables (in its folder " +
-                            Store::sidecar(path).filename().string() + ") are missing");
+    throw StoreCorruptError(name + ": a store's view, but its folder " +
+                            Store::sidecar(path).filename().string() +
+                            " (the MANIFEST and the tables) is missing");
   }
   const auto format = h5::read_attr_int(file_.get(), "mpibatch_format");
   if (format > kStoreFormat) {

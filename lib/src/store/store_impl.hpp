@@ -1,0 +1,328 @@
+// Store's internals, shared by the files that implement it: the key index's
+// locations, the Impl every Store method works on, and its parts by file:
+// store_open.cpp (loading, recovery, the sidecar's files), store_index.cpp
+// (the key index and claims, reading records), store_write.cpp (appends,
+// commits, segment flushes), store_merge.cpp (merging and the view).
+#pragma once
+
+#include <absl/container/flat_hash_map.h>
+
+#include <array>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mpibatch/error.hpp"
+#include "mpibatch/store.hpp"
+#include "store/lock_file.hpp"
+#include "store/log.hpp"
+#include "store/manifest.hpp"
+#include "store/mem_table.hpp"
+#include "store/table.hpp"
+#include "store/view.hpp"
+
+namespace mpibatch {
+
+namespace detail {
+
+
+// Where a key's newest record is: table, group within the table, failed bit,
+// row. 8 bytes so the index stays small. A memtable has the number of the
+// table it will become, and its rows are its entries; those row numbers stay
+// valid after its flush through the table's Remap, so a flush never touches
+// the index.
+struct Loc {
+  std::uint64_t bits = 0;
+  static Loc make(std::uint32_t table, std::uint32_t group, bool failed, std::uint64_t row) {
+    return Loc{(std::uint64_t{table} << 48) | (std::uint64_t{group} << 33) |
+               (std::uint64_t{failed} << 32) | row};
+  }
+  std::uint32_t table() const { return static_cast<std::uint32_t>(bits >> 48); }
+  std::uint32_t group() const { return static_cast<std::uint32_t>((bits >> 33) & 0x7FFF); }
+  bool failed() const { return ((bits >> 32) & 1) != 0; }
+  std::uint64_t row() const { return bits & 0xFFFFFFFFu; }
+};
+
+constexpr std::uint64_t kMaxRows = 0xFFFFFFFFu;
+constexpr std::uint32_t kMaxTables = 0xFFFE;  // Loc has 16 bits, and memtables take numbers
+// Index values that are no location (table numbers stay below them): a
+// claimed key (row: the claim's id), and a key claimed and released while it
+// had no record.
+constexpr std::uint32_t kClaimed = 0xFFFF;
+constexpr std::uint32_t kReleased = 0xFFFE;
+constexpr std::uint32_t kNoTable = 0xFFFFFFFFu;
+
+// Rows of a segment flushed by this writer, by memtable entry: entry e is
+// the pos[e]-th live row, counting the segment's groups in order of jobs
+// (job k from first[k], in the table's group group[k]).
+struct Remap {
+  static constexpr std::uint32_t kGone = 0xFFFFFFFFu;  // superseded, not written
+  std::vector<std::uint32_t> pos;
+  std::vector<std::uint32_t> first;
+  std::vector<std::uint32_t> group;
+};
+
+// A Loc made concrete: a memtable's entry, or a table's group and row.
+struct Place {
+  int mem = -1;  // memtable slot, or -1
+  std::uint32_t table = 0;
+  std::uint32_t group = 0;
+  std::uint64_t row = 0;
+};
+constexpr std::size_t kFetchChunk = 8192;
+// Tables a store may have before finished runs merge some (opening reads each).
+constexpr std::size_t kCalmTables = 24;
+constexpr std::size_t kReserveMax = std::size_t{1} << 22;
+// Index slots are random cache misses: batch loops prefetch this far ahead.
+constexpr std::size_t kPrefetch = 8;
+
+}  // namespace detail
+
+namespace fs = std::filesystem;
+using detail::Loc;
+using detail::Manifest;
+using detail::Place;
+using detail::Remap;
+using detail::TableReader;
+using detail::kCalmTables;
+using detail::kClaimed;
+using detail::kFetchChunk;
+using detail::kMaxRows;
+using detail::kMaxTables;
+using detail::kNoTable;
+using detail::kPrefetch;
+using detail::kReleased;
+using detail::kReserveMax;
+
+struct Store::Impl {
+  fs::path path;
+  fs::path dir;  // sidecar
+  StoreOptions opt;
+  std::vector<Problem> problems;
+  detail::LockFile lock;
+
+  std::vector<std::unique_ptr<TableReader>> tables;  // base first, then segments by seq
+  std::vector<std::unique_ptr<Remap>> remaps;        // per table; null: Locs are direct
+  std::int64_t base_seq = 0;
+  std::string base_file;  // the base table in the sidecar; empty: the store's file (format 1)
+  std::int64_t last_seq = 0;           // highest number of any table or log seen or made
+  std::vector<std::int64_t> segments;  // live segments, as in the MANIFEST
+
+  absl::flat_hash_map<TaskKey, Loc, TaskKeyHash> index;
+  // Unsettled claims (Store::claim), by id. A claimed key's index value is
+  // a kClaimed marker; its slot is reached through the pointer here, which
+  // stays valid because the index never erases (a released key keeps a
+  // kReleased marker), and is found again when the index has grown.
+  struct ClaimRec {
+    TaskKey key;
+    std::pair<const TaskKey, Loc>* slot = nullptr;
+    Loc old;  // the key's location before the claim, if had_old
+    bool had_old = false;
+    bool live = false;
+  };
+  std::vector<ClaimRec> claims;
+  std::vector<Claim> free_claims;
+  std::size_t claims_capacity = 0;  // index.capacity() the slot pointers are for
+  std::size_t phantoms = 0;         // index values with no record behind them
+  std::array<detail::MemTable, 2> mems;
+  unsigned active = 0;  // the memtable that takes appends
+  // The table number each memtable's rows carry in Locs (kNoTable: unused).
+  std::array<std::uint32_t, 2> mem_table{kNoTable, kNoTable};
+
+  // A segment being written in the background from mems[slot].
+  struct Flush {
+    unsigned slot = 0;
+    std::int64_t seq = 0;
+    std::map<detail::MemTable::JobVersion, std::vector<detail::MemTable::LiveRow>> live;
+    std::unique_ptr<Remap> remap;  // made by the flush thread; groups filled in on finish
+    std::future<void> done;
+  };
+  std::unique_ptr<Flush> pending;
+  std::string broken;  // why this writer can no longer write, if it cannot
+  std::vector<JobInfo> jobs;
+  std::map<std::int64_t, RunInfo> runs;
+
+  std::unique_ptr<detail::LogWriter> log;
+  // Job ids of the current log (writer) and of the log being replayed.
+  std::map<std::pair<std::string, std::int64_t>, std::uint32_t> log_job_ids;
+  std::vector<std::pair<std::string, std::int64_t>> replay_jobs;
+  std::vector<fs::path> covered_logs;  // logs whose frames are all in mem
+  bool uncommitted = false;
+  // Anything (records, tasks, jobs, runs) in the logs but in no table yet.
+  bool unflushed = false;
+  bool closed = false;
+
+  bool writer() const { return !opt.read_only; }
+
+  void require_records(const char* what) const {
+    if (opt.metadata_only)
+      throw UsageError("store " + path.string() + " is open for its metadata only: cannot " + what);
+  }
+
+  void require_writer(const char* what) const {
+    if (!writer())
+      throw UsageError("store " + path.string() + " is open read-only: cannot " + what);
+    if (closed) throw UsageError("store " + path.string() + " is closed: cannot " + what);
+    if (!broken.empty())
+      throw StoreError("store " + path.string() + ": cannot " + what + ": " + broken);
+  }
+
+  detail::MemTable& mem() { return mems[active]; }
+
+  // ------------------------------------------------------------ loading
+
+  void add_job(const JobInfo& job);
+
+  void apply_frame(std::string_view payload, std::uint64_t format, const fs::path& file);
+
+  // Points the index at row of the active memtable.
+  void index_mem(const TaskKey& key, bool failed, std::size_t row);
+
+  // Marks the record at old as replaced. Only the active memtable is
+  // marked: a frozen one is being written.
+  void supersede(Loc old);
+
+  // The location a reader sees for an index value: a claimed key's one
+  // before the claim. nullptr: no record.
+  const Loc* visible(const Loc& v) const;
+
+  // Points the claims at their slots again after the index grew (moving them).
+  void refresh_claims();
+
+  void claim(std::span<const TaskKey> keys, std::span<Lookup> out, std::span<Claim> ids,
+             bool claim_failed);
+
+  // Throws unless ids[i] is an outstanding claim of keys[i], each once.
+  void check_claims(std::span<const TaskKey> keys, std::span<const Claim> ids);
+
+  // Points a claimed key's slot at row of the active memtable.
+  void settle(Claim id, bool failed, std::size_t row);
+
+  void release_claims();
+
+  void insert_mem(const Record& r) { index_mem(r.key, r.status == Status::failed, mem().add(r)); }
+
+  void index_table(std::uint32_t t);
+
+  void read_metadata(const TableReader& tr);
+
+  fs::path manifest_path() const { return dir / "MANIFEST"; }
+  fs::path base_path() const { return base_file.empty() ? path : dir / base_file; }
+
+  void save_manifest();
+
+  // A new name for a base table through seq: never one a view may still map.
+  static std::string new_base_name(std::int64_t seq);
+
+  // Format 1 to 2: the base table (the store's file) gets a name in the
+  // sidecar by a hard link, so nothing is copied; the MANIFEST naming it is
+  // the commit point, and the view then takes the store's file name.
+  void migrate();
+
+  static hsize_t rows_of(const TableReader& t);
+
+  // Where a merge of the newest tables starts, or tables.size() for none:
+  // with more than kCalmTables tables, going back from the newest, a table
+  // joins while its rows are at most twice those already taken (universal
+  // compaction's size ratio), and four or more make a merge. A run's own
+  // segments (a 2^20-entry memtable each) are so left as they are unless
+  // there are many. Sizes so grow geometrically, and a record is
+  // rewritten about log(records) times over the store's life. From lowest
+  // on: 0 lets the base join (its rewrite), 1 keeps it out.
+  std::size_t merge_start(std::size_t lowest) const;
+
+  // Tables first.. (segments, the newest) into one new segment, live rows
+  // only, in storage order. Committed by the MANIFEST; the view follows.
+  // For close_merging only: the index is not updated (fresh marks tables
+  // written here, whose rows are all live).
+  void merge_range(std::size_t first, std::vector<bool>& fresh);
+
+  // An empty base gives way to the oldest segment, which becomes the base
+  // by a hard link (no copy): a first run is never rewritten. Like
+  // merge_range, for close_merging only (the index is not updated).
+  void promote_first_segment();
+
+  // The store's file: virtual datasets over the tables (see view.hpp).
+  void write_view() { detail::write_view(path, view_sources(), jobs, run_list()); }
+
+  std::vector<detail::ViewSource> view_sources() const;
+
+  // Returns false when a file vanished or changed under us (a compaction
+  // ran): retry. On the last attempt, what is missing is reported instead.
+  bool load(bool last_attempt);
+
+  // Writers: deletes what the MANIFEST and base no longer need: folded or
+  // orphaned segments, logs a segment covers, temporaries of a crash.
+  void remove_obsolete();
+
+  void start_log();
+
+  // The current log's id of a job, writing its definition first if needed.
+  std::uint32_t log_job_id(const JobInfo& job);
+
+  // ------------------------------------------------------------ writing
+
+  const JobInfo& job_of(const std::string& name, std::int64_t version) const;
+
+  void check_record(const Record& r, const JobInfo& job) const;
+
+  static void check_values(const Record& r, const char* what, const std::vector<Value>& values,
+                           const std::vector<Field>& fields);
+
+  std::vector<RunInfo> run_list() const;
+
+  // Freezes the active memtable and writes it to a segment on a background
+  // thread, so the caller (the master rank, in a run) never waits on HDF5.
+  // The segment is committed by the MANIFEST; only then are its logs
+  // deleted. Requires everything logged to be committed and no flush pending.
+  void start_flush();
+
+  // Waits for the pending flush and points the index at its segment.
+  void finish_flush();
+
+  // Everything logged so far into segments, before returning.
+  void flush_now();
+
+  void commit();
+
+  // Checks a batch against its jobs (all or nothing) and logs it as one frame.
+  // Checks a batch against its jobs (all or nothing), logs it as one frame,
+  // copies the frame's record bytes into the active memtable's arena and
+  // points the index at them: one encoding, no per-record allocation.
+  void append_batch(std::span<const Record> records);
+
+  // A columnar batch: checked whole, then one frame as append_batch does.
+  // ids: the rows' claims, or empty.
+  void append_columns(const RecordBatch& b, std::span<const Claim> ids);
+
+  // Logs the records frame encode() writes (it pushes each record's start
+  // onto offsets) and copies its record bytes into the active memtable's
+  // arena; offsets end up relative to the arena, plus one past the last.
+  template <class Encode>
+  void log_records(std::vector<std::size_t>& offsets, Encode&& encode);
+
+  // Row i of a logged frame: into the memtable and the index.
+  void add_row(const TaskKey& key, std::uint16_t mem_job, bool failed,
+               const std::vector<std::size_t>& offsets, std::size_t i);
+
+  static std::uint32_t row_size(const std::vector<std::size_t>& offsets, std::size_t i);
+
+  // ------------------------------------------------------------ reading
+
+  // Records at the given locations, in the same order, with one HDF5 read
+  // per (table, group) and column.
+  Place place(Loc loc) const;
+
+  // Every record's location (and place), in storage order: tables oldest
+  // first (memtables last), then group and row. Reading in this order reads
+  // each table front to back, in ranges; key order would be a scattered
+  // point read per row (rows are stored in the order appended).
+  std::vector<std::pair<Place, Loc>> stored_in_order() const;
+
+  std::vector<Record> fetch(const std::vector<Loc>& locs) const;
+};
+
+}  // namespace mpibatch

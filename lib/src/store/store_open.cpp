@@ -1,0 +1,246 @@
+// Store::Impl: opening a store: loading, recovery, the sidecar's files.
+#include "store/store_impl.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/prefetch.hpp"
+#include "store/file_util.hpp"
+#include "store/frame_codec.hpp"
+
+namespace mpibatch {
+
+using namespace detail;
+
+void Store::Impl::add_job(const JobInfo& job) {
+  for (const auto& j : jobs)
+    if (j.name == job.name && j.version == job.version) return;
+  jobs.push_back(job);
+}
+
+void Store::Impl::apply_frame(std::string_view payload, std::uint64_t format, const fs::path& file) {
+  unflushed = true;
+  detail::Decoder d(payload.substr(1));
+  switch (static_cast<detail::FrameType>(payload[0])) {
+    case detail::FrameType::job: {
+      std::uint32_t id = 0;
+      JobInfo job = detail::decode_job(d, id);
+      if (replay_jobs.size() <= id) replay_jobs.resize(id + 1);
+      replay_jobs[id] = {job.name, job.version};
+      add_job(job);
+      break;
+    }
+    case detail::FrameType::records:
+      if (opt.metadata_only) break;
+      detail::decode_records(d, format, [&](std::uint32_t id, Record&& r) {
+        if (id >= replay_jobs.size() || replay_jobs[id].first.empty()) {
+          throw StoreCorruptError("record of job id " + std::to_string(id) +
+                                  ", which the log does not define");
+        }
+        r.job = replay_jobs[id].first;
+        r.job_version = replay_jobs[id].second;
+        insert_mem(std::move(r));
+      });
+      break;
+    case detail::FrameType::run: {
+      RunInfo r = detail::decode_run(d);
+      runs[r.id] = std::move(r);
+      break;
+    }
+    case detail::FrameType::tasks: {
+      if (opt.metadata_only) break;
+      std::vector<TaskKey> keys;
+      const auto run = detail::decode_tasks(d, keys);
+      mem().add_tasks(run, keys);
+      break;
+    }
+    default:
+      problems.push_back({file.string(), "frame of unknown type " + std::to_string(payload[0])});
+  }
+}
+
+void Store::Impl::index_table(std::uint32_t t) {
+  const TableReader& tr = *tables[t];
+  read_metadata(tr);
+  if (opt.metadata_only) return;
+  std::vector<TaskKey> keys;
+  std::vector<std::int8_t> status;
+  for (std::size_t g = 0; g < tr.groups().size(); ++g) {
+    tr.read_index(g, keys, status);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (i + kPrefetch < keys.size()) detail::prefetch(index, keys[i + kPrefetch]);
+      index.insert_or_assign(keys[i],
+                             Loc::make(t, static_cast<std::uint32_t>(g), status[i] != 0, i));
+    }
+  }
+}
+
+void Store::Impl::read_metadata(const TableReader& tr) {
+  for (const auto& g : tr.groups()) add_job(g.job);
+  for (const auto& r : tr.runs()) runs[r.id] = r;
+}
+
+void Store::Impl::save_manifest() {
+  write_manifest(manifest_path(), Manifest{base_seq, base_file, segments});
+}
+
+std::string Store::Impl::new_base_name(std::int64_t seq) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  return "base-" + seq_name(seq, "") + "-" + std::to_string(ns) + ".h5";
+}
+
+void Store::Impl::migrate() {
+  const std::string name = new_base_name(base_seq);
+  const fs::path target = dir / name;
+  detail::link_or_copy(path, target);
+  base_file = name;
+  tables.front() = std::make_unique<TableReader>(target);
+  save_manifest();
+}
+
+bool Store::Impl::load(bool last_attempt) {
+  tables.clear();
+  remaps.clear();
+  index.clear();
+  claims.clear();
+  free_claims.clear();
+  phantoms = 0;
+  for (auto& m : mems) m.clear();
+  active = 0;
+  mem_table = {kNoTable, kNoTable};
+  jobs.clear();
+  runs.clear();
+  covered_logs.clear();
+  problems.clear();
+  segments.clear();
+  unflushed = false;
+
+  const std::optional<Manifest> manifest = read_manifest(manifest_path());
+  base_file = manifest ? manifest->base_file : std::string();
+  std::unique_ptr<TableReader> base;
+  try {
+    base = std::make_unique<TableReader>(base_path());
+  } catch (const StoreVersionError&) {
+    throw;
+  } catch (const Error& e) {
+    if (!manifest) throw;  // a lone file that is not a store, or damaged
+    std::error_code ec;
+    const bool there = fs::exists(base_path(), ec);
+    if (!there && !last_attempt) return false;  // a compaction replaced it: read again
+    problems.push_back({base_path().string(), there ? e.what() : "base table is missing"});
+  }
+  base_seq = base ? base->through_seq() : manifest ? manifest->base : 0;
+  if (manifest && manifest->base > base_seq && !last_attempt) return false;
+  last_seq = base_seq;
+  if (base) tables.push_back(std::move(base));
+
+  std::vector<std::pair<std::int64_t, fs::path>> logs;
+  bool unlisted_segments = false;
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      const auto seg = parse_seq(name, ".h5");
+      const auto lg = parse_seq(name, ".log");
+      if (lg >= 0) logs.emplace_back(lg, entry.path());
+      if (seg > base_seq) unlisted_segments = true;
+      last_seq = std::max({last_seq, seg, lg});
+    }
+    if (ec) detail::throw_errno("readdir", dir.string());
+  }
+  std::sort(logs.begin(), logs.end());
+  if (!manifest && unlisted_segments) {
+    problems.push_back({manifest_path().string(), "MANIFEST is missing; segments are not read"});
+  }
+
+  std::int64_t covered = base_seq;
+  for (const auto seq : manifest ? manifest->segments : std::vector<std::int64_t>{}) {
+    if (seq <= base_seq) continue;
+    segments.push_back(seq);
+    covered = seq;
+    const fs::path p = dir / seq_name(seq, ".h5");
+    if (!fs::exists(p, ec) && !last_attempt) return false;
+    if (tables.size() >= kMaxTables)
+      throw StoreError(path.string() + ": too many segments; compact it");
+    try {
+      tables.push_back(std::make_unique<TableReader>(p));
+    } catch (const StoreVersionError&) {
+      throw;
+    } catch (const Error& e) {
+      problems.push_back(
+          {p.string(), fs::exists(p, ec) ? e.what() : "segment listed in MANIFEST is missing"});
+    }
+  }
+  last_seq = std::max(last_seq, covered);
+  std::size_t rows = 0;
+  for (const auto& t : tables)
+    for (const auto& g : t->groups()) rows += g.rows;
+  // A writer adds about a segment's worth before its next table: room for
+  // it up front saves the index's early rehashes (address space only).
+  const std::size_t room = writer() ? std::min<std::size_t>(opt.segment_records, kReserveMax) : 0;
+  if (!opt.metadata_only) index.reserve(rows + room);
+  for (auto& m : mems) m.entries.reserve(room);
+  for (std::uint32_t t = 0; t < tables.size(); ++t) {
+    try {
+      index_table(t);
+    } catch (const Error& e) {
+      problems.push_back({tables[t]->path().string(), e.what()});
+    }
+  }
+  remaps.resize(tables.size());
+  mem_table[active] = static_cast<std::uint32_t>(tables.size());
+  for (const auto& [seq, p] : logs) {
+    if (seq <= covered) continue;
+    try {
+      replay_jobs.clear();
+      detail::replay_log(
+          p, [&](std::string_view f, std::uint64_t format) { apply_frame(f, format, p); },
+          problems);
+    } catch (const IoError&) {
+      if (!fs::exists(p) && !last_attempt) return false;
+      throw;
+    } catch (const StoreVersionError&) {
+      throw;
+    } catch (const Error& e) {
+      problems.push_back({p.string(), e.what()});
+    }
+    covered_logs.push_back(p);
+  }
+  return true;
+}
+
+void Store::Impl::remove_obsolete() {
+  const std::int64_t newest = segments.empty() ? base_seq : segments.back();
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto seg = parse_seq(name, ".h5");
+    const auto lg = parse_seq(name, ".log");
+    const bool listed = std::find(segments.begin(), segments.end(), seg) != segments.end();
+    const bool old_base = name.starts_with("base-") && name != base_file;
+    const bool obsolete = (seg >= 0 && !listed) || (lg >= 0 && lg <= newest) ||
+                          name.ends_with(".tmp") || old_base;
+    if (obsolete) fs::remove(entry.path(), ec);
+  }
+}
+
+void Store::Impl::start_log() {
+  ++last_seq;
+  log = std::make_unique<detail::LogWriter>(dir / seq_name(last_seq, ".log"));
+  log_job_ids.clear();
+}
+
+std::uint32_t Store::Impl::log_job_id(const JobInfo& job) {
+  auto [it, added] = log_job_ids.try_emplace({job.name, job.version},
+                                             static_cast<std::uint32_t>(log_job_ids.size()));
+  if (added) {
+    log->add([&](std::string& out) { detail::encode_job(out, it->second, job); });
+  }
+  return it->second;
+}
+
+}  // namespace mpibatch
