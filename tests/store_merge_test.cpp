@@ -1,6 +1,7 @@
 // Format 2: the store's file is a view over tables; runs merge tables by
 // size (close_merging), never rewriting the whole store for a small run.
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -85,6 +86,38 @@ TEST(StoreFormat, AViewWithoutItsTablesIsNamedNotReadAsData) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("s.h5.d"), std::string::npos) << e.what();
   }
+}
+
+// Result bytes (archives of C++ API jobs) have columns only in groups whose
+// records carry some; the command's jobs keep results as columns only.
+TEST(StoreFormat, ResultByteColumnsOnlyWhereRecordsHaveResultBytes) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  std::vector<Record> records;
+  for (std::uint64_t i = 0; i < 20; ++i) {
+    records.push_back(demo_record(i));
+    if (i < 7) records.back().result.clear();  // none before the first with bytes
+  }
+  {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    s.append(std::vector<Record>(records.begin(), records.begin() + 7));
+    s.commit();
+    s.close();  // a segment of records without result bytes
+  }
+  const fs::path first = test_support::tables(path, true).back();
+  const hid_t f = H5Fopen(first.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  EXPECT_EQ(H5Lexists(f, "jobs/demo/v1/result_size", H5P_DEFAULT), 0);
+  EXPECT_GT(H5Lexists(f, "jobs/demo/v1/key", H5P_DEFAULT), 0);
+  H5Fclose(f);
+  {
+    Store s = Store::open(path);
+    s.append(std::vector<Record>(records.begin() + 7, records.end()));
+    s.compact();  // one table: rows without result bytes, then rows with
+  }
+  Store r = Store::open(path, {.read_only = true});
+  for (std::uint64_t i = 0; i < 20; ++i) EXPECT_EQ(*r.get(demo_key(i)), records[i]) << i;
 }
 
 // 10 new records against a store of 200,000 cost a segment and a view: the

@@ -96,9 +96,12 @@ class ValueColumns {
 struct TableWriter::Group {
   JobInfo job;
   h5::Handle gid;
-  // key status rank start_time duration run result_offset result_size error
+  // key status rank start_time duration run error
   std::vector<h5::Column> cols;
-  std::unique_ptr<h5::Column> result_data;  // all result bytes, concatenated
+  hsize_t rows = 0;
+  // Only in groups whose records carry result bytes (jobs of the C++ API):
+  // result_offset, result_size, and all result bytes concatenated.
+  std::unique_ptr<h5::Column> result_offset, result_size, result_data;
   ValueColumns results;                     // results/<field>
   ValueColumns params;                      // params/<field>
 };
@@ -144,16 +147,8 @@ void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
     g->cols.emplace_back(gid, "rank", H5T_NATIVE_INT32, kChunkRows);
     g->cols.emplace_back(gid, "start_time", H5T_NATIVE_DOUBLE, kChunkRows);
     g->cols.emplace_back(gid, "duration", H5T_NATIVE_DOUBLE, kChunkRows);
-    g->cols.emplace_back(gid, "run", H5T_NATIVE_INT64, kChunkRows);
-    g->cols.emplace_back(gid, "result_offset", H5T_NATIVE_UINT64, kChunkRows);
-    g->cols.emplace_back(gid, "result_size", H5T_NATIVE_UINT64, kChunkRows);
+    g->cols.emplace_back(gid, "run", H5T_NATIVE_INT32, kChunkRows);  // run ids stay small
     g->cols.emplace_back(gid, "error", str.get(), kChunkRows);
-    // Result bytes are one flat column, not variable-length rows: HDF5's
-    // variable-length storage (the global heap) costs microseconds per row.
-    g->result_data = std::make_unique<h5::Column>(gid, "result_data", H5T_NATIVE_UINT8, kDataChunk);
-    h5::write_attr(g->result_data->id(), "description",
-                   std::string("Boost binary archives of the results; row i is "
-                               "result_data[result_offset[i]:result_offset[i]+result_size[i]]"));
     h5::write_attr(g->cols[3].id(), "units", std::string("s since 1970-01-01 UTC"));
     h5::write_attr(g->cols[4].id(), "units", std::string("s"));
     g->results = ValueColumns(gid, "results", j.results);
@@ -181,12 +176,8 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
   const hsize_t n = rows.size();
   if (n == 0) return;
   Group& g = group(job, version);
-  std::vector<std::uint64_t> offset(n);
   std::vector<const char*> error(n);
-  std::uint64_t at = g.result_data->size();
   for (std::size_t i = 0; i < n; ++i) {
-    offset[i] = at;
-    at += rows.result_sizes[i];
     // NULL, not "": HDF5 then stores no heap object for the (usual) empty error.
     error[i] = rows.error_at[i] < 0 ? nullptr : rows.errors.data() + rows.error_at[i];
   }
@@ -197,10 +188,34 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
   g.cols[3].append(H5T_NATIVE_DOUBLE, rows.start_time.data(), n);
   g.cols[4].append(H5T_NATIVE_DOUBLE, rows.duration.data(), n);
   g.cols[5].append(H5T_NATIVE_INT64, rows.run.data(), n);
-  g.cols[6].append(H5T_NATIVE_UINT64, offset.data(), n);
-  g.cols[7].append(H5T_NATIVE_UINT64, rows.result_sizes.data(), n);
-  g.cols[8].append(str.get(), error.data(), n);
-  g.result_data->append(H5T_NATIVE_UINT8, rows.results.data(), rows.results.size());
+  g.cols[6].append(str.get(), error.data(), n);
+  if (!rows.results.empty() && !g.result_size) {
+    // The first result bytes of this group: the rows before had none.
+    const hid_t gid = g.gid.get();
+    g.result_offset = std::make_unique<h5::Column>(gid, "result_offset", H5T_NATIVE_UINT64, kChunkRows);
+    g.result_size = std::make_unique<h5::Column>(gid, "result_size", H5T_NATIVE_UINT64, kChunkRows);
+    // One flat column, not variable-length rows: HDF5's variable-length
+    // storage (the global heap) costs microseconds per row.
+    g.result_data = std::make_unique<h5::Column>(gid, "result_data", H5T_NATIVE_UINT8, kDataChunk);
+    h5::write_attr(g.result_data->id(), "description",
+                   std::string("Boost binary archives of the results; row i is "
+                               "result_data[result_offset[i]:result_offset[i]+result_size[i]]"));
+    const std::vector<std::uint64_t> zeros(g.rows, 0);
+    g.result_offset->append(H5T_NATIVE_UINT64, zeros.data(), zeros.size());
+    g.result_size->append(H5T_NATIVE_UINT64, zeros.data(), zeros.size());
+  }
+  if (g.result_size) {
+    std::vector<std::uint64_t> offset(n);
+    std::uint64_t at = g.result_data->size();
+    for (std::size_t i = 0; i < n; ++i) {
+      offset[i] = at;
+      at += rows.result_sizes[i];
+    }
+    g.result_offset->append(H5T_NATIVE_UINT64, offset.data(), n);
+    g.result_size->append(H5T_NATIVE_UINT64, rows.result_sizes.data(), n);
+    g.result_data->append(H5T_NATIVE_UINT8, rows.results.data(), rows.results.size());
+  }
+  g.rows += n;
   g.results.append(rows.values);
   g.params.append(rows.params);
   // The disk starts on what is written so far, so that finish()'s fsync has
@@ -456,9 +471,11 @@ std::vector<Record> TableReader::read_selected(
   for (std::size_t i = 0; i < n; ++i) out[i].duration = d[i];
   read(col("run").get(), H5T_NATIVE_INT64, i64.data());
   for (std::size_t i = 0; i < n; ++i) out[i].run = i64[i];
-  read(col("result_offset").get(), H5T_NATIVE_UINT64, offset.data());
-  read(col("result_size").get(), H5T_NATIVE_UINT64, size.data());
-  read_result_bytes(col("result_data").get(), offset, size, out);
+  if (h5::exists(file_.get(), gp + "/result_size")) {  // else no record has result bytes
+    read(col("result_offset").get(), H5T_NATIVE_UINT64, offset.data());
+    read(col("result_size").get(), H5T_NATIVE_UINT64, size.data());
+    read_result_bytes(col("result_data").get(), offset, size, out);
+  }
   read(col("error").get(), str.get(), strs.data());
   for (std::size_t i = 0; i < n; ++i) out[i].error = strs[i] ? strs[i] : "";
   h5::reclaim(str.get(), strs.data(), n);
