@@ -68,6 +68,8 @@ TEST(GridRange, BadRangesAreRefusedNamingTheOption) {
           << e.what();
     }
   }
+  EXPECT_THROW(GridRange("0.9000000000000002..0.9000000000000001:1e-16", FieldType::float64, "g"),
+               UsageError) << "reversed, though the doubles are equal";
   for (const char* bad : {"0..9223372036854775808", "0.5..3", "0..10:0", "0..1e3"})
     EXPECT_THROW(GridRange(bad, FieldType::int64, "g"), UsageError) << bad;
   EXPECT_THROW(GridRange("-9223372036854775808..9223372036854775807", FieldType::int64, "g"),

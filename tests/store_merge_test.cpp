@@ -88,6 +88,77 @@ TEST(StoreFormat, AViewWithoutItsTablesIsNamedNotReadAsData) {
   }
 }
 
+std::uint64_t table_rows(const fs::path& store) {
+  std::uint64_t n = 0;
+  for (const auto& t : test_support::tables(store)) {
+    const detail::TableReader r(t);
+    for (const auto& g : r.groups()) n += g.rows;
+  }
+  return n;
+}
+
+// A failed task retried by a later run: after that run, the tables (and so
+// the view) hold one row for the key, the newer.
+TEST(StoreMerge, AReplacedRecordLeavesTheTablesAtTheEndOfARun) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  small_run(path, 0, 1000);  // records 0, 11, 22, ... failed
+  small_run(path, 1000, 10);
+  ASSERT_EQ(table_rows(path), 1010u);
+  Store s = Store::open(path);
+  Record retried = demo_record(11);
+  retried.status = Status::ok;
+  retried.error.clear();
+  retried.values = {std::int64_t{11}, 5.5, false, std::string("n11")};
+  retried.result = "r";
+  s.append(std::vector<Record>{retried});
+  s.close_merging();
+  EXPECT_THROW(s.get(demo_key(11)), UsageError) << "the index is stale after merging";
+  EXPECT_EQ(table_rows(path), 1010u) << "one row a key";
+  Store r = Store::open(path, {.read_only = true});
+  EXPECT_EQ(*r.get(demo_key(11)), retried);
+  EXPECT_EQ(r.size(), 1010u);
+  const auto view = r.check_view();
+  EXPECT_TRUE(view.empty()) << view.front().what;
+}
+
+// An empty base that holds task lists (every record cleared) is not
+// replaced by promotion: the runs' task lists stay.
+TEST(StoreMerge, AnEmptyBaseWithTaskListsKeepsThem) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    const auto run = s.begin_run(RunInfo{});
+    std::vector<TaskKey> keys{demo_key(1), demo_key(2)};
+    s.append_tasks(run, keys);
+    s.append(std::vector<Record>{demo_record(1, run), demo_record(2, run)});
+    s.end_run(run, RunState::finished, 0);
+    s.erase_if([](const Record&) { return true; });
+  }
+  small_run(path, 100, 10);
+  Store r = Store::open(path, {.read_only = true});
+  std::size_t tasks = 0;
+  r.for_each_task(1, [&](const TaskKey&, const Record* rec) {
+    EXPECT_EQ(rec, nullptr);
+    ++tasks;
+  });
+  EXPECT_EQ(tasks, 2u);
+}
+
+TEST(StoreFormat, AStoreNamedWithPercentSignsHasAWorkingView) {
+  TempDir dir;
+  const auto path = dir / "run_50%d%%.h5";
+  small_run(path, 0, 10);
+  small_run(path, 10, 10);
+  EXPECT_TRUE(Store::exists(path));
+  Store r = Store::open(path, {.read_only = true});
+  const auto view = r.check_view();
+  EXPECT_TRUE(view.empty()) << view.front().what;
+  EXPECT_EQ(r.size(), 20u);
+}
+
 // Result bytes (archives of C++ API jobs) have columns only in groups whose
 // records carry some; the command's jobs keep results as columns only.
 TEST(StoreFormat, ResultByteColumnsOnlyWhereRecordsHaveResultBytes) {

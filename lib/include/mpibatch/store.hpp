@@ -278,9 +278,11 @@ class Store {
   // while they are small next to what they follow, so that their number
   // stays small and each record is rewritten about log(records) times over
   // the store's life, whatever the number of runs; a run that added little
-  // writes little. When the base joins, that is compact(). Nothing is
-  // merged over damage. Closes even when merging throws (Error), then
-  // rethrows.
+  // writes little. When the base joins, that is compact(). Records that a
+  // newer one replaced (a retried failure) are merged away first, so the
+  // view shows one row a key. Nothing is merged over damage. Closes even
+  // when merging throws (Error), then rethrows; reading records afterwards
+  // throws UsageError: open the store again.
   void close_merging();
 
   // True when path holds a store (the HDF5 file with mpibatch's format mark).

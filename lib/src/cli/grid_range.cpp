@@ -143,6 +143,7 @@ GridRange::GridRange(std::string_view text, FieldType type, const std::string& w
     const auto sa = scaled(da->mantissa, da->exponent - e), sb = scaled(db->mantissa, db->exponent - e),
                ss = scaled(ds->mantissa, ds->exponent - e);
     if (sa && sb && ss && *ss > 0 && e >= -22 && e <= 22) {
+      if (*sb < *sa) fail("the range ends before it starts");
       kind_ = Kind::decimal;
       start_ = *sa;
       step_ = *ss;

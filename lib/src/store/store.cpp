@@ -169,10 +169,11 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
     }
     if (impl->tables.empty() || impl->tables.front()->path() != impl->base_path()) {
       // allow_damaged, the base lost: a new empty one keeps the segments
-      // valid (tables keep their numbers; the next open reads it). A damaged
-      // store file of format 1 is kept aside, not replaced by the view.
-      if (impl->base_file.empty() && fs::exists(path, ec))
-        fs::rename(path, impl->dir / ("damaged-" + path.filename().string()), ec);
+      // valid (tables keep their numbers; the next open reads it). The damaged
+      // base is kept aside as damaged-<name>, never deleted.
+      const fs::path damaged = impl->base_path();
+      if (fs::exists(damaged, ec))
+        fs::rename(damaged, impl->dir / ("damaged-" + damaged.filename().string()), ec);
       impl->base_file = Impl::new_base_name(impl->base_seq);
       detail::TableWriter w(impl->dir / (impl->base_file + ".tmp"), impl->base_seq);
       w.finish(impl->dir / impl->base_file);

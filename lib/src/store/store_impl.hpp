@@ -154,12 +154,16 @@ struct Store::Impl {
   // Anything (records, tasks, jobs, runs) in the logs but in no table yet.
   bool unflushed = false;
   bool closed = false;
+  bool index_stale = false;  // close_merging merged without updating the index
 
   bool writer() const { return !opt.read_only; }
 
   void require_records(const char* what) const {
     if (opt.metadata_only)
       throw UsageError("store " + path.string() + " is open for its metadata only: cannot " + what);
+    if (index_stale)
+      throw UsageError("store " + path.string() + " was closed after merging: open it again to " +
+                       what);
   }
 
   void require_writer(const char* what) const {
@@ -223,6 +227,11 @@ struct Store::Impl {
   void migrate();
 
   static hsize_t rows_of(const TableReader& t);
+  // No records and no task lists: a table promote_first_segment may replace.
+  static bool holds_nothing(const TableReader& t);
+  // The oldest table holding a row that a newer record replaced, or
+  // tables.size(). Walks the index only when rows outnumber live keys.
+  std::size_t oldest_with_replaced_rows() const;
 
   // Where a merge of the newest tables starts, or tables.size() for none:
   // with more than kCalmTables tables, going back from the newest, a table

@@ -15,6 +15,29 @@ hsize_t Store::Impl::rows_of(const TableReader& t) {
   return n;
 }
 
+bool Store::Impl::holds_nothing(const TableReader& t) {
+  if (rows_of(t) > 0) return false;
+  for (const auto& [run, rows] : t.task_rows())
+    if (rows > 0) return false;
+  return true;
+}
+
+std::size_t Store::Impl::oldest_with_replaced_rows() const {
+  hsize_t rows = 0;
+  for (const auto& t : tables) rows += rows_of(*t);
+  if (rows == index.size() - phantoms) return tables.size();  // the usual case: none
+  std::vector<hsize_t> live(tables.size(), 0);
+  for (const auto& [key, value] : index) {
+    if (const Loc* loc = visible(value)) {
+      const Place p = place(*loc);
+      if (p.mem < 0) ++live[p.table];
+    }
+  }
+  for (std::size_t t = 0; t < tables.size(); ++t)
+    if (live[t] < rows_of(*tables[t])) return t;
+  return tables.size();
+}
+
 std::size_t Store::Impl::merge_start(std::size_t lowest) const {
   if (tables.size() <= kCalmTables || tables.size() < lowest + 4) return tables.size();
   std::size_t first = tables.size() - 1;
@@ -45,7 +68,8 @@ void Store::Impl::merge_range(std::size_t first, std::vector<bool>& fresh) {
           if (!ok) {
             const auto it = index.find(keys[i]);
             const Loc* loc = it == index.end() ? nullptr : visible(it->second);
-            if (loc != nullptr) {
+            // A table number past the tables: one an earlier merge here replaced.
+            if (loc != nullptr && loc->table() < remaps.size()) {
               const Place p = place(*loc);
               ok = p.mem < 0 && p.table == t && p.group == g && p.row == i;
             }
@@ -218,24 +242,36 @@ void Store::close_merging() {
     s.flush_now();
     if (s.problems.empty() && s.tables.size() > 1 &&
         s.tables.front()->path() == s.base_path()) {
-      // An empty base never joins: the oldest segment takes its place below.
-      const std::size_t lowest = Impl::rows_of(*s.tables.front()) == 0 ? 1 : 0;
+      const bool empty_base = Impl::holds_nothing(*s.tables.front());
       std::vector<bool> fresh(s.tables.size(), false);  // merged here: every row live
-      for (bool first_merge = true;; first_merge = false) {
-        const std::size_t first = s.merge_start(lowest);
-        if (first >= s.tables.size()) break;
-        if (first == 0) {  // the base joins: a compaction, while the index is current
-          if (first_merge) rewrite(nullptr);
-          break;
+      // Rows a newer record replaced (a retried failure) go first, so that the
+      // view shows one row a key; from the oldest such table on, all is merged.
+      const std::size_t dead = s.oldest_with_replaced_rows();
+      if (dead == 0) {
+        rewrite(nullptr);
+      } else if (dead < s.tables.size()) {
+        s.merge_range(dead, fresh);
+      } else {
+        // An empty base never joins: the oldest segment takes its place below.
+        const std::size_t lowest = empty_base ? 1 : 0;
+        for (bool first_merge = true;; first_merge = false) {
+          const std::size_t first = s.merge_start(lowest);
+          if (first >= s.tables.size()) break;
+          if (first == 0) {  // the base joins: a compaction, while the index is current
+            if (first_merge) rewrite(nullptr);
+            break;
+          }
+          s.merge_range(first, fresh);
         }
-        s.merge_range(first, fresh);
       }
-      if (Impl::rows_of(*s.tables.front()) == 0 && s.tables.size() > 1) s.promote_first_segment();
+      if (Impl::holds_nothing(*s.tables.front()) && s.tables.size() > 1) s.promote_first_segment();
     }
   } catch (...) {
+    s.index_stale = true;
     close();
     throw;
   }
+  s.index_stale = true;  // merges above did not update it
   close();
 }
 

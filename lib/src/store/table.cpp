@@ -260,6 +260,7 @@ void TableWriter::finish(const std::filesystem::path& final_path) {
 
 TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
   const std::string name = path.string();
+  h5::init();  // before any HDF5 call: it sets how HDF5 opens files
   try {
     if (H5Fis_hdf5(name.c_str()) <= 0) {
       throw NotAStoreError(name + ": not an HDF5 file, so not an mpibatch store");

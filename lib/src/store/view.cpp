@@ -34,7 +34,10 @@ void virtual_column(hid_t parent, const std::string& name, hid_t type, const voi
     h5::check(H5Sselect_hyperslab(vspace.get(), H5S_SELECT_SET, &at, nullptr, &n, nullptr),
               "H5Sselect_hyperslab", name);
     h5::Handle sspace(h5::check_id(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
-    h5::check(H5Pset_virtual(dcpl.get(), vspace.get(), s.file.c_str(), src_path.c_str(),
+    // HDF5 reads '%' in a source file name as a format character ("%%" is one '%').
+    std::string file;
+    for (const char c : s.file) file += c == '%' ? std::string("%%") : std::string(1, c);
+    h5::check(H5Pset_virtual(dcpl.get(), vspace.get(), file.c_str(), src_path.c_str(),
                              sspace.get()),
               "H5Pset_virtual", s.file + ":" + src_path);
     at += n;
