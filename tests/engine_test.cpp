@@ -321,10 +321,8 @@ TEST(Engine, FullMemtablesAreFlushedDuringALongCheckpointInterval) {
   EXPECT_EQ(s.computed, n);
   std::size_t segments = 0;
   for (const auto& e : fs::directory_iterator(Store::sidecar(dir / "s.h5")))
-    segments += e.path().extension() == ".h5" &&
-                        !e.path().filename().string().starts_with("base-")
-                    ? 1
-                    : 0;
+    segments +=
+        e.path().extension() == ".h5" && !e.path().filename().string().starts_with("base-") ? 1 : 0;
   EXPECT_GE(segments, 3u) << "two full memtables during the run, the rest at close";
   EXPECT_EQ(Store::open(dir / "s.h5", {.read_only = true}).size(), n);
 }

@@ -69,7 +69,8 @@ TEST(GridRange, BadRangesAreRefusedNamingTheOption) {
     }
   }
   EXPECT_THROW(GridRange("0.9000000000000002..0.9000000000000001:1e-16", FieldType::float64, "g"),
-               UsageError) << "reversed, though the doubles are equal";
+               UsageError)
+      << "reversed, though the doubles are equal";
   for (const char* bad : {"0..9223372036854775808", "0.5..3", "0..10:0", "0..1e3"})
     EXPECT_THROW(GridRange(bad, FieldType::int64, "g"), UsageError) << bad;
   EXPECT_THROW(GridRange("-9223372036854775808..9223372036854775807", FieldType::int64, "g"),
@@ -90,7 +91,8 @@ TEST(GridRange, AFloatRangeMatchesTheSameValuesGivenAsAList) {
   const mpibatch::JobInfo job{"j", 1, "", {{"s", FieldType::float64, "", ""}}, {}};
   mpibatch::detail::TaskRows range(job, {.grid = {"s=0.1..0.2:0.002"}});
   std::string list;
-  for (int i = 0; i <= 50; ++i) list += (i ? "," : "") + std::to_string(0.1 + 0.002 * i).substr(0, 5);
+  for (int i = 0; i <= 50; ++i)
+    list += (i ? "," : "") + std::to_string(0.1 + 0.002 * i).substr(0, 5);
   mpibatch::detail::TaskRows listed(job, {.grid = {"s=" + list}});
   std::vector<Value> a, b;
   int n = 0;
@@ -104,9 +106,8 @@ TEST(GridRange, AFloatRangeMatchesTheSameValuesGivenAsAList) {
 }
 
 TEST(TaskRows, AGridIsCountedWithoutReadingAndOverflowIsRefused) {
-  const mpibatch::JobInfo job{"j", 1, "",
-                              {{"a", FieldType::int64, "", ""}, {"b", FieldType::float64, "", ""}},
-                              {}};
+  const mpibatch::JobInfo job{
+      "j", 1, "", {{"a", FieldType::int64, "", ""}, {"b", FieldType::float64, "", ""}}, {}};
   mpibatch::detail::TaskRows rows(job, {.grid = {"a=1..1000000", "b=0..1e6"}});
   EXPECT_EQ(rows.count(), std::optional<std::uint64_t>(1000000ull * 1000001ull));
   EXPECT_THROW(mpibatch::detail::TaskRows(job, {.grid = {"a=0..9223372036854775806", "b=0..3"}}),

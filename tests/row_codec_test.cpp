@@ -48,7 +48,8 @@ std::vector<Value> random_row(std::mt19937_64& rng) {
         v = static_cast<std::int64_t>(rng());
         break;
       case 1:
-        v = std::ldexp(static_cast<double>(rng() % 100000) - 50000, static_cast<int>(rng() % 40) - 20);
+        v = std::ldexp(static_cast<double>(rng() % 100000) - 50000,
+                       static_cast<int>(rng() % 40) - 20);
         break;
       case 2:
         v = rng() % 2 == 0;
@@ -106,9 +107,10 @@ TEST(RowCodec, CommandKeysOfEarlierReleasesAreUnchanged) {
             "025ef2d4231157079f8cb3dbf1c1a952");
   EXPECT_EQ(key("exec", 1, {Value(std::string("echo hi")), Value(false), Value(std::string())}),
             "1174f41e4551514b2f257bf8927676e3");
-  EXPECT_EQ(key("mixed", 2,
-                {Value(std::int64_t{-1}), Value(0.1), Value(true), Value(std::string("a b\xc3\xa9"))}),
-            "e9e783a0798ee82d4264d8d08c972fc0");
+  EXPECT_EQ(
+      key("mixed", 2,
+          {Value(std::int64_t{-1}), Value(0.1), Value(true), Value(std::string("a b\xc3\xa9"))}),
+      "e9e783a0798ee82d4264d8d08c972fc0");
   EXPECT_EQ(key("empty", 1, {}), "3d1ba7195f1e72dff7a2a03139426e02");
 }
 

@@ -46,8 +46,9 @@ struct RunOptions {
   double time_limit = 0;                // seconds from the start; 0: none
   double grace = 30;                    // stop dispatching this long before the time limit;
                                         // also the longest wait for tasks in flight when stopping
-  bool compact = true;  // merge the store's newer tables when the run finishes (Store::close_merging)
-  std::string command_line;             // recorded in the run's metadata
+  bool compact =
+      true;  // merge the store's newer tables when the run finishes (Store::close_merging)
+  std::string command_line;  // recorded in the run's metadata
 };
 
 struct RunSummary {

@@ -129,7 +129,7 @@ struct RunInfo {
   std::int32_t slurm_restart_count = 0;  // SLURM_RESTART_COUNT (a requeued job)
   RunState state = RunState::running;
   std::int32_t exit_status = 0;
-  std::int64_t task_count = 0;  // length of the run's task list
+  std::int64_t task_count = 0;      // length of the run's task list
   std::optional<RunCounts> counts;  // absent in runs of stores made before counts were kept
   bool operator==(const RunInfo&) const = default;
 };

@@ -129,9 +129,7 @@ class RunTasks {
   }
 
   // The number of tasks when known without reading them all.
-  std::optional<std::uint64_t> count() const {
-    return rows_ ? rows_->count() : std::nullopt;
-  }
+  std::optional<std::uint64_t> count() const { return rows_ ? rows_->count() : std::nullopt; }
 
   // The job-level options of a job with its own tasks (empty otherwise).
   const std::vector<Value>& options() const { return options_; }
@@ -338,7 +336,9 @@ int do_status(const std::string& path, std::int64_t run_id, bool json) {
   std::map<int, std::uint64_t> per_rank;
   if (run.counts) {
     const RunCounts& c = *run.counts;
-    auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(std::max<std::int64_t>(v, 0)); };
+    auto u = [](std::int64_t v) {
+      return static_cast<std::uint64_t>(std::max<std::int64_t>(v, 0));
+    };
     total = u(c.total);
     cached = u(c.cached);
     computed = u(c.computed);
@@ -777,13 +777,15 @@ int run_command_line(int argc, char** argv) {
   auto* failed = app.add_subcommand(
       "failed", "The failed tasks with their messages.\nExample:\n  mpibatch failed pi.h5");
   failed->add_option("store", store_path, "The store")->required();
-  auto* verify = app.add_subcommand("verify",
-                                    "Check every checksum, index and the store's view; say what is wrong and where.\n"
-                                    "Example:\n  mpibatch verify pi.h5");
+  auto* verify = app.add_subcommand(
+      "verify",
+      "Check every checksum, index and the store's view; say what is wrong and where.\n"
+      "Example:\n  mpibatch verify pi.h5");
   verify->add_option("store", store_path, "The store")->required();
-  auto* compact = app.add_subcommand("compact",
-                                     "Merge every table and log of the store into one table (runs merge by size).\n"
-                                     "Example:\n  mpibatch compact pi.h5");
+  auto* compact = app.add_subcommand(
+      "compact",
+      "Merge every table and log of the store into one table (runs merge by size).\n"
+      "Example:\n  mpibatch compact pi.h5");
   compact->add_option("store", store_path, "The store")->required();
   std::string clear_job;
   bool clear_failed = false;

@@ -90,9 +90,8 @@ GridRange::GridRange(std::string_view text, FieldType type, const std::string& w
   const auto dots = text.find("..");
   const auto colon = text.find(':', dots);
   const std::string a = trimmed(text.substr(0, dots));
-  const std::string b = trimmed(text.substr(dots + 2, colon == std::string_view::npos
-                                                          ? std::string_view::npos
-                                                          : colon - dots - 2));
+  const std::string b = trimmed(text.substr(
+      dots + 2, colon == std::string_view::npos ? std::string_view::npos : colon - dots - 2));
   const std::string s = colon == std::string_view::npos ? "1" : trimmed(text.substr(colon + 1));
   text_ = type == FieldType::string;
   if (type == FieldType::string)
@@ -140,7 +139,8 @@ GridRange::GridRange(std::string_view text, FieldType type, const std::string& w
   const auto da = parse_decimal(a), db = parse_decimal(b), ds = parse_decimal(s);
   if (da && db && ds) {
     const int e = std::min({da->exponent, db->exponent, ds->exponent});
-    const auto sa = scaled(da->mantissa, da->exponent - e), sb = scaled(db->mantissa, db->exponent - e),
+    const auto sa = scaled(da->mantissa, da->exponent - e),
+               sb = scaled(db->mantissa, db->exponent - e),
                ss = scaled(ds->mantissa, ds->exponent - e);
     if (sa && sb && ss && *ss > 0 && e >= -22 && e <= 22) {
       if (*sb < *sa) fail("the range ends before it starts");

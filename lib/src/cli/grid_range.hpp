@@ -33,8 +33,8 @@ class GridRange {
   bool text_ = false;
   std::uint64_t count_ = 0;
   std::int64_t start_ = 0, step_ = 0;  // integer: the values; decimal: scaled by 10^scale_
-  int scale_ = 0;                       // decimal: values are (start_ + i step_) * 10^scale_
-  double fstart_ = 0, fstep_ = 0;       // binary: start + i step in doubles
+  int scale_ = 0;                      // decimal: values are (start_ + i step_) * 10^scale_
+  double fstart_ = 0, fstep_ = 0;      // binary: start + i step in doubles
 };
 
 }  // namespace mpibatch::detail

@@ -2,8 +2,8 @@
 
 #include <cmath>
 #include <deque>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 

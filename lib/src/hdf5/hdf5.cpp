@@ -131,9 +131,8 @@ Handle create_file(const std::string& path, bool virtual_datasets) {
   Handle fapl = file_access();
   // Tables: the oldest format that has what we use, so older HDF5 and h5py
   // read them. Virtual datasets need 1.10's.
-  check(virtual_datasets
-            ? H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110)
-            : H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18),
+  check(virtual_datasets ? H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110)
+                         : H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18),
         "H5Pset_libver_bounds");
   return Handle(
       check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "H5Fcreate", path));

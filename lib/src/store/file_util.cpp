@@ -68,7 +68,9 @@ void link_or_copy(const std::filesystem::path& from, const std::filesystem::path
   if (::link(from.c_str(), to.c_str()) != 0) {
     std::error_code ec;
     std::filesystem::copy_file(from, to, ec);
-    if (ec) throw IoError("cannot link or copy " + from.string() + " to " + to.string() + ": " + ec.message());
+    if (ec)
+      throw IoError("cannot link or copy " + from.string() + " to " + to.string() + ": " +
+                    ec.message());
     fsync_path(to);
   }
   fsync_dir(to.parent_path());

@@ -349,7 +349,8 @@ RunInfo decode_run(Decoder& d) {
     c.computed = d.get<std::int64_t>();
     c.failed = d.get<std::int64_t>();
     const auto ranks = d.get<std::uint32_t>();
-    if (ranks > (1u << 24)) throw StoreCorruptError("run frame with " + std::to_string(ranks) + " ranks");
+    if (ranks > (1u << 24))
+      throw StoreCorruptError("run frame with " + std::to_string(ranks) + " ranks");
     c.per_rank.resize(ranks);
     for (auto& n : c.per_rank) n = d.get<std::int64_t>();
     run.counts = std::move(c);

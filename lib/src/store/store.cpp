@@ -37,7 +37,6 @@ void validate_job(const JobInfo& job) {
 
 }  // namespace
 
-
 const char* to_string(FieldType type) {
   switch (type) {
     case FieldType::int64:

@@ -28,7 +28,6 @@ namespace mpibatch {
 
 namespace detail {
 
-
 // Where a key's newest record is: table, group within the table, failed bit,
 // row. 8 bytes so the index stays small. A memtable has the number of the
 // table it will become, and its rows are its entries; those row numbers stay
@@ -82,11 +81,6 @@ constexpr std::size_t kPrefetch = 8;
 }  // namespace detail
 
 namespace fs = std::filesystem;
-using detail::Loc;
-using detail::Manifest;
-using detail::Place;
-using detail::Remap;
-using detail::TableReader;
 using detail::kCalmTables;
 using detail::kClaimed;
 using detail::kFetchChunk;
@@ -96,6 +90,11 @@ using detail::kNoTable;
 using detail::kPrefetch;
 using detail::kReleased;
 using detail::kReserveMax;
+using detail::Loc;
+using detail::Manifest;
+using detail::Place;
+using detail::Remap;
+using detail::TableReader;
 
 struct Store::Impl {
   fs::path path;
@@ -107,8 +106,8 @@ struct Store::Impl {
   std::vector<std::unique_ptr<TableReader>> tables;  // base first, then segments by seq
   std::vector<std::unique_ptr<Remap>> remaps;        // per table; null: Locs are direct
   std::int64_t base_seq = 0;
-  std::string base_file;  // the base table in the sidecar; empty: the store's file (format 1)
-  std::int64_t last_seq = 0;           // highest number of any table or log seen or made
+  std::string base_file;      // the base table in the sidecar; empty: the store's file (format 1)
+  std::int64_t last_seq = 0;  // highest number of any table or log seen or made
   std::vector<std::int64_t> segments;  // live segments, as in the MANIFEST
 
   absl::flat_hash_map<TaskKey, Loc, TaskKeyHash> index;

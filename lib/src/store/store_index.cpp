@@ -1,9 +1,8 @@
 // Store::Impl: the key index, claims, and reading records where the index points.
-#include "store/store_impl.hpp"
-
 #include <algorithm>
 
 #include "core/prefetch.hpp"
+#include "store/store_impl.hpp"
 
 namespace mpibatch {
 
@@ -50,7 +49,7 @@ void Store::Impl::refresh_claims() {
 }
 
 void Store::Impl::claim(std::span<const TaskKey> keys, std::span<Lookup> out, std::span<Claim> ids,
-           bool claim_failed) {
+                        bool claim_failed) {
   require_writer("claim keys");
   if (out.size() != keys.size() || ids.size() != keys.size())
     throw UsageError("claim: output sizes differ from the key count");

@@ -1,9 +1,8 @@
 // Store::Impl: merging tables and the view over them.
-#include "store/store_impl.hpp"
-
 #include <algorithm>
 
 #include "store/file_util.hpp"
+#include "store/store_impl.hpp"
 
 namespace mpibatch {
 
@@ -240,8 +239,7 @@ void Store::close_merging() {
     s.release_claims();
     s.commit();
     s.flush_now();
-    if (s.problems.empty() && s.tables.size() > 1 &&
-        s.tables.front()->path() == s.base_path()) {
+    if (s.problems.empty() && s.tables.size() > 1 && s.tables.front()->path() == s.base_path()) {
       const bool empty_base = Impl::holds_nothing(*s.tables.front());
       std::vector<bool> fresh(s.tables.size(), false);  // merged here: every row live
       // Rows a newer record replaced (a retried failure) go first, so that the

@@ -1,6 +1,4 @@
 // Store::Impl: opening a store: loading, recovery, the sidecar's files.
-#include "store/store_impl.hpp"
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +7,7 @@
 #include "core/prefetch.hpp"
 #include "store/file_util.hpp"
 #include "store/frame_codec.hpp"
+#include "store/store_impl.hpp"
 
 namespace mpibatch {
 
@@ -20,7 +19,8 @@ void Store::Impl::add_job(const JobInfo& job) {
   jobs.push_back(job);
 }
 
-void Store::Impl::apply_frame(std::string_view payload, std::uint64_t format, const fs::path& file) {
+void Store::Impl::apply_frame(std::string_view payload, std::uint64_t format,
+                              const fs::path& file) {
   unflushed = true;
   detail::Decoder d(payload.substr(1));
   switch (static_cast<detail::FrameType>(payload[0])) {
@@ -222,8 +222,8 @@ void Store::Impl::remove_obsolete() {
     const auto lg = parse_seq(name, ".log");
     const bool listed = std::find(segments.begin(), segments.end(), seg) != segments.end();
     const bool old_base = name.starts_with("base-") && name != base_file;
-    const bool obsolete = (seg >= 0 && !listed) || (lg >= 0 && lg <= newest) ||
-                          name.ends_with(".tmp") || old_base;
+    const bool obsolete =
+        (seg >= 0 && !listed) || (lg >= 0 && lg <= newest) || name.ends_with(".tmp") || old_base;
     if (obsolete) fs::remove(entry.path(), ec);
   }
 }

@@ -1,12 +1,11 @@
 // Store::Impl: appends, commits and segment flushes.
-#include "store/store_impl.hpp"
-
 #include <algorithm>
 
 #include "core/prefetch.hpp"
 #include "store/file_util.hpp"
 #include "store/frame_codec.hpp"
 #include "store/row_columns.hpp"
+#include "store/store_impl.hpp"
 
 namespace mpibatch {
 
@@ -48,7 +47,7 @@ void Store::Impl::check_record(const Record& r, const JobInfo& job) const {
 }
 
 void Store::Impl::check_values(const Record& r, const char* what, const std::vector<Value>& values,
-                         const std::vector<Field>& fields) {
+                               const std::vector<Field>& fields) {
   if (values.size() != fields.size()) {
     throw UsageError("record of job " + r.job + " has " + std::to_string(values.size()) + " " +
                      what + " values; the job defines " + std::to_string(fields.size()));
@@ -297,9 +296,8 @@ void Store::Impl::log_records(std::vector<std::size_t>& offsets, Encode&& encode
 }
 
 void Store::Impl::add_row(const TaskKey& key, std::uint16_t mem_job, bool failed,
-             const std::vector<std::size_t>& offsets, std::size_t i) {
-  index_mem(key, failed,
-            mem().add_encoded(key, mem_job, failed, offsets[i], row_size(offsets, i)));
+                          const std::vector<std::size_t>& offsets, std::size_t i) {
+  index_mem(key, failed, mem().add_encoded(key, mem_job, failed, offsets[i], row_size(offsets, i)));
 }
 
 std::uint32_t Store::Impl::row_size(const std::vector<std::size_t>& offsets, std::size_t i) {

@@ -102,8 +102,8 @@ struct TableWriter::Group {
   // Only in groups whose records carry result bytes (jobs of the C++ API):
   // result_offset, result_size, and all result bytes concatenated.
   std::unique_ptr<h5::Column> result_offset, result_size, result_data;
-  ValueColumns results;                     // results/<field>
-  ValueColumns params;                      // params/<field>
+  ValueColumns results;  // results/<field>
+  ValueColumns params;   // params/<field>
 };
 
 struct TableWriter::RunGroup {
@@ -192,7 +192,8 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
   if (!rows.results.empty() && !g.result_size) {
     // The first result bytes of this group: the rows before had none.
     const hid_t gid = g.gid.get();
-    g.result_offset = std::make_unique<h5::Column>(gid, "result_offset", H5T_NATIVE_UINT64, kChunkRows);
+    g.result_offset =
+        std::make_unique<h5::Column>(gid, "result_offset", H5T_NATIVE_UINT64, kChunkRows);
     g.result_size = std::make_unique<h5::Column>(gid, "result_size", H5T_NATIVE_UINT64, kChunkRows);
     // One flat column, not variable-length rows: HDF5's variable-length
     // storage (the global heap) costs microseconds per row.

@@ -25,7 +25,8 @@ void virtual_column(hid_t parent, const std::string& name, hid_t type, const voi
   for (const auto& s : sources) total += rows_of(s);
   h5::Handle space(h5::check_id(H5Screate_simple(1, &total, nullptr), "H5Screate_simple"));
   h5::Handle dcpl(h5::check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"));
-  if (fill != nullptr) h5::check(H5Pset_fill_value(dcpl.get(), type, fill), "H5Pset_fill_value", name);
+  if (fill != nullptr)
+    h5::check(H5Pset_fill_value(dcpl.get(), type, fill), "H5Pset_fill_value", name);
   hsize_t at = 0;
   for (const auto& s : sources) {
     hsize_t n = rows_of(s);
@@ -37,9 +38,9 @@ void virtual_column(hid_t parent, const std::string& name, hid_t type, const voi
     // HDF5 reads '%' in a source file name as a format character ("%%" is one '%').
     std::string file;
     for (const char c : s.file) file += c == '%' ? std::string("%%") : std::string(1, c);
-    h5::check(H5Pset_virtual(dcpl.get(), vspace.get(), file.c_str(), src_path.c_str(),
-                             sspace.get()),
-              "H5Pset_virtual", s.file + ":" + src_path);
+    h5::check(
+        H5Pset_virtual(dcpl.get(), vspace.get(), file.c_str(), src_path.c_str(), sspace.get()),
+        "H5Pset_virtual", s.file + ":" + src_path);
     at += n;
   }
   h5::Handle d(h5::check_id(
@@ -71,15 +72,17 @@ void job_group(hid_t file, const JobInfo& job, const std::vector<ViewSource>& so
   column(g.get(), "duration", H5T_NATIVE_DOUBLE, &nan, "duration");
   column(g.get(), "run", H5T_NATIVE_INT64, nullptr, "run");
   column(g.get(), "error", str.get(), nullptr, "error");
-  for (const auto& [sub, fields] : {std::pair<std::string, const std::vector<Field>*>{"params", &job.params},
-                                    {"results", &job.results}}) {
+  for (const auto& [sub, fields] :
+       {std::pair<std::string, const std::vector<Field>*>{"params", &job.params},
+        {"results", &job.results}}) {
     if (fields->empty()) continue;
     h5::Handle sg = h5::create_group(g.get(), sub);
     for (const Field& f : *fields) {
       h5::Handle t = field_type(f.type);
       column(sg.get(), f.name, t.get(), f.type == FieldType::float64 ? &nan : nullptr,
              sub + "/" + f.name);
-      h5::Handle d(h5::check_id(H5Dopen2(sg.get(), f.name.c_str(), H5P_DEFAULT), "H5Dopen2", f.name));
+      h5::Handle d(
+          h5::check_id(H5Dopen2(sg.get(), f.name.c_str(), H5P_DEFAULT), "H5Dopen2", f.name));
       h5::write_attr(d.get(), "units", f.unit);
       h5::write_attr(d.get(), "description", f.description);
     }
@@ -141,7 +144,8 @@ std::vector<std::string> check_view(const std::filesystem::path& path,
         if (want > 0) out.push_back("has no " + group_path(job.name, job.version));
         continue;
       }
-      const h5::Handle d(h5::check_id(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT), "H5Dopen2", name));
+      const h5::Handle d(
+          h5::check_id(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT), "H5Dopen2", name));
       const hsize_t rows = h5::dataset_size(d.get());
       if (rows != want) {
         out.push_back(name + " has " + std::to_string(rows) + " rows, the tables " +
@@ -153,7 +157,8 @@ std::vector<std::string> check_view(const std::filesystem::path& path,
       if (rows > 0) h5::read_rows(d.get(), t.get(), 0, rows, status.data());
       const auto missing = std::count(status.begin(), status.end(), std::int8_t{-1});
       if (missing > 0)
-        out.push_back(name + ": " + std::to_string(missing) + " rows read as missing (a table is gone)");
+        out.push_back(name + ": " + std::to_string(missing) +
+                      " rows read as missing (a table is gone)");
     }
   } catch (const Error& e) {
     out.push_back(e.what());
