@@ -80,6 +80,60 @@ class Cli(unittest.TestCase):
             self.assertEqual((s["total"], s["computed"], s["cached"], s["state"]), (30, 0, 30, "finished"))
             self.assertEqual(s["ranks"], np)
 
+    def test_grid_runs_record_their_spec_and_task_file_runs_their_task_list(self):
+        import h5py  # python3-h5py: installed by tools/setup.sh for the tests
+        store = self.path("spec.h5")
+        self.mpibatch("run", "sqrt", "--grid", "x=0..2999", "--store", store, "--progress", "none", np=2, check=0)
+        tasks = self.path("t.csv")
+        with open(tasks, "w") as f:
+            f.write("x\n" + "".join("%d\n" % x for x in range(2990, 3010)))
+        self.mpibatch("run", "sqrt", "--tasks", tasks, "--store", store, "--progress", "none", np=2, check=0)
+        with h5py.File(store, "r") as f:
+            spec = json.loads(f["runs/1"].attrs["task_spec"])
+            self.assertEqual((spec["job"], spec["grid"]), ("sqrt", ["x=0..2999"]))
+            self.assertNotIn("task_spec", f["runs/2"].attrs)
+        lists = {}
+        for name in os.listdir(store + ".d"):
+            if name.endswith(".h5"):
+                with h5py.File(os.path.join(store + ".d", name), "r") as t:
+                    for run in t["runs"]:
+                        if "tasks" in t["runs"][run] and len(t["runs"][run]["tasks"]):
+                            lists[run] = lists.get(run, 0) + len(t["runs"][run]["tasks"])
+        self.assertEqual(lists, {"2": 20}, "16 bytes a task only for the task-file run")
+        # Both runs list their tasks in order, the grid's listed again from its spec.
+        for run, xs in (("1", range(3000)), ("2", range(2990, 3010))):
+            out = self.mpibatch("export", store, "--run", run, "--format", "jsonl", check=0).stdout
+            rows = [json.loads(line) for line in out.splitlines()]
+            self.assertEqual([r["x"] for r in rows], list(xs))
+            self.assertTrue(all(r["status"] == "ok" and r["value"] == r["x"] for r in rows))
+
+    def test_compress_writes_tables_h5py_reads_without_plugins(self):
+        import h5py
+        def tables(store):
+            d = store + ".d"
+            return [os.path.join(d, n) for n in sorted(os.listdir(d)) if n.endswith(".h5")]
+        def size(store):
+            return sum(os.path.getsize(t) for t in tables(store))
+        plain, packed = self.path("plain.h5"), self.path("packed.h5")
+        for store, extra in ((plain, ()), (packed, ("--compress", "6"))):
+            self.mpibatch("run", "sqrt", "--grid", "x=0..49999", "--store", store, "--progress", "none",
+                          *extra, np=2, check=0)
+        self.assertLess(size(packed), 0.7 * size(plain))
+        with h5py.File(packed, "r") as f:
+            g = f["jobs/sqrt/v1"]
+            self.assertEqual(sorted(g["results/value"][:]), list(range(50000)))
+        with h5py.File(tables(packed)[0], "r") as t:
+            col = t["jobs/sqrt/v1/results/value"]
+            self.assertEqual((col.compression, col.shuffle), ("gzip", True))
+        self.assertEqual(self.status(packed)["computed"], 50000)
+        self.mpibatch("verify", packed, check=0)
+        # compact --compress packs an existing store, even one of one table.
+        self.mpibatch("compact", plain, "--compress", "4", check=0)
+        with h5py.File(tables(plain)[0], "r") as t:
+            self.assertEqual(t["jobs/sqrt/v1/key"].compression, "gzip")
+        self.assertLess(size(plain), 1.2 * size(packed))
+        self.mpibatch("run", "sqrt", "--compress", "10", "--grid", "x=1", "--store", plain, check=2)
+
     def test_grid_product_lists_ranges_with_steps(self):
         store = self.path("g.h5")
         self.mpibatch("run", "pi", "--grid", "row=1,5", "--grid", "order=0..4:2", "--store", store,

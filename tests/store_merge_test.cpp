@@ -118,7 +118,7 @@ TEST(StoreMerge, AReplacedRecordLeavesTheTablesAtTheEndOfARun) {
   Store r = Store::open(path, {.read_only = true});
   EXPECT_EQ(*r.get(demo_key(11)), retried);
   EXPECT_EQ(r.size(), 1010u);
-  const auto view = r.check_view();
+  const auto view = r.check_files();
   EXPECT_TRUE(view.empty()) << view.front().what;
 }
 
@@ -154,7 +154,7 @@ TEST(StoreFormat, AStoreNamedWithPercentSignsHasAWorkingView) {
   small_run(path, 10, 10);
   EXPECT_TRUE(Store::exists(path));
   Store r = Store::open(path, {.read_only = true});
-  const auto view = r.check_view();
+  const auto view = r.check_files();
   EXPECT_TRUE(view.empty()) << view.front().what;
   EXPECT_EQ(r.size(), 20u);
 }

@@ -751,33 +751,7 @@ using test_support::demo_job;
 using test_support::demo_record;
 using test_support::TempDir;
 
-// The columnar form of records (all of demo_job), built column by column.
-RecordBatch to_batch(const std::vector<Record>& records) {
-  RecordBatch b;
-  b.job = "demo";
-  b.run = records.front().run;
-  b.values = {std::vector<std::int64_t>(), std::vector<double>(), std::vector<std::uint8_t>(),
-              std::vector<std::string>()};
-  b.params = {std::vector<std::int64_t>()};
-  for (const Record& r : records) {
-    b.keys.push_back(r.key);
-    b.status.push_back(r.status);
-    b.rank.push_back(r.rank);
-    b.start_time.push_back(r.start_time);
-    b.duration.push_back(r.duration);
-    b.results += r.result;
-    b.result_sizes.push_back(static_cast<std::uint32_t>(r.result.size()));
-    b.errors += r.error;
-    b.error_sizes.push_back(static_cast<std::uint32_t>(r.error.size()));
-    const bool ok = r.status == Status::ok;
-    std::get<0>(b.values[0]).push_back(ok ? std::get<std::int64_t>(r.values[0]) : 0);
-    std::get<1>(b.values[1]).push_back(ok ? std::get<double>(r.values[1]) : 0.0);
-    std::get<2>(b.values[2]).push_back(ok && std::get<bool>(r.values[2]) ? 1 : 0);
-    std::get<3>(b.values[3]).push_back(ok ? std::get<std::string>(r.values[3]) : "");
-    std::get<0>(b.params[0]).push_back(std::get<std::int64_t>(r.params[0]));
-  }
-  return b;
-}
+using test_support::to_batch;
 
 TEST(Store, ColumnarBatchIsStoredExactlyAsRecords) {
   TempDir dir;

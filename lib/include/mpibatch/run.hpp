@@ -49,6 +49,12 @@ struct RunOptions {
   bool compact =
       true;  // merge the store's newer tables when the run finishes (Store::close_merging)
   std::string command_line;  // recorded in the run's metadata
+  // When set: the run keeps no task list (16 bytes a task) and records this
+  // instead (RunInfo::task_spec), from which its caller can list the tasks
+  // again; for_each_task then sees none. The command sets it for --grid and
+  // --param runs. Empty: the task list is kept (map() needs it).
+  std::string task_spec;
+  int compress = 0;  // StoreOptions::compress for the tables this run writes
 };
 
 struct RunSummary {

@@ -129,7 +129,10 @@ struct RunInfo {
   std::int32_t slurm_restart_count = 0;  // SLURM_RESTART_COUNT (a requeued job)
   RunState state = RunState::running;
   std::int32_t exit_status = 0;
-  std::int64_t task_count = 0;      // length of the run's task list
+  std::int64_t task_count = 0;  // length of the run's task list
+  // Set instead of a task list (RunOptions::task_spec): how its caller lists
+  // the run's tasks again. `mpibatch run` records --grid and --param runs so.
+  std::string task_spec;
   std::optional<RunCounts> counts;  // absent in runs of stores made before counts were kept
   bool operator==(const RunInfo&) const = default;
 };
@@ -154,6 +157,12 @@ struct StoreOptions {
   // A segment file is written when this many records (or task-list keys)
   // are in memory since the last one; bounds memory and log replay time.
   std::size_t segment_records = std::size_t{1} << 20;
+  // Writers only: 1-9 compresses the columns of the tables this writer
+  // writes (segments, merges, compact) with HDF5's shuffle and deflate
+  // (zlib at this level), both built into HDF5, so h5py and h5dump read them
+  // without plugins: smaller files for slower writes and reads. Key indexes
+  // stay as they are (used in place). 0: no compression.
+  int compress = 0;
 };
 
 // Damage found while opening: the file and what is wrong with it.
@@ -183,9 +192,11 @@ class Store {
   // Reads the store's file, the view users open, against the tables: not a
   // view, rows that differ from the tables', or rows that read as missing
   // through it are problems naming the file (a writer writes it anew when
-  // it opens). What `mpibatch verify` adds to problems(). Not for
-  // metadata_only readers.
-  std::vector<Problem> check_view() const;
+  // it opens). Then checks each table's key index against its key columns
+  // (a damaged index is not used: lookups read the columns instead, and the
+  // next merge or compaction writes a sound one). What `mpibatch verify`
+  // adds to problems(); reads every key. Not for metadata_only readers.
+  std::vector<Problem> check_files() const;
 
   // Adds a job definition, or checks that an identical one exists.
   // Throws UsageError when the same name and version has other fields.
@@ -261,12 +272,18 @@ class Store {
   // order appended), which reads each file front to back.
   void for_each(const std::function<void(const Record&)>& fn) const;
   // The run's tasks in task order; record is nullptr for a task with no record.
+  // A run with a task_spec kept no task list: nothing is called.
   void for_each_task(std::int64_t run,
                      const std::function<void(const TaskKey&, const Record*)>& fn) const;
+  // fn(key, record or nullptr) for each key, in the order given; records are
+  // read a few thousand at a time. For a caller that lists a run's tasks again.
+  void for_each_key(std::span<const TaskKey> keys,
+                    const std::function<void(const TaskKey&, const Record*)>& fn) const;
 
   // Writers: merges every table and log into one new base table (in the
   // sidecar; path() is its view) and removes the rest. Rewrites the whole
   // store: close_merging() is what runs call. Crash-safe at every step.
+  // A store of one table is left as it is, unless compress is set.
   void compact();
   // Writers: removes the records for which drop is true (their tasks will be
   // computed again), by writing the store anew as compact() does; returns

@@ -14,6 +14,7 @@
 #include <regex>
 
 #include "cli/row_codec.hpp"
+#include "cli/run_spec.hpp"
 #include "cli/submit.hpp"
 #include "cli/task_rows.hpp"
 #include "cli/values.hpp"
@@ -74,6 +75,7 @@ struct RunArgs {
   int retries = 0;
   bool fail_fast = false, skip_failed = false;
   double checkpoint = 2.0, grace = 30;
+  int compress = 0;
 };
 
 // The rows of `run`: straight from TaskRows, or for exec, commands built
@@ -126,7 +128,12 @@ class RunTasks {
       spec.params.push_back("output_dir=" + a.output_dir);
     }
     rows_ = std::make_unique<detail::TaskRows>(job.info, spec);
+    task_spec_ = detail::task_spec_json(job.info, spec);
   }
+
+  // What the run records instead of a task list, if its rows come from the
+  // spec alone (see run_spec.hpp); empty otherwise.
+  const std::string& task_spec() const { return task_spec_; }
 
   // The number of tasks when known without reading them all.
   std::optional<std::uint64_t> count() const { return rows_ ? rows_->count() : std::nullopt; }
@@ -198,6 +205,7 @@ class RunTasks {
   std::optional<JobInfo> template_info_;
   std::unique_ptr<detail::TaskRows> rows_;
   std::vector<Value> values_;
+  std::string task_spec_;
 };
 
 int do_run(const RunArgs& a, int argc, char** argv) {
@@ -228,6 +236,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     o.skip_failed = a.skip_failed;
     o.checkpoint_seconds = a.checkpoint;
     o.grace = a.grace;
+    o.compress = a.compress;
     if (!a.time_limit.empty()) {
       o.time_limit = detail::parse_duration(a.time_limit, "--time-limit");
     } else if (env.rank() == 0) {
@@ -247,6 +256,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
     if (env.rank() == 0) {
       RunTasks rows(*cj, a);
+      o.task_spec = rows.task_spec();
       task_count = rows.count();
       if (!task_count) {
         std::vector<Value> row;
@@ -520,7 +530,10 @@ int do_export(const std::string& path, std::int64_t run_id, const std::string& f
   // Columns: the job's params and results (from the first record), then status and error.
   const JobInfo* job = nullptr;
   std::vector<std::pair<std::string, nlohmann::json>> cells;
-  s.for_each_task(run.id, [&](const TaskKey& key, const Record* r) {
+  auto job_of = [](const std::string& name) -> const JobInfo& {
+    return find_command_job(name).info;
+  };
+  detail::for_each_run_task(s, run, job_of, [&](const TaskKey& key, const Record* r) {
     if (r != nullptr && job == nullptr) job = s.find_job(r->job, r->job_version);
     cells.clear();
     cells.emplace_back("key", key.hex());
@@ -567,7 +580,7 @@ int do_verify(const std::string& path) {
   Store s = Store::open(path, {.read_only = true});
   std::uint64_t records = 0, tasks = 0;
   std::vector<Problem> problems = s.problems();
-  for (auto& p : s.check_view()) problems.push_back(std::move(p));
+  for (auto& p : s.check_files()) problems.push_back(std::move(p));
   try {
     s.for_each([&](const Record&) { ++records; });
     for (const auto& run : s.runs())
@@ -635,6 +648,9 @@ void add_run_options(CLI::App* sub, RunArgs& ra) {
   sub->add_option("--grace", ra.grace, "Stop dispatching GRACE seconds before the time limit")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  sub->add_option("--compress", ra.compress,
+                  "Deflate (1-9, HDF5's own: h5py reads it) the tables this run writes")
+      ->check(CLI::Range(0, 9));
 }
 
 // `submit`: the same command line as `run`, less submit's own options,
@@ -787,6 +803,11 @@ int run_command_line(int argc, char** argv) {
       "Merge every table and log of the store into one table (runs merge by size).\n"
       "Example:\n  mpibatch compact pi.h5");
   compact->add_option("store", store_path, "The store")->required();
+  int compact_level = 0;
+  compact
+      ->add_option("--compress", compact_level,
+                   "Deflate (1-9, HDF5's own: h5py reads it) the new table")
+      ->check(CLI::Range(0, 9));
   std::string clear_job;
   bool clear_failed = false;
   auto* clear =
@@ -826,7 +847,7 @@ int run_command_line(int argc, char** argv) {
       return kExitOk;
     }
     if (compact->parsed()) {
-      Store s = Store::open(store_path, {.create = false});
+      Store s = Store::open(store_path, {.create = false, .compress = compact_level});
       s.compact();
       s.close();
       std::fprintf(stderr, "mpibatch compact: %s is one table now\n", store_path.c_str());

@@ -241,7 +241,7 @@ class Master {
       found.resize(keys.size());
       claims.resize(keys.size());
       store_.claim(keys, found, claims, !opt_.skip_failed);
-      store_.append_tasks(run_id_, keys);
+      if (opt_.task_spec.empty()) store_.append_tasks(run_id_, keys);
       for (std::size_t i = 0; i < chunk.size(); ++i) {
         switch (found[i]) {
           case Lookup::ok:
@@ -433,11 +433,12 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
   std::unique_ptr<Channel> channel;
   std::int64_t run_id = 0;
   try {
-    store = std::make_unique<Store>(Store::open(opt.store));
+    store = std::make_unique<Store>(Store::open(opt.store, {.compress = opt.compress}));
     store->define_job(job.info);
     RunInfo info;
     info.start_time = unix_now();
     info.command_line = opt.command_line;
+    info.task_spec = opt.task_spec;
     info.ranks = env.size();
     info.hosts = hosts;
     if (const char* id = std::getenv("SLURM_JOB_ID")) info.slurm_job_id = id;

@@ -274,12 +274,16 @@ std::vector<std::int64_t> read_attr_ints(hid_t obj, const std::string& name) {
   return out;
 }
 
-Column::Column(hid_t parent, const std::string& name, hid_t type, hsize_t chunk_rows)
+Column::Column(hid_t parent, const std::string& name, hid_t type, hsize_t chunk_rows, int deflate)
     : name_(name) {
   const hsize_t zero = 0, unlimited = H5S_UNLIMITED;
   Handle space(check_id(H5Screate_simple(1, &zero, &unlimited), "H5Screate_simple"));
   Handle dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"));
   check(H5Pset_chunk(dcpl.get(), 1, &chunk_rows), "H5Pset_chunk", name);
+  if (deflate > 0) {
+    check(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", name);
+    check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(deflate)), "H5Pset_deflate", name);
+  }
   dset_ = Handle(check_id(
       H5Dcreate2(parent, name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
       "H5Dcreate2", name));

@@ -84,7 +84,9 @@ std::vector<std::int64_t> read_attr_ints(hid_t obj, const std::string& name);
 // H5Dwrite per batch (never per row).
 class Column {
  public:
-  Column(hid_t parent, const std::string& name, hid_t type, hsize_t chunk_rows);
+  // deflate 1-9: chunks are shuffled and deflated (both built into HDF5, so
+  // any reader has them); 0: stored as they are.
+  Column(hid_t parent, const std::string& name, hid_t type, hsize_t chunk_rows, int deflate = 0);
   // data points at count elements in the memory layout of mem_type.
   void append(hid_t mem_type, const void* data, hsize_t count);
   hid_t id() const { return dset_.get(); }

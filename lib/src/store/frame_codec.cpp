@@ -324,7 +324,10 @@ void encode_run(std::string& out, const RunInfo& run) {
     e.put(c.failed);
     e.put<std::uint32_t>(static_cast<std::uint32_t>(c.per_rank.size()));
     for (const auto n : c.per_rank) e.put(n);
+  } else if (!run.task_spec.empty()) {
+    e.put<std::uint8_t>(0);
   }
+  if (!run.task_spec.empty()) e.put_str(run.task_spec);  // later still
 }
 
 RunInfo decode_run(Decoder& d) {
@@ -355,6 +358,7 @@ RunInfo decode_run(Decoder& d) {
     for (auto& n : c.per_rank) n = d.get<std::int64_t>();
     run.counts = std::move(c);
   }
+  if (!d.done()) run.task_spec = d.get_str();
   return run;
 }
 

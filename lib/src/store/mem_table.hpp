@@ -77,6 +77,10 @@ struct MemTable {
   std::vector<JobVersion> jobs;
   std::map<std::int64_t, std::vector<TaskKey>> tasks;  // per run, in task order
   std::size_t task_count = 0;
+  // Keys of records here that replaced one outside this memtable (in a
+  // table, or the memtable being flushed): the segment's KeyIndex::replacing.
+  std::vector<TaskKey> replacing;
+  std::size_t superseded = 0;  // entries replaced by a later one here
 
   // Records plus task keys: what the flush threshold counts.
   std::size_t size() const { return entries.size() + task_count; }
@@ -137,6 +141,8 @@ struct MemTable {
     jobs.clear();
     for (auto& [run, keys] : tasks) keys.clear();
     task_count = 0;
+    replacing.clear();
+    superseded = 0;
   }
 
   // A live row, with what the flush needs of it, so that the flush touches

@@ -60,6 +60,7 @@ void write_run_attrs(hid_t g, const RunInfo& r) {
   h5::write_attr(g, "state", std::string(mpibatch::to_string(r.state)));
   h5::write_attr(g, "exit_status", static_cast<std::int64_t>(r.exit_status));
   h5::write_attr(g, "task_count", r.task_count);
+  if (!r.task_spec.empty()) h5::write_attr(g, "task_spec", r.task_spec);
   if (r.counts) {
     h5::write_attr(g, "total", r.counts->total);
     h5::write_attr(g, "cached", r.counts->cached);

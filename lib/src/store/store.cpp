@@ -86,12 +86,16 @@ fs::path Store::sidecar(const fs::path& path) {
   return fs::path(path.string() + ".d");
 }
 
-std::vector<Problem> Store::check_view() const {
+std::vector<Problem> Store::check_files() const {
   const Impl& s = *impl_;
-  if (s.base_file.empty()) return {};  // format 1: the file is the base table
+  s.require_records("check its files");
   std::vector<Problem> out;
-  for (auto& what : detail::check_view(s.path, s.view_sources(), s.jobs))
-    out.push_back({s.path.string(), std::move(what)});
+  if (!s.base_file.empty()) {  // format 1: the file is the base table
+    for (auto& what : detail::check_view(s.path, s.view_sources(), s.jobs))
+      out.push_back({s.path.string(), std::move(what)});
+  }
+  for (const auto& t : s.tables)
+    for (auto& what : t->check_index()) out.push_back({t->path().string(), std::move(what)});
   return out;
 }
 
@@ -330,37 +334,61 @@ bool Store::commit_due() const {
 void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
   impl_->require_records("look keys up");
   if (out.size() != keys.size()) throw UsageError("lookup: output size differs from key count");
-  const auto& index = impl_->index;
+  std::vector<std::optional<Loc>> locs(keys.size());
+  impl_->locate(keys, locs);
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (i + kPrefetch < keys.size()) detail::prefetch(index, keys[i + kPrefetch]);
-    const auto it = index.find(keys[i]);
-    const Loc* loc = it == index.end() ? nullptr : impl_->visible(it->second);
-    out[i] = loc == nullptr ? Lookup::missing : loc->failed() ? Lookup::failed : Lookup::ok;
+    out[i] = !locs[i] ? Lookup::missing : locs[i]->failed() ? Lookup::failed : Lookup::ok;
   }
 }
 
 std::optional<Record> Store::get(const TaskKey& key) const {
   impl_->require_records("get a record");
-  const auto it = impl_->index.find(key);
-  const Loc* loc = it == impl_->index.end() ? nullptr : impl_->visible(it->second);
-  if (loc == nullptr) return std::nullopt;
+  std::optional<Loc> loc;
+  impl_->locate({&key, 1}, {&loc, 1});
+  if (!loc) return std::nullopt;
   return std::move(impl_->fetch({*loc}).front());
 }
 
 std::size_t Store::size() const {
   impl_->require_records("count records");
-  return impl_->index.size() - impl_->phantoms;
+  const Impl& s = *impl_;
+  // Every stored row less those a newer record replaced: one per replacing key.
+  std::size_t n = 0;
+  for (const auto& t : s.tables) n += Impl::rows_of(*t) - t->key_index().replacing().size();
+  for (unsigned slot = 0; slot < 2; ++slot) {
+    if (s.mem_table[slot] == kNoTable) continue;
+    const auto& m = s.mems[slot];
+    n += m.entries.size() - m.superseded - m.replacing.size();
+  }
+  return n;
 }
 
 void Store::for_each(const std::function<void(const Record&)>& fn) const {
   impl_->require_records("read records");
-  const auto all = impl_->stored_in_order();
+  impl_->each_stored(fn);
+}
+
+void Store::for_each_key(std::span<const TaskKey> keys,
+                         const std::function<void(const TaskKey&, const Record*)>& fn) const {
+  impl_->require_records("read records");
+  std::vector<std::optional<Loc>> found;
   std::vector<Loc> locs;
-  for (std::size_t i = 0; i < all.size(); i += kFetchChunk) {
+  std::vector<std::size_t> where;
+  for (std::size_t i = 0; i < keys.size(); i += kFetchChunk) {
+    const std::size_t n = std::min(keys.size() - i, kFetchChunk);
+    found.assign(n, std::nullopt);
+    impl_->locate(keys.subspan(i, n), found);
     locs.clear();
-    for (std::size_t j = i; j < std::min(all.size(), i + kFetchChunk); ++j)
-      locs.push_back(all[j].second);
-    for (const Record& r : impl_->fetch(locs)) fn(r);
+    where.assign(n, SIZE_MAX);
+    for (std::size_t j = 0; j < n; ++j) {
+      if (found[j]) {
+        where[j] = locs.size();
+        locs.push_back(*found[j]);
+      }
+    }
+    const auto recs = impl_->fetch(locs);
+    for (std::size_t j = 0; j < n; ++j)
+      fn(keys[i + j], where[j] == SIZE_MAX ? nullptr : &recs[where[j]]);
   }
 }
 
@@ -369,35 +397,17 @@ void Store::for_each_task(std::int64_t run,
   impl_->require_records("read a run's tasks");
   if (!impl_->runs.count(run))
     throw UsageError("no run " + std::to_string(run) + " in store " + impl_->path.string());
-  auto emit = [&](const std::vector<TaskKey>& keys) {
-    for (std::size_t i = 0; i < keys.size(); i += kFetchChunk) {
-      const std::size_t end = std::min(keys.size(), i + kFetchChunk);
-      std::vector<Loc> locs;
-      std::vector<std::size_t> where(end - i, SIZE_MAX);
-      for (std::size_t j = i; j < end; ++j) {
-        const auto it = impl_->index.find(keys[j]);
-        const Loc* loc = it == impl_->index.end() ? nullptr : impl_->visible(it->second);
-        if (loc != nullptr) {
-          where[j - i] = locs.size();
-          locs.push_back(*loc);
-        }
-      }
-      const auto recs = impl_->fetch(locs);
-      for (std::size_t j = i; j < end; ++j) {
-        fn(keys[j], where[j - i] == SIZE_MAX ? nullptr : &recs[where[j - i]]);
-      }
-    }
-  };
   std::vector<TaskKey> keys;
   for (const auto& t : impl_->tables) {
     keys.clear();
     t->read_tasks(run, keys);
-    emit(keys);
+    for_each_key(keys, fn);
   }
   // Memtables: a frozen one (being flushed) holds earlier tasks than the active one.
   const Impl& s = *impl_;
   for (unsigned slot : {1 - s.active, s.active}) {
-    if (auto it = s.mems[slot].tasks.find(run); it != s.mems[slot].tasks.end()) emit(it->second);
+    if (auto it = s.mems[slot].tasks.find(run); it != s.mems[slot].tasks.end())
+      for_each_key(it->second, fn);
   }
 }
 

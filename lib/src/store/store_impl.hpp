@@ -6,12 +6,15 @@
 #pragma once
 
 #include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
 
 #include <array>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,7 +113,16 @@ struct Store::Impl {
   std::int64_t last_seq = 0;  // highest number of any table or log seen or made
   std::vector<std::int64_t> segments;  // live segments, as in the MANIFEST
 
+  // The key index in memory: the keys this writer appended or claimed (the
+  // memtables', and those of the segments it flushed). Keys of the tables
+  // there were at open, tables [0, probe_end), are looked up in each
+  // table's own KeyIndex instead, newest first: opening reads no keys.
   absl::flat_hash_map<TaskKey, Loc, TaskKeyHash> index;
+  std::size_t probe_end = 0;
+  hsize_t probe_rows = 0;  // rows of tables [0, probe_end): none, no need to look
+  // Keys that tables [0, probe_end) hold more than once (their replacing keys).
+  absl::flat_hash_set<TaskKey, TaskKeyHash> replaced_keys;
+  mutable std::size_t hint_table = SIZE_MAX;  // where the last key looked up was
   // Unsettled claims (Store::claim), by id. A claimed key's index value is
   // a kClaimed marker; its slot is reached through the pointer here, which
   // stays valid because the index never erases (a released key keeps a
@@ -125,7 +137,6 @@ struct Store::Impl {
   std::vector<ClaimRec> claims;
   std::vector<Claim> free_claims;
   std::size_t claims_capacity = 0;  // index.capacity() the slot pointers are for
-  std::size_t phantoms = 0;         // index values with no record behind them
   std::array<detail::MemTable, 2> mems;
   unsigned active = 0;  // the memtable that takes appends
   // The table number each memtable's rows carry in Locs (kNoTable: unused).
@@ -184,9 +195,25 @@ struct Store::Impl {
   // Points the index at row of the active memtable.
   void index_mem(const TaskKey& key, bool failed, std::size_t row);
 
-  // Marks the record at old as replaced. Only the active memtable is
-  // marked: a frozen one is being written.
-  void supersede(Loc old);
+  // key's new record in the active memtable replaced its record at old: a
+  // record of the active memtable is marked (and not written); one elsewhere
+  // (a frozen memtable is being written) stays, and the key is listed in
+  // the memtable's replacing keys.
+  void replaced(const TaskKey& key, Loc old);
+
+  // The newest record of key in tables [0, end), newest first.
+  struct TableFind {
+    std::uint32_t table = 0;
+    detail::TableHit hit;
+  };
+  std::optional<TableFind> in_tables(const TaskKey& key, std::size_t end) const;
+  // out[i]: the newest record of keys[i] (memory index, then tables
+  // [0, probe_end)), or nullopt. Prefetches ahead: keys are cache misses.
+  void locate(std::span<const TaskKey> keys, std::span<std::optional<Loc>> out) const;
+  // The indices (into keys) of todo that no table [0, probe_end) holds; out
+  // gets the locations of the others.
+  void locate_in_tables(std::span<const TaskKey> keys, std::vector<std::uint32_t>& todo,
+                        std::span<std::optional<Loc>> out) const;
 
   // The location a reader sees for an index value: a claimed key's one
   // before the claim. nullptr: no record.
@@ -208,7 +235,10 @@ struct Store::Impl {
 
   void insert_mem(const Record& r) { index_mem(r.key, r.status == Status::failed, mem().add(r)); }
 
-  void index_table(std::uint32_t t);
+  // Opens every table's key index; for those built in memory (tables from
+  // before there was one), finds the keys whose rows replace an older
+  // table's. A damaged index is a problem.
+  void open_key_indexes();
 
   void read_metadata(const TableReader& tr);
 
@@ -226,6 +256,15 @@ struct Store::Impl {
   void migrate();
 
   static hsize_t rows_of(const TableReader& t);
+  // Rows of tables that a newer record replaced, by (table, group), each
+  // sorted; and (if frozen_dead) the frozen memtable's entries the active
+  // one replaced. Found from the replacing keys, which are few.
+  using DeadRows = std::map<std::pair<std::uint32_t, std::uint32_t>, std::vector<hsize_t>>;
+  DeadRows dead_rows(std::vector<bool>* frozen_dead) const;
+  // Calls fn with the live rows (no dead one) of group g of table t, front
+  // to back, a few thousand at a time.
+  void live_rows(const DeadRows& dead, std::size_t t, std::size_t g,
+                 const std::function<void(const std::vector<Record>&)>& fn) const;
   // No records and no task lists: a table promote_first_segment may replace.
   static bool holds_nothing(const TableReader& t);
   // The oldest table holding a row that a newer record replaced, or
@@ -244,9 +283,8 @@ struct Store::Impl {
 
   // Tables first.. (segments, the newest) into one new segment, live rows
   // only, in storage order. Committed by the MANIFEST; the view follows.
-  // For close_merging only: the index is not updated (fresh marks tables
-  // written here, whose rows are all live).
-  void merge_range(std::size_t first, std::vector<bool>& fresh);
+  // For close_merging only: the index is not updated.
+  void merge_range(std::size_t first);
 
   // An empty base gives way to the oldest segment, which becomes the base
   // by a hard link (no copy): a first run is never rewritten. Like
@@ -324,11 +362,10 @@ struct Store::Impl {
   // per (table, group) and column.
   Place place(Loc loc) const;
 
-  // Every record's location (and place), in storage order: tables oldest
-  // first (memtables last), then group and row. Reading in this order reads
-  // each table front to back, in ranges; key order would be a scattered
-  // point read per row (rows are stored in the order appended).
-  std::vector<std::pair<Place, Loc>> stored_in_order() const;
+  // Every live record, in storage order: tables oldest first (memtables
+  // last), then group and row, read in ranges front to back (key order
+  // would be a scattered point read per row: rows are stored as appended).
+  void each_stored(const std::function<void(const Record&)>& fn) const;
 
   std::vector<Record> fetch(const std::vector<Loc>& locs) const;
 };

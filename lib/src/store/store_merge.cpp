@@ -1,4 +1,6 @@
 // Store::Impl: merging tables and the view over them.
+#include <absl/container/flat_hash_set.h>
+
 #include <algorithm>
 
 #include "store/file_util.hpp"
@@ -22,19 +24,10 @@ bool Store::Impl::holds_nothing(const TableReader& t) {
 }
 
 std::size_t Store::Impl::oldest_with_replaced_rows() const {
-  hsize_t rows = 0;
-  for (const auto& t : tables) rows += rows_of(*t);
-  if (rows == index.size() - phantoms) return tables.size();  // the usual case: none
-  std::vector<hsize_t> live(tables.size(), 0);
-  for (const auto& [key, value] : index) {
-    if (const Loc* loc = visible(value)) {
-      const Place p = place(*loc);
-      if (p.mem < 0) ++live[p.table];
-    }
-  }
-  for (std::size_t t = 0; t < tables.size(); ++t)
-    if (live[t] < rows_of(*tables[t])) return t;
-  return tables.size();
+  std::size_t oldest = tables.size();
+  for (const auto& [tg, rows] : dead_rows(nullptr))
+    if (!rows.empty()) oldest = std::min<std::size_t>(oldest, tg.first);
+  return oldest;
 }
 
 std::size_t Store::Impl::merge_start(std::size_t lowest) const {
@@ -48,45 +41,31 @@ std::size_t Store::Impl::merge_start(std::size_t lowest) const {
   return tables.size() - first >= 4 ? first : tables.size();
 }
 
-void Store::Impl::merge_range(std::size_t first, std::vector<bool>& fresh) {
+void Store::Impl::merge_range(std::size_t first) {
   const std::int64_t seq = ++last_seq;  // above every file: keeps the MANIFEST's order
   const std::string name = seq_name(seq, ".h5");
   {
-    detail::TableWriter w(dir / (name + ".tmp"), seq);
+    detail::TableWriter w(dir / (name + ".tmp"), seq, opt.compress);
     w.add_jobs(jobs);
-    std::vector<TaskKey> keys;
-    std::vector<std::int8_t> status;
-    std::vector<hsize_t> live;
+    const DeadRows dead = dead_rows(nullptr);
     for (std::size_t t = first; t < tables.size(); ++t) {
       const TableReader& tr = *tables[t];
       for (std::size_t g = 0; g < tr.groups().size(); ++g) {
-        tr.read_index(g, keys, status);
-        live.clear();
-        for (std::size_t i = 0; i < keys.size(); ++i) {
-          bool ok = fresh[t];
-          if (!ok) {
-            const auto it = index.find(keys[i]);
-            const Loc* loc = it == index.end() ? nullptr : visible(it->second);
-            // A table number past the tables: one an earlier merge here replaced.
-            if (loc != nullptr && loc->table() < remaps.size()) {
-              const Place p = place(*loc);
-              ok = p.mem < 0 && p.table == t && p.group == g && p.row == i;
-            }
-          }
-          if (ok) live.push_back(i);
-        }
         const JobInfo& job = tr.groups()[g].job;
-        for (std::size_t at = 0; at < live.size(); at += kFetchChunk) {
-          const std::vector<hsize_t> chunk(
-              live.begin() + static_cast<std::ptrdiff_t>(at),
-              live.begin() + static_cast<std::ptrdiff_t>(std::min(live.size(), at + kFetchChunk)));
-          const auto records = tr.read_rows(g, chunk);
+        live_rows(dead, t, g, [&](const std::vector<Record>& records) {
           std::vector<const Record*> ptrs;
           for (const auto& r : records) ptrs.push_back(&r);
           w.append(job.name, job.version, ptrs);
-        }
+        });
       }
     }
+    // The merged table replaces what its inputs replaced in older tables.
+    absl::flat_hash_set<TaskKey, TaskKeyHash> replacing;
+    for (std::size_t t = first; t < tables.size(); ++t)
+      for (const TaskKey& key : tables[t]->key_index().replacing())
+        if (in_tables(key, first)) replacing.insert(key);
+    w.set_replacing({replacing.begin(), replacing.end()});
+    std::vector<TaskKey> keys;
     for (const auto& [id, run] : runs) {
       keys.clear();
       for (std::size_t t = first; t < tables.size(); ++t) tables[t]->read_tasks(id, keys);
@@ -97,10 +76,8 @@ void Store::Impl::merge_range(std::size_t first, std::vector<bool>& fresh) {
   }
   tables.resize(first);
   remaps.resize(first);
-  fresh.resize(first);
   tables.push_back(std::make_unique<TableReader>(dir / name));
   remaps.push_back(nullptr);
-  fresh.push_back(true);
   segments.resize(first - 1);  // segments[k] is tables[k + 1]
   segments.push_back(seq);
   save_manifest();
@@ -144,7 +121,7 @@ void Store::compact() {
   s.require_writer("compact");
   s.commit();
   s.flush_now();
-  if (s.tables.size() <= 1) return;  // already one table
+  if (s.tables.size() <= 1 && s.opt.compress == 0) return;  // already one table
   rewrite(nullptr);
 }
 
@@ -169,32 +146,29 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
   const std::int64_t through = s.tables.back()->through_seq();
   const std::string base_name = Impl::new_base_name(through);
   {
-    detail::TableWriter w(s.dir / (base_name + ".tmp"), through);
+    detail::TableWriter w(s.dir / (base_name + ".tmp"), through, s.opt.compress);
     w.add_jobs(s.jobs);
-    // Live locations per job version, in storage order: the new base keeps
-    // the order records were stored in (oldest first).
-    std::map<std::pair<std::string, std::int64_t>, std::vector<Loc>> per_job;
-    for (const auto& [p, loc] : s.stored_in_order()) {
-      const auto& job = s.tables[p.table]->groups()[p.group].job;
-      per_job[{job.name, job.version}].push_back(loc);
-    }
-    for (auto& [job, entries] : per_job) {
-      if (entries.size() > kMaxRows) throw StoreError("too many records for one job version");
-      std::vector<Loc> locs;
-      for (std::size_t i = 0; i < entries.size(); i += kFetchChunk) {
-        locs.clear();
-        for (std::size_t j = i; j < std::min(entries.size(), i + kFetchChunk); ++j)
-          locs.push_back(entries[j]);
-        const auto recs = s.fetch(locs);
-        std::vector<const Record*> ptrs;
-        for (const auto& r : recs) {
-          if (drop != nullptr && (*drop)(r)) {
-            ++dropped;
-          } else {
-            ptrs.push_back(&r);
-          }
+    // Per job version, the live rows in storage order: the new base keeps
+    // the order records were stored in (oldest first). Memtables are empty.
+    const Impl::DeadRows dead = s.dead_rows(nullptr);
+    for (const JobInfo& job : s.jobs) {
+      for (std::size_t t = 0; t < s.tables.size(); ++t) {
+        const TableReader& tr = *s.tables[t];
+        for (std::size_t g = 0; g < tr.groups().size(); ++g) {
+          if (tr.groups()[g].job.name != job.name || tr.groups()[g].job.version != job.version)
+            continue;
+          s.live_rows(dead, t, g, [&](const std::vector<Record>& recs) {
+            std::vector<const Record*> ptrs;
+            for (const auto& r : recs) {
+              if (drop != nullptr && (*drop)(r)) {
+                ++dropped;
+              } else {
+                ptrs.push_back(&r);
+              }
+            }
+            w.append(job.name, job.version, ptrs);
+          });
         }
-        w.append(job.first, job.second, ptrs);
       }
     }
     std::vector<TaskKey> keys;
@@ -202,7 +176,7 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
       for (const auto& t : s.tables) {
         keys.clear();
         t->read_tasks(id, keys);
-        w.append_tasks(id, keys);
+        if (!keys.empty()) w.append_tasks(id, keys);
       }
     }
     w.set_runs(s.run_list());
@@ -212,19 +186,18 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
   s.tables.clear();
   s.remaps.clear();
   s.index.clear();
-  s.phantoms = 0;
   s.base_file = base_name;
   s.tables.push_back(std::make_unique<TableReader>(s.base_path()));
   s.remaps.resize(1);
+  s.probe_end = 1;
+  s.probe_rows = Impl::rows_of(*s.tables[0]);
+  s.replaced_keys.clear();
+  s.hint_table = SIZE_MAX;
   s.mem_table = {kNoTable, kNoTable};
   s.mem_table[s.active] = 1;  // both memtables are empty (flushed above)
-  std::size_t rows = 0;
-  for (const auto& g : s.tables[0]->groups()) rows += g.rows;
-  s.index.reserve(rows);
   s.base_seq = through;
   s.segments.clear();
   s.save_manifest();
-  s.index_table(0);
   s.write_view();
   s.remove_obsolete();
   detail::fsync_dir(s.dir);
@@ -241,14 +214,13 @@ void Store::close_merging() {
     s.flush_now();
     if (s.problems.empty() && s.tables.size() > 1 && s.tables.front()->path() == s.base_path()) {
       const bool empty_base = Impl::holds_nothing(*s.tables.front());
-      std::vector<bool> fresh(s.tables.size(), false);  // merged here: every row live
       // Rows a newer record replaced (a retried failure) go first, so that the
       // view shows one row a key; from the oldest such table on, all is merged.
       const std::size_t dead = s.oldest_with_replaced_rows();
       if (dead == 0) {
         rewrite(nullptr);
       } else if (dead < s.tables.size()) {
-        s.merge_range(dead, fresh);
+        s.merge_range(dead);
       } else {
         // An empty base never joins: the oldest segment takes its place below.
         const std::size_t lowest = empty_base ? 1 : 0;
@@ -259,7 +231,7 @@ void Store::close_merging() {
             if (first_merge) rewrite(nullptr);
             break;
           }
-          s.merge_range(first, fresh);
+          s.merge_range(first);
         }
       }
       if (Impl::holds_nothing(*s.tables.front()) && s.tables.size() > 1) s.promote_first_segment();

@@ -61,20 +61,31 @@ void Store::Impl::apply_frame(std::string_view payload, std::uint64_t format,
   }
 }
 
-void Store::Impl::index_table(std::uint32_t t) {
-  const TableReader& tr = *tables[t];
-  read_metadata(tr);
-  if (opt.metadata_only) return;
-  std::vector<TaskKey> keys;
-  std::vector<std::int8_t> status;
-  for (std::size_t g = 0; g < tr.groups().size(); ++g) {
-    tr.read_index(g, keys, status);
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (i + kPrefetch < keys.size()) detail::prefetch(index, keys[i + kPrefetch]);
-      index.insert_or_assign(keys[i],
-                             Loc::make(t, static_cast<std::uint32_t>(g), status[i] != 0, i));
+void Store::Impl::open_key_indexes() {
+  std::vector<bool> sound(tables.size(), true);
+  for (std::size_t t = 0; t < tables.size(); ++t) {
+    try {
+      tables[t]->key_index();
+    } catch (const Error& e) {
+      sound[t] = false;
+      problems.push_back({tables[t]->path().string(), e.what()});
     }
   }
+  // Tables from before there was a key index in the file carry no replacing
+  // keys: look for them here, once an open (such a store's next merge writes them).
+  for (std::size_t t = 1; t < tables.size(); ++t) {
+    if (!sound[t] || std::find(sound.begin(), sound.begin() + t, false) != sound.begin() + t)
+      continue;
+    const detail::KeyIndex& x = tables[t]->key_index();
+    if (x.in_file()) continue;
+    std::vector<TaskKey> replacing;
+    for (const TaskKey& key : x.keys())
+      if (in_tables(key, t)) replacing.push_back(key);
+    tables[t]->set_replacing(std::move(replacing));
+  }
+  for (std::size_t t = 0; t < tables.size(); ++t)
+    if (sound[t])
+      for (const TaskKey& key : tables[t]->key_index().replacing()) replaced_keys.insert(key);
 }
 
 void Store::Impl::read_metadata(const TableReader& tr) {
@@ -106,9 +117,12 @@ bool Store::Impl::load(bool last_attempt) {
   tables.clear();
   remaps.clear();
   index.clear();
+  probe_end = 0;
+  probe_rows = 0;
+  replaced_keys.clear();
+  hint_table = SIZE_MAX;
   claims.clear();
   free_claims.clear();
-  phantoms = 0;
   for (auto& m : mems) m.clear();
   active = 0;
   mem_table = {kNoTable, kNoTable};
@@ -176,21 +190,15 @@ bool Store::Impl::load(bool last_attempt) {
     }
   }
   last_seq = std::max(last_seq, covered);
-  std::size_t rows = 0;
-  for (const auto& t : tables)
-    for (const auto& g : t->groups()) rows += g.rows;
   // A writer adds about a segment's worth before its next table: room for
   // it up front saves the index's early rehashes (address space only).
   const std::size_t room = writer() ? std::min<std::size_t>(opt.segment_records, kReserveMax) : 0;
-  if (!opt.metadata_only) index.reserve(rows + room);
+  if (!opt.metadata_only) index.reserve(room);
   for (auto& m : mems) m.entries.reserve(room);
-  for (std::uint32_t t = 0; t < tables.size(); ++t) {
-    try {
-      index_table(t);
-    } catch (const Error& e) {
-      problems.push_back({tables[t]->path().string(), e.what()});
-    }
-  }
+  for (const auto& t : tables) read_metadata(*t);
+  probe_end = tables.size();
+  for (const auto& t : tables) probe_rows += rows_of(*t);
+  if (!opt.metadata_only) open_key_indexes();
   remaps.resize(tables.size());
   mem_table[active] = static_cast<std::uint32_t>(tables.size());
   for (const auto& [seq, p] : logs) {

@@ -95,7 +95,7 @@ void Store::Impl::start_flush() {
       for (const auto& r : live) f->remap->pos[r.row] = pos++;
     }
     const std::string name = seq_name(f->seq, ".h5");
-    detail::TableWriter w(dir / (name + ".tmp"), f->seq);
+    detail::TableWriter w(dir / (name + ".tmp"), f->seq, opt.compress);
     w.add_jobs(jobs_copy);
     // Decoded a chunk at a time straight into columns, reused from chunk to chunk.
     detail::RowColumns rows;
@@ -117,6 +117,7 @@ void Store::Impl::start_flush() {
     for (const auto& [run, keys] : frozen->tasks)
       if (!keys.empty()) w.append_tasks(run, keys);
     w.set_runs(runs_copy);
+    w.set_replacing(frozen->replacing);
     w.finish(dir / name);
     write_manifest(manifest_path(), manifest);
     std::error_code ec;

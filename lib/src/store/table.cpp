@@ -57,12 +57,13 @@ std::vector<Field> read_fields(hid_t g, const std::string& prefix, const std::st
 class ValueColumns {
  public:
   ValueColumns() = default;
-  ValueColumns(hid_t group, const char* sub, const std::vector<Field>& fields) : fields_(fields) {
+  ValueColumns(hid_t group, const char* sub, const std::vector<Field>& fields, int deflate)
+      : fields_(fields) {
     if (fields.empty()) return;
     h5::Handle g = h5::create_group(group, sub);
     for (const auto& f : fields) {
       types_.push_back(field_type(f.type));
-      cols_.emplace_back(g.get(), f.name, types_.back().get(), kChunkRows);
+      cols_.emplace_back(g.get(), f.name, types_.back().get(), kChunkRows, deflate);
       h5::write_attr(cols_.back().id(), "units", f.unit);
       h5::write_attr(cols_.back().id(), "description", f.description);
     }
@@ -95,6 +96,7 @@ class ValueColumns {
 
 struct TableWriter::Group {
   JobInfo job;
+  std::uint32_t ordinal = 0;  // in the key index's numbering
   h5::Handle gid;
   // key status rank start_time duration run error
   std::vector<h5::Column> cols;
@@ -111,8 +113,8 @@ struct TableWriter::RunGroup {
   std::unique_ptr<h5::Column> tasks;
 };
 
-TableWriter::TableWriter(std::filesystem::path tmp_path, std::int64_t through_seq)
-    : tmp_path_(std::move(tmp_path)) {
+TableWriter::TableWriter(std::filesystem::path tmp_path, std::int64_t through_seq, int deflate)
+    : tmp_path_(std::move(tmp_path)), deflate_(deflate) {
   file_ = h5::create_file(tmp_path_.string());
   fd_ = h5::file_descriptor(file_.get());
   h5::write_attr(file_.get(), "mpibatch_format", kStoreFormat);
@@ -136,23 +138,25 @@ void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
   for (const auto& j : jobs) {
     auto& g = groups_[group_path(j.name, j.version)];
     if (g) continue;
+    const auto ordinal = static_cast<std::uint32_t>(groups_.size() - 1);
     g = std::make_unique<Group>();
     g->job = j;
+    g->ordinal = ordinal;
     g->gid = h5::create_group(file_.get(), group_path(j.name, j.version));
     const hid_t gid = g->gid.get();
     write_job_attrs(gid, j);
     h5::Handle key = h5::key_type(), status = h5::status_type(), str = h5::utf8_string_type();
-    g->cols.emplace_back(gid, "key", key.get(), kChunkRows);
-    g->cols.emplace_back(gid, "status", status.get(), kChunkRows);
-    g->cols.emplace_back(gid, "rank", H5T_NATIVE_INT32, kChunkRows);
-    g->cols.emplace_back(gid, "start_time", H5T_NATIVE_DOUBLE, kChunkRows);
-    g->cols.emplace_back(gid, "duration", H5T_NATIVE_DOUBLE, kChunkRows);
-    g->cols.emplace_back(gid, "run", H5T_NATIVE_INT32, kChunkRows);  // run ids stay small
-    g->cols.emplace_back(gid, "error", str.get(), kChunkRows);
+    g->cols.emplace_back(gid, "key", key.get(), kChunkRows, deflate_);
+    g->cols.emplace_back(gid, "status", status.get(), kChunkRows, deflate_);
+    g->cols.emplace_back(gid, "rank", H5T_NATIVE_INT32, kChunkRows, deflate_);
+    g->cols.emplace_back(gid, "start_time", H5T_NATIVE_DOUBLE, kChunkRows, deflate_);
+    g->cols.emplace_back(gid, "duration", H5T_NATIVE_DOUBLE, kChunkRows, deflate_);
+    g->cols.emplace_back(gid, "run", H5T_NATIVE_INT32, kChunkRows, deflate_);  // run ids stay small
+    g->cols.emplace_back(gid, "error", str.get(), kChunkRows, deflate_);
     h5::write_attr(g->cols[3].id(), "units", std::string("s since 1970-01-01 UTC"));
     h5::write_attr(g->cols[4].id(), "units", std::string("s"));
-    g->results = ValueColumns(gid, "results", j.results);
-    g->params = ValueColumns(gid, "params", j.params);
+    g->results = ValueColumns(gid, "results", j.results, deflate_);
+    g->params = ValueColumns(gid, "params", j.params, deflate_);
   }
 }
 
@@ -182,6 +186,7 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
     error[i] = rows.error_at[i] < 0 ? nullptr : rows.errors.data() + rows.error_at[i];
   }
   h5::Handle key = h5::key_type(), st = h5::status_type(), str = h5::utf8_string_type();
+  index_.add(g.ordinal, g.rows, rows.keys, rows.status);
   g.cols[0].append(key.get(), rows.keys.data(), n);
   g.cols[1].append(st.get(), rows.status.data(), n);
   g.cols[2].append(H5T_NATIVE_INT32, rows.rank.data(), n);
@@ -193,11 +198,13 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
     // The first result bytes of this group: the rows before had none.
     const hid_t gid = g.gid.get();
     g.result_offset =
-        std::make_unique<h5::Column>(gid, "result_offset", H5T_NATIVE_UINT64, kChunkRows);
-    g.result_size = std::make_unique<h5::Column>(gid, "result_size", H5T_NATIVE_UINT64, kChunkRows);
+        std::make_unique<h5::Column>(gid, "result_offset", H5T_NATIVE_UINT64, kChunkRows, deflate_);
+    g.result_size =
+        std::make_unique<h5::Column>(gid, "result_size", H5T_NATIVE_UINT64, kChunkRows, deflate_);
     // One flat column, not variable-length rows: HDF5's variable-length
     // storage (the global heap) costs microseconds per row.
-    g.result_data = std::make_unique<h5::Column>(gid, "result_data", H5T_NATIVE_UINT8, kDataChunk);
+    g.result_data =
+        std::make_unique<h5::Column>(gid, "result_data", H5T_NATIVE_UINT8, kDataChunk, deflate_);
     h5::write_attr(g.result_data->id(), "description",
                    std::string("Boost binary archives of the results; row i is "
                                "result_data[result_offset[i]:result_offset[i]+result_size[i]]"));
@@ -231,7 +238,7 @@ TableWriter::RunGroup& TableWriter::run_group(std::int64_t run) {
     rg = std::make_unique<RunGroup>();
     rg->gid = h5::create_group(file_.get(), "runs/" + std::to_string(run));
     h5::Handle key = h5::key_type();
-    rg->tasks = std::make_unique<h5::Column>(rg->gid.get(), "tasks", key.get(), 8192);
+    rg->tasks = std::make_unique<h5::Column>(rg->gid.get(), "tasks", key.get(), 8192, deflate_);
   }
   return *rg;
 }
@@ -247,6 +254,9 @@ void TableWriter::set_runs(const std::vector<RunInfo>& runs) {
 
 void TableWriter::finish(const std::filesystem::path& final_path) {
   for (const RunInfo& r : run_infos_) write_run_attrs(run_group(r.id).gid.get(), r);
+  std::vector<std::pair<std::string, std::uint64_t>> order(groups_.size());
+  for (const auto& [path, g] : groups_) order[g->ordinal] = {path, g->rows};
+  index_.write(file_.get(), order, replacing_);
   groups_.clear();
   runs_.clear();
   h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp_path_.string());
@@ -327,6 +337,8 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
       r.state = parse_state(h5::read_attr_string(g.get(), "state"));
       r.exit_status = static_cast<std::int32_t>(h5::read_attr_int(g.get(), "exit_status"));
       r.task_count = h5::read_attr_int(g.get(), "task_count");
+      if (h5::has_attr(g.get(), "task_spec"))
+        r.task_spec = h5::read_attr_string(g.get(), "task_spec");
       if (h5::has_attr(g.get(), "computed")) {
         RunCounts c;
         c.total = h5::read_attr_int(g.get(), "total");
@@ -505,6 +517,63 @@ std::vector<Record> TableReader::read_rows(std::size_t g, const std::vector<hsiz
   }
   return read_selected(g, rows.size(),
                        [&](hid_t ds, hid_t mt, void* buf) { h5::read_points(ds, mt, rows, buf); });
+}
+
+const KeyIndex& TableReader::key_index() const {
+  if (index_) return *index_;
+  std::vector<std::pair<std::string, std::uint64_t>> groups;
+  for (const Group& g : groups_) groups.emplace_back(group_path(g.job.name, g.job.version), g.rows);
+  // The index is derived data: a damaged one is rebuilt from the key
+  // columns (verify reports it; the next merge writes a sound one).
+  try {
+    index_ = KeyIndex::open(file_.get(), path_, groups);
+  } catch (const Hdf5Error& e) {
+    index_damage_ = path_.string() + ": key index: " + e.what();
+  } catch (const StoreCorruptError& e) {
+    index_damage_ = e.what();
+  }
+  if (!index_) {
+    std::vector<std::pair<std::vector<TaskKey>, std::vector<std::int8_t>>> columns(groups_.size());
+    for (std::size_t g = 0; g < groups_.size(); ++g)
+      read_index(g, columns[g].first, columns[g].second);
+    index_ = KeyIndex::build(path_, columns);
+  }
+  return *index_;
+}
+
+void TableReader::set_replacing(std::vector<TaskKey> keys) const {
+  key_index();
+  index_->set_replacing(std::move(keys));
+}
+
+std::vector<std::string> TableReader::check_index() const {
+  std::vector<std::string> out;
+  if (!key_index().in_file() && !index_damage_.empty()) out.push_back(index_damage_);
+  try {
+    const KeyIndex& x = key_index();
+    std::vector<TaskKey> keys;
+    std::vector<std::int8_t> status;
+    std::size_t rows = 0;
+    for (std::size_t g = 0; g < groups_.size() && out.empty(); ++g) {
+      read_index(g, keys, status);
+      rows += keys.size();
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        const auto hit = x.find(keys[i]);
+        if (!hit || hit->group != g || hit->row != i || hit->failed != (status[i] != 0)) {
+          out.push_back("key index: key " + keys[i].hex() + " (row " + std::to_string(i) +
+                        ") is not indexed where it is stored");
+          break;
+        }
+      }
+    }
+    if (out.empty() && rows != x.size()) {
+      out.push_back("key index: " + std::to_string(x.size()) + " keys for " + std::to_string(rows) +
+                    " rows");
+    }
+  } catch (const Error& e) {
+    out.emplace_back(e.what());
+  }
+  return out;
 }
 
 void TableReader::read_tasks(std::int64_t run, std::vector<TaskKey>& keys) const {

@@ -13,6 +13,7 @@
 
 #include "hdf5/hdf5.hpp"
 #include "mpibatch/store.hpp"
+#include "store/key_index.hpp"
 #include "store/row_columns.hpp"
 #include "store/schema.hpp"
 
@@ -21,8 +22,8 @@ namespace mpibatch::detail {
 class TableWriter {
  public:
   // Creates tmp_path (truncating). through_seq: the highest log/segment number
-  // this table includes.
-  TableWriter(std::filesystem::path tmp_path, std::int64_t through_seq);
+  // this table includes. deflate: the columns' compression level (see h5::Column).
+  TableWriter(std::filesystem::path tmp_path, std::int64_t through_seq, int deflate = 0);
   ~TableWriter();
   TableWriter(const TableWriter&) = delete;
   TableWriter& operator=(const TableWriter&) = delete;
@@ -35,6 +36,8 @@ class TableWriter {
   void append(const std::string& job, std::int64_t version, const RowColumns& rows);
   void append_tasks(std::int64_t run, std::span<const TaskKey> keys);
   void set_runs(const std::vector<RunInfo>& runs);
+  // Keys whose rows here replace a row of an older table (see KeyIndex).
+  void set_replacing(std::vector<TaskKey> keys) { replacing_ = std::move(keys); }
   // Closes the file, fsyncs it and renames it to final_path.
   void finish(const std::filesystem::path& final_path);
 
@@ -49,6 +52,9 @@ class TableWriter {
   std::map<std::string, std::unique_ptr<Group>> groups_;
   std::map<std::int64_t, std::unique_ptr<RunGroup>> runs_;
   std::vector<RunInfo> run_infos_;
+  KeyIndexWriter index_;
+  std::vector<TaskKey> replacing_;
+  int deflate_ = 0;
   bool finished_ = false;
 };
 
@@ -80,6 +86,17 @@ class TableReader {
   // Appends this table's part of the run's task list.
   void read_tasks(std::int64_t run, std::vector<TaskKey>& keys) const;
 
+  // The table's key index: the one in its file, mapped, or for a table
+  // written before there was one, built from its key columns. Made on first
+  // use; throws StoreCorruptError when the file's index is damaged.
+  const KeyIndex& key_index() const;
+  // Sets the replacing keys of an index built in memory (see KeyIndex).
+  void set_replacing(std::vector<TaskKey> keys) const;
+  // Why the file's own key index was not used (damaged), if it was not.
+  const std::string& index_damage() const { return index_damage_; }
+  // What is wrong with the key index, checked against every key column: empty when sound.
+  std::vector<std::string> check_index() const;
+
  private:
   std::vector<Record> read_selected(std::size_t g, hsize_t n,
                                     const std::function<void(hid_t, hid_t, void*)>& read) const;
@@ -89,6 +106,8 @@ class TableReader {
   std::vector<Group> groups_;
   std::vector<RunInfo> runs_;
   std::map<std::int64_t, hsize_t> task_rows_;
+  mutable std::unique_ptr<KeyIndex> index_;
+  mutable std::string index_damage_;
 };
 
 }  // namespace mpibatch::detail

@@ -1,0 +1,344 @@
+#include "store/key_index.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "mpibatch/error.hpp"
+
+namespace mpibatch::detail {
+
+namespace {
+
+constexpr std::uint32_t kFailedBit = 0x80000000u;
+constexpr std::size_t kWriteChunk = std::size_t{1} << 20;
+
+// 2^bits buckets of about four keys: a bucket's keys fill a cache line.
+unsigned bucket_bits(std::size_t n) {
+  unsigned b = 0;
+  while (b < 30 && (std::size_t{8} << b) <= n) ++b;
+  return b;
+}
+
+std::size_t bucket_of(const TaskKey& key, unsigned bits) {
+  return bits == 0 ? 0 : static_cast<std::size_t>(key.hi >> (64 - bits));
+}
+
+struct Entry {
+  TaskKey key;
+  std::uint32_t row = 0;  // global; bit 31: failed
+};
+
+// Sorts entries by key in place and returns the bucket starts (2^bits + 1
+// of them): first by at most 2^10 partitions of the top bits (American flag
+// sort: few enough destinations to stay in cache), then each partition.
+std::vector<std::uint32_t> sort_entries(std::span<Entry> e, unsigned bits) {
+  const unsigned pbits = std::min(bits, 10u);
+  const std::size_t np = std::size_t{1} << pbits;
+  std::vector<std::size_t> start(np + 1, 0);
+  for (const Entry& x : e) ++start[bucket_of(x.key, pbits) + 1];
+  for (std::size_t p = 0; p < np; ++p) start[p + 1] += start[p];
+  std::vector<std::size_t> next(start.begin(), start.end() - 1);
+  for (std::size_t p = 0; p < np; ++p) {
+    while (next[p] < start[p + 1]) {
+      Entry x = e[next[p]];
+      std::size_t to = bucket_of(x.key, pbits);
+      while (to != p) {
+        std::swap(x, e[next[to]++]);
+        to = bucket_of(x.key, pbits);
+      }
+      e[next[p]++] = x;
+    }
+  }
+  for (std::size_t p = 0; p < np; ++p) {
+    std::sort(e.begin() + static_cast<std::ptrdiff_t>(start[p]),
+              e.begin() + static_cast<std::ptrdiff_t>(start[p + 1]),
+              [](const Entry& a, const Entry& c) { return a.key < c.key; });
+  }
+  const std::size_t nb = std::size_t{1} << bits;
+  std::vector<std::uint32_t> buckets(nb + 1);
+  std::size_t i = 0;
+  for (std::size_t b = 0; b <= nb; ++b) {
+    while (i < e.size() && bucket_of(e[i].key, bits) < b) ++i;
+    buckets[b] = static_cast<std::uint32_t>(i);
+  }
+  return buckets;
+}
+
+h5::Handle contiguous(hid_t group, const char* name, hid_t type, hsize_t n) {
+  h5::Handle space(h5::check_id(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
+  h5::Handle dcpl(h5::check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"));
+  h5::check(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS), "H5Pset_layout", name);
+  h5::check(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY), "H5Pset_alloc_time", name);
+  return h5::Handle(
+      h5::check_id(H5Dcreate2(group, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                   "H5Dcreate2", name));
+}
+
+void write_slab(hid_t ds, hid_t mem_type, hsize_t start, hsize_t count, const void* data) {
+  if (count == 0) return;
+  h5::Handle file_space(h5::check_id(H5Dget_space(ds), "H5Dget_space"));
+  h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
+            "H5Sselect_hyperslab");
+  h5::Handle mem_space(h5::check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple"));
+  h5::check(H5Dwrite(ds, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data),
+            "H5Dwrite", "index");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- writing
+
+void KeyIndexWriter::add(std::uint32_t group, std::uint64_t first, std::span<const TaskKey> keys,
+                         std::span<const std::int8_t> status) {
+  if (first + keys.size() > kMaxTableRows)
+    throw StoreError("a table may hold at most " + std::to_string(kMaxTableRows) + " rows");
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto row = static_cast<std::uint32_t>(first + i);
+    pending_.push_back({keys[i], group, status[i] != 0 ? row | kFailedBit : row});
+  }
+}
+
+void KeyIndexWriter::write(hid_t file,
+                           const std::vector<std::pair<std::string, std::uint64_t>>& groups,
+                           std::span<const TaskKey> replacing) {
+  std::vector<std::uint64_t> first(groups.size() + 1, 0);
+  for (std::size_t g = 0; g < groups.size(); ++g) first[g + 1] = first[g] + groups[g].second;
+  if (first.back() != pending_.size() || first.back() > kMaxTableRows)
+    throw StoreError("key index: " + std::to_string(pending_.size()) + " keys for " +
+                     std::to_string(first.back()) + " rows");
+  // Pending and Entry share their layout's first 20 bytes: convert in place.
+  std::vector<Entry> entries(pending_.size());
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    const Pending& p = pending_[i];
+    const auto global = static_cast<std::uint32_t>(first[p.group] + (p.row & ~kFailedBit));
+    entries[i] = {p.key, global | (p.row & kFailedBit)};
+  }
+  std::vector<Pending>().swap(pending_);
+  const unsigned bits = bucket_bits(entries.size());
+  const std::vector<std::uint32_t> buckets = sort_entries(entries, bits);
+
+  h5::Handle g = h5::create_group(file, "index");
+  h5::write_attr(g.get(), "description",
+                 std::string("mpibatch's key index: keys sorted, each with its row (counted over "
+                             "the groups in this order; bit 31: failed), bucket starts by the "
+                             "key's top bits, and keys whose rows replace an older table's"));
+  std::vector<std::string> paths;
+  std::vector<std::int64_t> rows;
+  for (const auto& [path, n] : groups) {
+    paths.push_back(path);
+    rows.push_back(static_cast<std::int64_t>(n));
+  }
+  h5::write_attr(g.get(), "groups", paths);
+  h5::write_attr(g.get(), "group_rows", rows);
+  h5::write_attr(g.get(), "bucket_bits", static_cast<std::int64_t>(bits));
+  h5::Handle key = h5::key_type();
+  const hsize_t n = entries.size();
+  h5::Handle keys_ds = contiguous(g.get(), "keys", key.get(), n);
+  h5::Handle rows_ds = contiguous(g.get(), "rows", H5T_NATIVE_UINT32, n);
+  std::vector<TaskKey> kbuf;
+  std::vector<std::uint32_t> rbuf;
+  for (std::size_t at = 0; at < entries.size(); at += kWriteChunk) {
+    const std::size_t end = std::min(entries.size(), at + kWriteChunk);
+    kbuf.clear();
+    rbuf.clear();
+    for (std::size_t i = at; i < end; ++i) {
+      kbuf.push_back(entries[i].key);
+      rbuf.push_back(entries[i].row);
+    }
+    write_slab(keys_ds.get(), key.get(), at, end - at, kbuf.data());
+    write_slab(rows_ds.get(), H5T_NATIVE_UINT32, at, end - at, rbuf.data());
+  }
+  h5::Handle b = contiguous(g.get(), "buckets", H5T_NATIVE_UINT32, buckets.size());
+  write_slab(b.get(), H5T_NATIVE_UINT32, 0, buckets.size(), buckets.data());
+  h5::Handle r = contiguous(g.get(), "replacing", key.get(), replacing.size());
+  write_slab(r.get(), key.get(), 0, replacing.size(), replacing.data());
+}
+
+// ---------------------------------------------------------------- reading
+
+KeyIndex::~KeyIndex() {
+  if (map_ != nullptr) ::munmap(map_, map_size_);
+}
+
+namespace {
+
+h5::Handle open_ds(hid_t g, const char* name, const std::string& where) {
+  return h5::Handle(h5::check_id(H5Dopen2(g, name, H5P_DEFAULT), "H5Dopen2", where));
+}
+
+// Where ds's elements lie in its file, if they can be used in place: one
+// contiguous, unfiltered, allocated extent in exactly mem_type's layout.
+std::optional<haddr_t> in_place(hid_t ds, hid_t mem_type) {
+  h5::Handle dcpl(h5::check_id(H5Dget_create_plist(ds), "H5Dget_create_plist"));
+  if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS || H5Pget_nfilters(dcpl.get()) != 0) return {};
+  h5::Handle type(h5::check_id(H5Dget_type(ds), "H5Dget_type"));
+  if (h5::check_tri(H5Tequal(type.get(), mem_type), "H5Tequal") <= 0) return {};
+  const haddr_t at = H5Dget_offset(ds);
+  if (at == HADDR_UNDEF) return {};
+  return at;
+}
+
+}  // namespace
+
+std::unique_ptr<KeyIndex> KeyIndex::open(
+    hid_t file, const std::filesystem::path& path,
+    const std::vector<std::pair<std::string, std::uint64_t>>& groups) {
+  if (!h5::exists(file, "index")) return nullptr;
+  const std::string where = path.string() + ":/index";
+  auto bad = [&](const std::string& what) {
+    return StoreCorruptError(path.string() + ": key index: " + what);
+  };
+  std::unique_ptr<KeyIndex> x(new KeyIndex());
+  x->path_ = path;
+  x->in_file_ = true;
+  h5::Handle g = h5::open_group(file, "index");
+  const auto paths = h5::read_attr_strings(g.get(), "groups");
+  const auto rows = h5::read_attr_ints(g.get(), "group_rows");
+  const auto bits = h5::read_attr_int(g.get(), "bucket_bits");
+  if (paths.size() != rows.size() || bits < 0 || bits > 30) throw bad("bad attributes");
+  x->bits_ = static_cast<unsigned>(bits);
+  std::uint64_t total = 0;
+  for (std::size_t k = 0; k < paths.size(); ++k) {
+    const auto it = std::find_if(groups.begin(), groups.end(),
+                                 [&](const auto& grp) { return grp.first == paths[k]; });
+    if (it == groups.end() || rows[k] < 0 || it->second != static_cast<std::uint64_t>(rows[k]))
+      throw bad("its group " + paths[k] + " does not match the table's");
+    x->group_of_.push_back(static_cast<std::uint32_t>(it - groups.begin()));
+    x->first_.push_back(total);
+    total += static_cast<std::uint64_t>(rows[k]);
+  }
+  std::uint64_t table_rows = 0;
+  for (const auto& grp : groups) table_rows += grp.second;
+  if (total != table_rows)
+    throw bad("it covers " + std::to_string(total) + " rows of " + std::to_string(table_rows));
+
+  h5::Handle key = h5::key_type();
+  h5::Handle keys = open_ds(g.get(), "keys", where + "/keys");
+  h5::Handle rws = open_ds(g.get(), "rows", where + "/rows");
+  h5::Handle bks = open_ds(g.get(), "buckets", where + "/buckets");
+  x->n_ = h5::dataset_size(keys.get());
+  const std::size_t nb = (std::size_t{1} << x->bits_) + 1;
+  if (x->n_ != total || h5::dataset_size(rws.get()) != total || h5::dataset_size(bks.get()) != nb)
+    throw bad("datasets of the wrong sizes");
+  x->replacing_.resize(h5::dataset_size(open_ds(g.get(), "replacing", where).get()));
+  h5::read_rows(open_ds(g.get(), "replacing", where).get(), key.get(), 0, x->replacing_.size(),
+                x->replacing_.data());
+
+  const auto at_keys = in_place(keys.get(), key.get());
+  const auto at_rows = in_place(rws.get(), H5T_NATIVE_UINT32);
+  const auto at_buckets = in_place(bks.get(), H5T_NATIVE_UINT32);
+  if (x->n_ > 0 && at_keys && at_rows && at_buckets) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st {};
+    if (fd >= 0 && ::fstat(fd, &st) == 0) {
+      const auto size = static_cast<std::uint64_t>(st.st_size);
+      const bool fits = *at_keys + 16 * x->n_ <= size && *at_rows + 4 * x->n_ <= size &&
+                        *at_buckets + 4 * nb <= size;
+      void* m = fits ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+      if (m != MAP_FAILED) {
+        x->map_ = m;
+        x->map_size_ = size;
+        const char* base = static_cast<const char*>(m);
+        x->keys_ = base + *at_keys;
+        x->rows_ = base + *at_rows;
+        x->buckets_ = base + *at_buckets;
+      }
+    }
+    if (fd >= 0) ::close(fd);
+  }
+  if (x->map_ == nullptr) {  // not in a layout to use in place: read it
+    x->own_keys_.resize(x->n_);
+    x->own_rows_.resize(x->n_);
+    x->own_buckets_.resize(nb);
+    h5::read_rows(keys.get(), key.get(), 0, x->n_, x->own_keys_.data());
+    h5::read_rows(rws.get(), H5T_NATIVE_UINT32, 0, x->n_, x->own_rows_.data());
+    h5::read_rows(bks.get(), H5T_NATIVE_UINT32, 0, nb, x->own_buckets_.data());
+    x->point_at_own();
+  }
+  if (u32_at(x->buckets_, 0) != 0 || u32_at(x->buckets_, nb - 1) != x->n_)
+    throw bad("bucket starts out of range");
+  return x;
+}
+
+std::unique_ptr<KeyIndex> KeyIndex::build(
+    const std::filesystem::path& path,
+    const std::vector<std::pair<std::vector<TaskKey>, std::vector<std::int8_t>>>& columns) {
+  std::unique_ptr<KeyIndex> x(new KeyIndex());
+  x->path_ = path;
+  std::vector<Entry> entries;
+  std::uint64_t total = 0;
+  for (std::size_t g = 0; g < columns.size(); ++g) {
+    const auto& [keys, status] = columns[g];
+    x->group_of_.push_back(static_cast<std::uint32_t>(g));
+    x->first_.push_back(total);
+    if (total + keys.size() > kMaxTableRows)
+      throw StoreError(path.string() + ": too many rows to index");
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const auto row = static_cast<std::uint32_t>(total + i);
+      entries.push_back({keys[i], status[i] != 0 ? row | kFailedBit : row});
+    }
+    total += keys.size();
+  }
+  x->n_ = entries.size();
+  x->bits_ = bucket_bits(x->n_);
+  x->own_buckets_ = sort_entries(entries, x->bits_);
+  x->own_keys_.reserve(x->n_);
+  x->own_rows_.reserve(x->n_);
+  for (const Entry& e : entries) {
+    x->own_keys_.push_back(e.key);
+    x->own_rows_.push_back(e.row);
+  }
+  x->point_at_own();
+  return x;
+}
+
+void KeyIndex::point_at_own() {
+  keys_ = reinterpret_cast<const char*>(own_keys_.data());
+  rows_ = reinterpret_cast<const char*>(own_rows_.data());
+  buckets_ = reinterpret_cast<const char*>(own_buckets_.data());
+}
+
+std::vector<TaskKey> KeyIndex::keys() const {
+  std::vector<TaskKey> out(n_);
+  if (n_ > 0) std::memcpy(out.data(), keys_, 16 * n_);
+  return out;
+}
+
+void KeyIndex::prefetch(const TaskKey& key, int stage) const {
+  if (n_ == 0) return;
+  const std::size_t b = bucket(key);
+  if (stage == 0) {
+    __builtin_prefetch(buckets_ + 4 * b);
+  } else {
+    const std::uint32_t lo = u32_at(buckets_, b);
+    if (lo < n_) __builtin_prefetch(keys_ + 16 * std::size_t{lo});
+  }
+}
+
+std::optional<TableHit> KeyIndex::find(const TaskKey& key) const {
+  if (n_ == 0) return std::nullopt;
+  const std::size_t b = bucket(key);
+  const std::uint32_t lo = u32_at(buckets_, b), hi = u32_at(buckets_, b + 1);
+  if (lo > hi || hi > n_)
+    throw StoreCorruptError(path_.string() + ": key index: bucket " + std::to_string(b) +
+                            " out of range");
+  for (std::uint32_t i = lo; i < hi; ++i) {
+    if (key_at(i) != key) continue;
+    const std::uint32_t stored = u32_at(rows_, i);
+    const std::uint32_t row = stored & ~kFailedBit;
+    if (row >= n_)
+      throw StoreCorruptError(path_.string() + ": key index: row " + std::to_string(row) +
+                              " out of range");
+    const std::size_t k = static_cast<std::size_t>(
+        std::upper_bound(first_.begin(), first_.end(), std::uint64_t{row}) - first_.begin() - 1);
+    return TableHit{group_of_[k], static_cast<std::uint32_t>(row - first_[k]),
+                    (stored & kFailedBit) != 0};
+  }
+  return std::nullopt;
+}
+
+}  // namespace mpibatch::detail

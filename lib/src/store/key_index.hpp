@@ -1,0 +1,122 @@
+// A table's key index, kept in the table's own file (/index): its keys
+// sorted, each with its row and failed bit, a directory of buckets by the
+// key's top bits, and the keys whose rows here replaced a row of an older
+// table. Contiguous datasets, so a reader maps them (mmap) and looks keys up
+// where they lie: opening a store reads no keys, and a look-up touches a
+// bucket's entry and a cache line or two of keys (LevelDB's table index).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "hdf5/hdf5.hpp"
+#include "mpibatch/task_key.hpp"
+
+namespace mpibatch::detail {
+
+// A key's row in a table: group (TableReader::groups() order), row in it.
+struct TableHit {
+  std::uint32_t group = 0;
+  std::uint32_t row = 0;
+  bool failed = false;
+};
+
+// Rows a table may hold: row numbers have 31 bits (the 32nd is the failed bit).
+constexpr std::uint64_t kMaxTableRows = 0x7FFFFFFFu;
+
+// Collects a table's keys as they are appended, group by group; writes the
+// index at the end. Not thread-safe.
+class KeyIndexWriter {
+ public:
+  // Rows first.. of group (the writer's numbering) get these keys and statuses.
+  void add(std::uint32_t group, std::uint64_t first, std::span<const TaskKey> keys,
+           std::span<const std::int8_t> status);
+  // Writes file's /index. groups: each group's path and rows, in the numbering add used.
+  // replacing: keys whose rows here replace a row of an older table.
+  void write(hid_t file, const std::vector<std::pair<std::string, std::uint64_t>>& groups,
+             std::span<const TaskKey> replacing);
+
+ private:
+  struct Pending {
+    TaskKey key;
+    std::uint32_t group = 0;
+    std::uint32_t row = 0;  // in its group; bit 31: failed
+  };
+  std::vector<Pending> pending_;
+};
+
+// A table's index, read-only. find() is const and touches no shared state
+// but the (immutable) mapping, so readers may share it.
+class KeyIndex {
+ public:
+  ~KeyIndex();
+  KeyIndex(const KeyIndex&) = delete;
+  KeyIndex& operator=(const KeyIndex&) = delete;
+
+  // The index in file's /index, mapped from path when its datasets allow it
+  // (read into memory otherwise). groups: the reader's group paths and row
+  // counts. nullptr: the file has no index (written before there was one).
+  // Throws StoreCorruptError naming path when the index does not match the groups.
+  static std::unique_ptr<KeyIndex> open(
+      hid_t file, const std::filesystem::path& path,
+      const std::vector<std::pair<std::string, std::uint64_t>>& groups);
+  // Built in memory from every group's key and status columns (in groups'
+  // order) for a table that has no index.
+  static std::unique_ptr<KeyIndex> build(
+      const std::filesystem::path& path,
+      const std::vector<std::pair<std::vector<TaskKey>, std::vector<std::int8_t>>>& columns);
+
+  // The key's row here. Throws StoreCorruptError when the index points out of bounds.
+  std::optional<TableHit> find(const TaskKey& key) const;
+  // Brings the key's bucket entry (stage 0) or its keys (stage 1) toward the cache.
+  void prefetch(const TaskKey& key, int stage) const;
+  std::size_t size() const { return n_; }
+  // Every key, sorted.
+  std::vector<TaskKey> keys() const;
+  const std::vector<TaskKey>& replacing() const { return replacing_; }
+  // For an index built in memory: the replacing keys, found by the store.
+  void set_replacing(std::vector<TaskKey> keys) { replacing_ = std::move(keys); }
+  // Read from the table's file (else built from its key columns).
+  bool in_file() const { return in_file_; }
+  bool mapped() const { return map_ != nullptr; }
+
+ private:
+  KeyIndex() = default;
+  void point_at_own();
+  std::size_t bucket(const TaskKey& key) const {
+    return bits_ == 0 ? 0 : static_cast<std::size_t>(key.hi >> (64 - bits_));
+  }
+  std::filesystem::path path_;
+  void* map_ = nullptr;
+  std::size_t map_size_ = 0;
+  std::vector<TaskKey> own_keys_;
+  std::vector<std::uint32_t> own_rows_, own_buckets_;
+  // Where the arrays lie: mapped, so not necessarily aligned; read with memcpy.
+  const char* keys_ = nullptr;
+  const char* rows_ = nullptr;
+  const char* buckets_ = nullptr;
+  TaskKey key_at(std::size_t i) const {
+    TaskKey k;
+    std::memcpy(&k, keys_ + 16 * i, 16);
+    return k;
+  }
+  static std::uint32_t u32_at(const char* base, std::size_t i) {
+    std::uint32_t v;
+    std::memcpy(&v, base + 4 * i, 4);
+    return v;
+  }
+  std::size_t n_ = 0;
+  unsigned bits_ = 0;
+  bool in_file_ = false;
+  std::vector<std::uint32_t> group_of_;  // index group -> the reader's group
+  std::vector<std::uint64_t> first_;     // index group -> its first global row
+  std::vector<TaskKey> replacing_;
+};
+
+}  // namespace mpibatch::detail
