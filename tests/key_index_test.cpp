@@ -10,6 +10,7 @@
 #include <set>
 
 #include "mpibatch/store.hpp"
+#include "mpibatch/store_dispatch.hpp"
 #include "store/schema.hpp"
 #include "store/table.hpp"
 #include "test_support.hpp"
@@ -203,12 +204,12 @@ TEST(KeyIndex, ReplacedRecordsInTablesOfEarlierOpensCountOnce) {
     check(s);
     // A claim of a failed record in an old table, computed again.
     std::vector<Lookup> out(1);
-    std::vector<Claim> ids(1);
+    std::vector<dispatch::Claim> ids(1);
     const TaskKey k = demo_key(33);
-    s.claim({&k, 1}, out, ids, true);
+    dispatch::claim(s, {&k, 1}, out, ids, true);
     ASSERT_EQ(out[0], Lookup::missing);
     EXPECT_EQ(s.size(), 100u);
-    s.append(test_support::to_batch({retried(33, "claimed")}), ids);
+    dispatch::append(s, test_support::to_batch({retried(33, "claimed")}), ids);
     EXPECT_EQ(s.size(), 100u);
     s.close_merging();
   }

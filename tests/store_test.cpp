@@ -12,6 +12,7 @@
 #include <map>
 
 #include "mpibatch/error.hpp"
+#include "mpibatch/store_dispatch.hpp"
 #include "store/table.hpp"
 #include "test_support.hpp"
 
@@ -455,15 +456,15 @@ TEST(Store, CommitIsDueWhenTheMemtableIsFull) {
   for (std::uint64_t i = 0; i < 10; ++i) keys.push_back(demo_key(i));
   s.append_tasks(run, keys);
   append_range(s, 0, 10, run);
-  EXPECT_FALSE(s.commit_due()) << "20 of 30";
+  EXPECT_FALSE(dispatch::commit_due(s)) << "20 of 30";
   append_range(s, 10, 20, run);
-  EXPECT_TRUE(s.commit_due()) << "30 of 30";
+  EXPECT_TRUE(dispatch::commit_due(s)) << "30 of 30";
   EXPECT_EQ(segments(), before) << "nothing is written before the commit";
   s.commit();
-  EXPECT_FALSE(s.commit_due());
+  EXPECT_FALSE(dispatch::commit_due(s));
   s.close();
   EXPECT_EQ(segments(), before + 1);
-  EXPECT_FALSE(Store::open(path, {.read_only = true}).commit_due()) << "readers never are";
+  EXPECT_FALSE(dispatch::commit_due(Store::open(path, {.read_only = true}))) << "readers never are";
   expect_exactly(Store::open(path, {.read_only = true}), 20);
 }
 
@@ -760,9 +761,9 @@ TEST(Store, ColumnarBatchIsStoredExactlyAsRecords) {
   {
     Store s = Store::open(dir / "s.h5", {.segment_records = 100});
     s.define_job(demo_job());
-    s.append(to_batch({records.begin(), records.begin() + 150}));
+    dispatch::append(s, to_batch({records.begin(), records.begin() + 150}));
     s.commit();  // the first 100 go to a segment
-    s.append(to_batch({records.begin() + 150, records.end()}));
+    dispatch::append(s, to_batch({records.begin() + 150, records.end()}));
     for (const Record& r : records) ASSERT_EQ(s.get(r.key), r) << "in memory";
     s.commit();
   }
@@ -790,8 +791,8 @@ TEST(Store, ClaimedKeysLookAsBeforeUntilTheirRecordsAreAppended) {
   // 2 and 3 are new; 2 again is a duplicate of a key in hand.
   const std::vector<TaskKey> keys{demo_key(1), demo_key(11), demo_key(2), demo_key(3), demo_key(2)};
   std::vector<Lookup> out(keys.size());
-  std::vector<Claim> ids(keys.size());
-  s.claim(keys, out, ids, /*claim_failed=*/true);
+  std::vector<dispatch::Claim> ids(keys.size());
+  dispatch::claim(s, keys, out, ids, /*claim_failed=*/true);
   EXPECT_EQ(out, (std::vector<Lookup>{Lookup::ok, Lookup::missing, Lookup::missing, Lookup::missing,
                                       Lookup::claimed}));
   std::vector<Lookup> seen(keys.size());
@@ -807,17 +808,17 @@ TEST(Store, ClaimedKeysLookAsBeforeUntilTheirRecordsAreAppended) {
 
   // Without claim_failed, a failed record is reported and not claimed.
   std::vector<Lookup> out2(1);
-  std::vector<Claim> ids2(1);
-  s.claim(std::vector<TaskKey>{demo_key(22)}, out2, ids2, true);  // no record: claimed
-  s.append(std::vector<Record>{demo_record(33)});                 // failed, as every 11th
-  s.claim(std::vector<TaskKey>{demo_key(33)}, out2, ids2, false);
+  std::vector<dispatch::Claim> ids2(1);
+  dispatch::claim(s, std::vector<TaskKey>{demo_key(22)}, out2, ids2, true);  // no record: claimed
+  s.append(std::vector<Record>{demo_record(33)});  // failed, as every 11th
+  dispatch::claim(s, std::vector<TaskKey>{demo_key(33)}, out2, ids2, false);
   EXPECT_EQ(out2[0], Lookup::failed);
 
   // The records come back (11 now ok), in an order other than the claims'.
   Record r11 = demo_record(12);
   r11.key = demo_key(11);
   const std::vector<Record> done{demo_record(3), r11, demo_record(2)};
-  s.append(to_batch(done), std::vector<Claim>{ids[3], ids[1], ids[2]});
+  dispatch::append(s, to_batch(done), std::vector<dispatch::Claim>{ids[3], ids[1], ids[2]});
   s.lookup(keys, seen);
   EXPECT_EQ(seen, std::vector<Lookup>(keys.size(), Lookup::ok));
   EXPECT_EQ(s.size(), 5u);
@@ -835,18 +836,20 @@ TEST(Store, ReleasedClaimsLeaveKeysAsTheyWere) {
   s.append(std::vector<Record>{demo_record(11)});  // failed
   const std::vector<TaskKey> keys{demo_key(11), demo_key(5)};
   std::vector<Lookup> out(2);
-  std::vector<Claim> ids(2);
-  s.claim(keys, out, ids, true);
-  s.release_claims();
+  std::vector<dispatch::Claim> ids(2);
+  dispatch::claim(s, keys, out, ids, true);
+  dispatch::release_claims(s);
   EXPECT_EQ(s.size(), 1u);
   EXPECT_EQ(s.get(demo_key(11)), demo_record(11));
   EXPECT_FALSE(s.get(demo_key(5)));
-  EXPECT_THROW(s.append(to_batch({demo_record(5)}), std::vector<Claim>{ids[1]}), UsageError);
+  EXPECT_THROW(
+      dispatch::append(s, to_batch({demo_record(5)}), std::vector<dispatch::Claim>{ids[1]}),
+      UsageError);
   // Claimed again, and appended with and without a claim.
-  s.claim(keys, out, ids, true);
+  dispatch::claim(s, keys, out, ids, true);
   EXPECT_EQ(out, (std::vector<Lookup>{Lookup::missing, Lookup::missing}));
-  s.append(to_batch({demo_record(5)}), std::vector<Claim>{ids[1]});
-  s.release_claims();
+  dispatch::append(s, to_batch({demo_record(5)}), std::vector<dispatch::Claim>{ids[1]});
+  dispatch::release_claims(s);
   s.append(std::vector<Record>{demo_record(7)});
   EXPECT_EQ(s.size(), 3u);
   EXPECT_EQ(s.get(demo_key(5)), demo_record(5));
@@ -861,12 +864,12 @@ TEST(Store, AppendWithWrongClaimsIsRefusedWhole) {
   s.define_job(demo_job());
   const std::vector<TaskKey> keys{demo_key(1), demo_key(2)};
   std::vector<Lookup> out(2);
-  std::vector<Claim> ids(2);
-  s.claim(keys, out, ids, true);
+  std::vector<dispatch::Claim> ids(2);
+  dispatch::claim(s, keys, out, ids, true);
   const RecordBatch both = to_batch({demo_record(1), demo_record(2)});
-  auto refused = [&](const std::vector<Claim>& claims, const std::string& says) {
+  auto refused = [&](const std::vector<dispatch::Claim>& claims, const std::string& says) {
     try {
-      s.append(both, claims);
+      dispatch::append(s, both, claims);
       ADD_FAILURE() << "accepted claims that should say: " << says;
     } catch (const UsageError& e) {
       EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
@@ -877,7 +880,7 @@ TEST(Store, AppendWithWrongClaimsIsRefusedWhole) {
   refused({ids[0], ids[0]}, "record 1 names claim");
   refused({ids[0], 99}, "record 1 names claim 99");
   EXPECT_EQ(s.size(), 0u);
-  s.append(both, ids);  // the claims are still good
+  dispatch::append(s, both, ids);  // the claims are still good
   EXPECT_EQ(s.get(demo_key(2)), demo_record(2));
   refused(ids, "not an outstanding claim");  // settled already
 }
@@ -893,9 +896,9 @@ TEST(Store, ClaimsSurviveTheIndexGrowingAndPlainAppends) {
   std::vector<Record> records;
   for (std::uint64_t i = 0; i < n; ++i) records.push_back(demo_record(i));
   std::vector<Lookup> out(n);
-  std::vector<Claim> ids(n);
-  s.claim(keys_of({records.begin(), records.begin() + n / 2}), {out.data(), n / 2},
-          {ids.data(), n / 2}, true);
+  std::vector<dispatch::Claim> ids(n);
+  dispatch::claim(s, keys_of({records.begin(), records.begin() + n / 2}), {out.data(), n / 2},
+                  {ids.data(), n / 2}, true);
   // Plain appends grow the index while the first half is claimed; one of
   // them is a claimed key's.
   Record early = demo_record(n + 1);
@@ -904,12 +907,12 @@ TEST(Store, ClaimsSurviveTheIndexGrowingAndPlainAppends) {
   plain.push_back(early);
   s.append(plain);
   std::vector<Lookup> again(10);
-  std::vector<Claim> more(10);
-  s.claim(keys_of({records.begin(), records.begin() + 10}), again, more, true);
+  std::vector<dispatch::Claim> more(10);
+  dispatch::claim(s, keys_of({records.begin(), records.begin() + 10}), again, more, true);
   EXPECT_EQ(again, std::vector<Lookup>(10, Lookup::claimed));
   for (std::size_t at = 0; at < n / 2; at += 1000) {
     std::vector<Record> part(records.begin() + at, records.begin() + at + 1000);
-    s.append(to_batch(part), {ids.data() + at, 1000});
+    dispatch::append(s, to_batch(part), {ids.data() + at, 1000});
     s.commit();  // segments are written meanwhile
   }
   EXPECT_EQ(s.size(), n);
@@ -923,7 +926,7 @@ TEST(Store, ColumnarBatchIsCheckedWhole) {
   const RecordBatch good = to_batch({demo_record(1), demo_record(2)});
   auto rejected = [&](RecordBatch b, const std::string& says) {
     try {
-      s.append(b);
+      dispatch::append(s, b);
       ADD_FAILURE() << "accepted a batch that should say: " << says;
     } catch (const UsageError& e) {
       EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
@@ -946,9 +949,9 @@ TEST(Store, ColumnarBatchIsCheckedWhole) {
   rejected(b, "result or error sizes do not add up");
   b = good;
   b.job = "nope";
-  EXPECT_THROW(s.append(b), UsageError);
+  EXPECT_THROW(dispatch::append(s, b), UsageError);
   EXPECT_EQ(s.size(), 0u);
-  s.append(good);
+  dispatch::append(s, good);
   EXPECT_EQ(s.size(), 2u);
 }
 

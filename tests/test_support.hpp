@@ -11,6 +11,7 @@
 
 #include "mpibatch/serialization.hpp"
 #include "mpibatch/store.hpp"
+#include "mpibatch/store_dispatch.hpp"
 #include "mpibatch/task_key.hpp"
 
 namespace mpibatch::test_support {

@@ -25,6 +25,10 @@
 
 namespace mpibatch {
 
+namespace detail {
+struct StoreAccess;  // store_dispatch.hpp's functions reach the store through it
+}
+
 // The on-disk format this build writes. 2: the store's file is a view whose
 // datasets join the tables in its sidecar. Stores of format 1 (the file held
 // the base table) are read as they are, and the first writer moves them to
@@ -76,33 +80,6 @@ struct Record {
   bool operator==(const Record&) const = default;
 };
 
-// One field's values for the rows of a RecordBatch; the alternative must
-// match the field's type (in FieldType's order; bools as 0 or 1).
-using ValueColumn = std::variant<std::vector<std::int64_t>, std::vector<double>,
-                                 std::vector<std::uint8_t>, std::vector<std::string>>;
-
-// Records of one job, column by column: the hot path's form (the engine
-// appends every batch of results this way), with no allocation per record.
-// Row i is the record {keys[i], status[i], ...}. A failed row stores no
-// result and no values (its entries in results and values are ignored).
-struct RecordBatch {
-  std::string job;
-  std::int64_t job_version = 1;
-  std::int64_t run = 0;
-  std::vector<TaskKey> keys;
-  std::vector<Status> status;
-  std::vector<std::int32_t> rank;
-  std::vector<double> start_time;
-  std::vector<double> duration;
-  Bytes results;                            // the rows' result archives, one after another
-  std::vector<std::uint32_t> result_sizes;  // their sizes
-  std::string errors;                       // the rows' error messages, one after another
-  std::vector<std::uint32_t> error_sizes;
-  std::vector<ValueColumn> values;  // one column per result field of the job
-  std::vector<ValueColumn> params;  // one column per param field of the job
-  std::size_t size() const { return keys.size(); }
-};
-
 // crashed: the run was still "running" when a later writer opened the store.
 enum class RunState : std::uint8_t { running, finished, stopped, failed, crashed };
 const char* to_string(RunState state);
@@ -137,11 +114,8 @@ struct RunInfo {
   bool operator==(const RunInfo&) const = default;
 };
 
-// What lookup() says of a key. claimed: claim() only (see there).
+// What lookup() says of a key. claimed: dispatch::claim() only (see store_dispatch.hpp).
 enum class Lookup : std::uint8_t { missing = 0, ok = 1, failed = 2, claimed = 3 };
-
-// A writer's note that it will append a key's record (see Store::claim).
-using Claim = std::uint32_t;
 
 struct StoreOptions {
   bool read_only = false;
@@ -223,50 +197,16 @@ class Store {
   void append(std::span<const Record> records);
   // The same; records is left empty.
   void append(std::vector<Record>&& records);
-  // The same for a columnar batch: one log frame, stored exactly as the
-  // equivalent Records. Throws UsageError (nothing appended) when a column's
-  // length or type does not match the batch or the job.
-  void append(const RecordBatch& batch);
   // When it returns, everything appended, defined or begun before it
   // survives kill -9 and power loss (fdatasync of the log).
   void commit();
-  // True when the memtable holds segment_records or more, so that the next
-  // commit() writes it to a segment. Memory grows until that commit: callers
-  // that commit on a timer commit early when this says so.
-  bool commit_due() const;
 
   // Batch cache check: out[i] says what is stored for keys[i]. out.size()
   // must equal keys.size(). Sees appended records before they are committed.
   void lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const;
-  // Writers: lookup() that also claims the keys to be computed, so that
-  // append(batch, claims) stores their records without finding them in the
-  // index again (a dispatcher's per-task cost: one index access, not two).
-  // out[i] and claims[i] (spans of keys.size()) say, for keys[i]:
-  //   ok       stored; not claimed
-  //   failed   stored as failed; not claimed (claim_failed is false)
-  //   missing  claimed now, as claims[i]: no record, or a failed one and
-  //            claim_failed is true
-  //   claimed  claimed before and not settled: a duplicate of a task in hand
-  // A claimed key looks as before (missing, or its failed record) to lookup(),
-  // get() and size() until its record is appended. Claims are in memory only
-  // and are never logged: close(), compact(), erase_if() and release_claims()
-  // drop those not settled. Memory: about 40 bytes per unsettled claim.
-  void claim(std::span<const TaskKey> keys, std::span<Lookup> out, std::span<Claim> claims,
-             bool claim_failed);
-  // append(batch) whose rows were claimed: claims[i] is row i's claim, which
-  // this settles (its id may be given out again). Throws UsageError, and
-  // appends nothing, when claims.size() differs from the rows or a claim is
-  // not outstanding or was made for another key.
-  void append(const RecordBatch& batch, std::span<const Claim> claims);
-  // Drops every claim not settled: those keys look as they did before.
-  void release_claims();
   std::optional<Record> get(const TaskKey& key) const;
   // Number of distinct keys stored.
   std::size_t size() const;
-  // Makes room in the key index for `keys` keys in all, so that it does not
-  // grow (rehashing every key) while they are added. Memory only: contents
-  // are unchanged. Costs 1 byte a key at once, the rest as keys arrive.
-  void reserve(std::size_t keys);
 
   // Every record, in the order stored: oldest first (a file's rows are in the
   // order appended), which reads each file front to back.
@@ -310,6 +250,7 @@ class Store {
   struct Impl;
 
  private:
+  friend struct detail::StoreAccess;
   explicit Store(std::unique_ptr<Impl> impl);
   std::uint64_t rewrite(const std::function<bool(const Record&)>* drop);
   std::unique_ptr<Impl> impl_;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "mpibatch/store.hpp"
+#include "mpibatch/store_dispatch.hpp"
 
 namespace mpibatch::detail {
 

@@ -44,7 +44,7 @@ struct Task {
   TaskKey key;
   Bytes input;
   int attempt = 0;
-  Claim claim = 0;  // in the store, from look-up to append
+  dispatch::Claim claim = 0;  // in the store, from look-up to append
 };
 
 void validate(const RunOptions& o) {
@@ -121,7 +121,7 @@ class Master {
     // index will hold: a resumed run (its keys already in) asks for nothing.
     if (task_count_) {
       try {
-        store_.reserve(std::max<std::size_t>(store_.size(), *task_count_));
+        dispatch::reserve(store_, std::max<std::size_t>(store_.size(), *task_count_));
       } catch (const std::bad_alloc&) {  // only a hint: the index grows as it goes
       }
     }
@@ -167,7 +167,8 @@ class Master {
       if (channel_.receive(wait, max_nap(), w, results)) take_results(w, results);
       // A full memtable is committed at once, so that it goes to a segment
       // and is reused: memory stays bounded whatever the interval.
-      if (store_.commit_due() || seconds(Clock::now() - last_commit) >= opt_.checkpoint_seconds) {
+      if (dispatch::commit_due(store_) ||
+          seconds(Clock::now() - last_commit) >= opt_.checkpoint_seconds) {
         commit();
         last_commit = Clock::now();
       }
@@ -218,7 +219,7 @@ class Master {
     std::vector<Task> chunk;
     std::vector<TaskKey> keys;
     std::vector<Lookup> found;
-    std::vector<Claim> claims;
+    std::vector<dispatch::Claim> claims;
     while (!source_done_ && queue_.size() < window) {
       chunk.clear();
       keys.clear();
@@ -240,7 +241,7 @@ class Master {
       // and the result's append goes straight to the claimed slot.
       found.resize(keys.size());
       claims.resize(keys.size());
-      store_.claim(keys, found, claims, !opt_.skip_failed);
+      dispatch::claim(store_, keys, found, claims, !opt_.skip_failed);
       if (opt_.task_spec.empty()) store_.append_tasks(run_id_, keys);
       for (std::size_t i = 0; i < chunk.size(); ++i) {
         switch (found[i]) {
@@ -334,7 +335,7 @@ class Master {
     b.rank.assign(b.status.size(), channel_.rank(w));
     b.keys.clear();
     b.keys.reserve(b.status.size());
-    std::vector<Claim> claims;
+    std::vector<dispatch::Claim> claims;
     claims.reserve(b.status.size());
     for (std::size_t i = 0; i < tasks.size(); ++i) {
       if (!keep[i]) continue;
@@ -345,7 +346,7 @@ class Master {
     const auto rank = static_cast<std::size_t>(channel_.rank(w));
     if (per_rank_.size() <= rank) per_rank_.resize(rank + 1);
     per_rank_[rank] += static_cast<std::int64_t>(b.keys.size());
-    store_.append(b, claims);
+    dispatch::append(store_, b, claims);
   }
 
   RunSummary finish() {
@@ -465,8 +466,8 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     // Workers finish the batch they hold; results that come are kept.
     const bool clean = channel->stop(master.goodbye_deadline(signals),
                                      [&](int w, Bytes& b) { master.take_late_results(w, b); });
-    store->release_claims();  // tasks of a stopped run that never came back
-    master.commit();          // with the counts of results that came late
+    dispatch::release_claims(*store);  // tasks of a stopped run that never came back
+    master.commit();                   // with the counts of results that came late
     store->end_run(run_id, summary.state, summary.exit_status);
     if (summary.state == RunState::finished && opt.compact) {
       try {

@@ -11,6 +11,7 @@
 #include "core/value_column.hpp"
 #include "mpibatch/serialization.hpp"
 #include "mpibatch/store.hpp"
+#include "mpibatch/store_dispatch.hpp"
 
 namespace mpibatch::detail {
 

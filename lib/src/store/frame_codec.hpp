@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "mpibatch/store.hpp"
+#include "mpibatch/store_dispatch.hpp"
 
 namespace mpibatch::detail {
 

@@ -16,6 +16,7 @@
 #include "core/value_column.hpp"
 #include "mpibatch/error.hpp"
 #include "mpibatch/store.hpp"
+#include "mpibatch/store_dispatch.hpp"
 
 namespace mpibatch::detail {
 

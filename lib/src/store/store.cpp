@@ -10,6 +10,7 @@
 
 #include "core/prefetch.hpp"
 #include "hdf5/hdf5.hpp"
+#include "mpibatch/store_dispatch.hpp"
 #include "store/file_util.hpp"
 #include "store/frame_codec.hpp"
 #include "store/store_impl.hpp"
@@ -293,23 +294,6 @@ std::vector<RunInfo> Store::runs() const {
   return impl_->run_list();
 }
 
-void Store::append(const RecordBatch& batch) {
-  impl_->append_columns(batch, {});
-}
-
-void Store::append(const RecordBatch& batch, std::span<const Claim> claims) {
-  impl_->append_columns(batch, claims);
-}
-
-void Store::claim(std::span<const TaskKey> keys, std::span<Lookup> out, std::span<Claim> claims,
-                  bool claim_failed) {
-  impl_->claim(keys, out, claims, claim_failed);
-}
-
-void Store::release_claims() {
-  impl_->release_claims();
-}
-
 void Store::append(std::span<const Record> records) {
   impl_->append_batch(records);
 }
@@ -321,14 +305,6 @@ void Store::append(std::vector<Record>&& records) {
 
 void Store::commit() {
   impl_->commit();
-}
-
-void Store::reserve(std::size_t keys) {
-  impl_->index.reserve(keys);
-}
-
-bool Store::commit_due() const {
-  return impl_->writer() && impl_->mem().size() >= impl_->opt.segment_records;
 }
 
 void Store::lookup(std::span<const TaskKey> keys, std::span<Lookup> out) const {
@@ -427,5 +403,44 @@ void Store::close() {
   }
   s.closed = true;
 }
+
+// ---------------------------------------------------------------- dispatch
+
+namespace detail {
+struct StoreAccess {
+  static Store::Impl& of(Store& s) { return *s.impl_; }
+  static const Store::Impl& of(const Store& s) { return *s.impl_; }
+};
+}  // namespace detail
+
+namespace dispatch {
+
+void append(Store& store, const RecordBatch& batch) {
+  detail::StoreAccess::of(store).append_columns(batch, {});
+}
+
+void append(Store& store, const RecordBatch& batch, std::span<const Claim> claims) {
+  detail::StoreAccess::of(store).append_columns(batch, claims);
+}
+
+void claim(Store& store, std::span<const TaskKey> keys, std::span<Lookup> out,
+           std::span<Claim> claims, bool claim_failed) {
+  detail::StoreAccess::of(store).claim(keys, out, claims, claim_failed);
+}
+
+void release_claims(Store& store) {
+  detail::StoreAccess::of(store).release_claims();
+}
+
+bool commit_due(const Store& store) {
+  const Store::Impl& s = detail::StoreAccess::of(store);
+  return s.writer() && s.mems[s.active].size() >= s.opt.segment_records;
+}
+
+void reserve(Store& store, std::size_t keys) {
+  detail::StoreAccess::of(store).index.reserve(keys);
+}
+
+}  // namespace dispatch
 
 }  // namespace mpibatch

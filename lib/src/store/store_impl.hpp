@@ -20,6 +20,7 @@
 
 #include "mpibatch/error.hpp"
 #include "mpibatch/store.hpp"
+#include "mpibatch/store_dispatch.hpp"
 #include "store/lock_file.hpp"
 #include "store/log.hpp"
 #include "store/manifest.hpp"
@@ -98,6 +99,7 @@ using detail::Manifest;
 using detail::Place;
 using detail::Remap;
 using detail::TableReader;
+using dispatch::Claim;
 
 struct Store::Impl {
   fs::path path;
