@@ -35,16 +35,17 @@ struct Entry {
 // Sorts entries by key in place and returns the bucket starts (2^bits + 1
 // of them): first by at most 2^10 partitions of the top bits (American flag
 // sort: few enough destinations to stay in cache), then each partition.
-std::vector<std::uint32_t> sort_entries(std::span<Entry> e, unsigned bits) {
+template <class E>
+std::vector<std::uint32_t> sort_entries(std::span<E> e, unsigned bits) {
   const unsigned pbits = std::min(bits, 10u);
   const std::size_t np = std::size_t{1} << pbits;
   std::vector<std::size_t> start(np + 1, 0);
-  for (const Entry& x : e) ++start[bucket_of(x.key, pbits) + 1];
+  for (const E& x : e) ++start[bucket_of(x.key, pbits) + 1];
   for (std::size_t p = 0; p < np; ++p) start[p + 1] += start[p];
   std::vector<std::size_t> next(start.begin(), start.end() - 1);
   for (std::size_t p = 0; p < np; ++p) {
     while (next[p] < start[p + 1]) {
-      Entry x = e[next[p]];
+      E x = e[next[p]];
       std::size_t to = bucket_of(x.key, pbits);
       while (to != p) {
         std::swap(x, e[next[to]++]);
@@ -56,7 +57,7 @@ std::vector<std::uint32_t> sort_entries(std::span<Entry> e, unsigned bits) {
   for (std::size_t p = 0; p < np; ++p) {
     std::sort(e.begin() + static_cast<std::ptrdiff_t>(start[p]),
               e.begin() + static_cast<std::ptrdiff_t>(start[p + 1]),
-              [](const Entry& a, const Entry& c) { return a.key < c.key; });
+              [](const E& a, const E& c) { return a.key < c.key; });
   }
   const std::size_t nb = std::size_t{1} << bits;
   std::vector<std::uint32_t> buckets(nb + 1);
@@ -98,28 +99,37 @@ void KeyIndexWriter::add(std::uint32_t group, std::uint64_t first, std::span<con
     throw StoreError("a table may hold at most " + std::to_string(kMaxTableRows) + " rows");
   for (std::size_t i = 0; i < keys.size(); ++i) {
     const auto row = static_cast<std::uint32_t>(first + i);
-    pending_.push_back({keys[i], group, status[i] != 0 ? row | kFailedBit : row});
+    pending_.push_back({keys[i], status[i] != 0 ? row | kFailedBit : row, group});
   }
+}
+
+void KeyIndexWriter::prepare(const std::vector<std::uint64_t>& group_rows) {
+  std::vector<std::uint64_t> first(group_rows.size() + 1, 0);
+  for (std::size_t g = 0; g < group_rows.size(); ++g) first[g + 1] = first[g] + group_rows[g];
+  if (first.back() != pending_.size() || first.back() > kMaxTableRows)
+    throw StoreError("key index: " + std::to_string(pending_.size()) + " keys for " +
+                     std::to_string(first.back()) + " rows");
+  for (Pending& p : pending_) {
+    if (p.group >= group_rows.size()) throw StoreError("key index: a row of an unknown group");
+    p.row =
+        static_cast<std::uint32_t>(first[p.group] + (p.row & ~kFailedBit)) | (p.row & kFailedBit);
+  }
+  bits_ = bucket_bits(pending_.size());
+  buckets_ = sort_entries(std::span<Pending>(pending_), bits_);
+  prepared_ = true;
 }
 
 void KeyIndexWriter::write(hid_t file,
                            const std::vector<std::pair<std::string, std::uint64_t>>& groups,
                            std::span<const TaskKey> replacing) {
-  std::vector<std::uint64_t> first(groups.size() + 1, 0);
-  for (std::size_t g = 0; g < groups.size(); ++g) first[g + 1] = first[g] + groups[g].second;
-  if (first.back() != pending_.size() || first.back() > kMaxTableRows)
-    throw StoreError("key index: " + std::to_string(pending_.size()) + " keys for " +
-                     std::to_string(first.back()) + " rows");
-  // Pending and Entry share their layout's first 20 bytes: convert in place.
-  std::vector<Entry> entries(pending_.size());
-  for (std::size_t i = 0; i < pending_.size(); ++i) {
-    const Pending& p = pending_[i];
-    const auto global = static_cast<std::uint32_t>(first[p.group] + (p.row & ~kFailedBit));
-    entries[i] = {p.key, global | (p.row & kFailedBit)};
+  if (!prepared_) {
+    std::vector<std::uint64_t> rows;
+    for (const auto& g : groups) rows.push_back(g.second);
+    prepare(rows);
   }
-  std::vector<Pending>().swap(pending_);
-  const unsigned bits = bucket_bits(entries.size());
-  const std::vector<std::uint32_t> buckets = sort_entries(entries, bits);
+  const std::vector<Pending>& entries = pending_;
+  const unsigned bits = bits_;
+  const std::vector<std::uint32_t>& buckets = buckets_;
 
   h5::Handle g = h5::create_group(file, "index");
   h5::write_attr(g.get(), "description",
@@ -285,7 +295,7 @@ std::unique_ptr<KeyIndex> KeyIndex::build(
   }
   x->n_ = entries.size();
   x->bits_ = bucket_bits(x->n_);
-  x->own_buckets_ = sort_entries(entries, x->bits_);
+  x->own_buckets_ = sort_entries(std::span<Entry>(entries), x->bits_);
   x->own_keys_.reserve(x->n_);
   x->own_rows_.reserve(x->n_);
   for (const Entry& e : entries) {

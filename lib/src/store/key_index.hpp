@@ -34,6 +34,16 @@ constexpr std::uint64_t kMaxTableRows = 0x7FFFFFFFu;
 // index at the end. Not thread-safe.
 class KeyIndexWriter {
  public:
+  // Room for rows in all (a hint).
+  void reserve(std::size_t rows) { pending_.reserve(rows); }
+  // One row: row of group (the writer's numbering), in any order.
+  void add(std::uint32_t group, std::uint32_t row, const TaskKey& key, bool failed) {
+    pending_.push_back({key, failed ? row | 0x80000000u : row, group});
+  }
+  // Counts rows over the groups (rows of each, in the writer's numbering)
+  // and sorts; write() then only writes. May run on another thread than the
+  // table's writer, before the table is finished.
+  void prepare(const std::vector<std::uint64_t>& group_rows);
   // Rows first.. of group (the writer's numbering) get these keys and statuses.
   void add(std::uint32_t group, std::uint64_t first, std::span<const TaskKey> keys,
            std::span<const std::int8_t> status);
@@ -45,10 +55,13 @@ class KeyIndexWriter {
  private:
   struct Pending {
     TaskKey key;
-    std::uint32_t group = 0;
-    std::uint32_t row = 0;  // in its group; bit 31: failed
+    std::uint32_t row = 0;    // in its group until write(), then global; bit 31: failed
+    std::uint32_t group = 0;  // the writer's numbering
   };
   std::vector<Pending> pending_;
+  bool prepared_ = false;
+  unsigned bits_ = 0;
+  std::vector<std::uint32_t> buckets_;
 };
 
 // A table's index, read-only. find() is const and touches no shared state

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/huge_pages.hpp"
 #include "mpibatch/error.hpp"
 #include "mpibatch/store.hpp"
 #include "mpibatch/store_dispatch.hpp"
@@ -119,7 +120,9 @@ struct Store::Impl {
   // memtables', and those of the segments it flushed). Keys of the tables
   // there were at open, tables [0, probe_end), are looked up in each
   // table's own KeyIndex instead, newest first: opening reads no keys.
-  absl::flat_hash_map<TaskKey, Loc, TaskKeyHash> index;
+  absl::flat_hash_map<TaskKey, Loc, TaskKeyHash, std::equal_to<TaskKey>,
+                      detail::HugePageAllocator<std::pair<const TaskKey, Loc>>>
+      index;
   std::size_t probe_end = 0;
   hsize_t probe_rows = 0;  // rows of tables [0, probe_end): none, no need to look
   // Keys that tables [0, probe_end) hold more than once (their replacing keys).

@@ -212,6 +212,10 @@ void Store::close_merging() {
     s.release_claims();
     s.commit();
     s.flush_now();
+    // Merging reads the tables' own indexes: the memory of the writer's
+    // (a slot for every key it appended) goes before a merge takes its own.
+    s.index_stale = true;
+    decltype(s.index)().swap(s.index);
     if (s.problems.empty() && s.tables.size() > 1 && s.tables.front()->path() == s.base_path()) {
       const bool empty_base = Impl::holds_nothing(*s.tables.front());
       // Rows a newer record replaced (a retried failure) go first, so that the
@@ -227,7 +231,7 @@ void Store::close_merging() {
         for (bool first_merge = true;; first_merge = false) {
           const std::size_t first = s.merge_start(lowest);
           if (first >= s.tables.size()) break;
-          if (first == 0) {  // the base joins: a compaction, while the index is current
+          if (first == 0) {  // the base joins: a compaction
             if (first_merge) rewrite(nullptr);
             break;
           }

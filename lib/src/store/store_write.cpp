@@ -97,6 +97,35 @@ void Store::Impl::start_flush() {
     const std::string name = seq_name(f->seq, ".h5");
     detail::TableWriter w(dir / (name + ".tmp"), f->seq, opt.compress);
     w.add_jobs(jobs_copy);
+    // The key index is sorted on a thread of its own while the columns are
+    // written: at a run's end this flush is what everyone waits for.
+    detail::KeyIndexWriter keys_index;
+    keys_index.reserve(pos);
+    w.use_index(&keys_index);
+    auto index_done = std::async(std::launch::async, [&] {
+      std::vector<std::uint64_t> group_rows(jobs_copy.size(), 0);
+      for (const auto& [job, live] : f->live) {
+        const auto g = static_cast<std::uint32_t>(std::find_if(jobs_copy.begin(), jobs_copy.end(),
+                                                               [&job](const auto& j) {
+                                                                 return j.name == job.first &&
+                                                                        j.version == job.second;
+                                                               }) -
+                                                  jobs_copy.begin());
+        if (g == jobs_copy.size()) throw StoreError("memtable record of an unknown job");
+        group_rows[g] = live.size();
+        for (std::size_t r = 0; r < live.size(); ++r) {
+          const auto& e = frozen->entries[live[r].row];
+          keys_index.add(g, static_cast<std::uint32_t>(r), e.key, e.failed);
+        }
+      }
+      keys_index.prepare(group_rows);
+    });
+    struct Join {  // the thread uses this frame: it ends before the frame does
+      std::future<void>& f;
+      ~Join() {
+        if (f.valid()) f.wait();
+      }
+    } join{index_done};
     // Decoded a chunk at a time straight into columns, reused from chunk to chunk.
     detail::RowColumns rows;
     for (const auto& [job, live] : f->live) {
@@ -118,6 +147,7 @@ void Store::Impl::start_flush() {
       if (!keys.empty()) w.append_tasks(run, keys);
     w.set_runs(runs_copy);
     w.set_replacing(frozen->replacing);
+    index_done.get();
     w.finish(dir / name);
     write_manifest(manifest_path(), manifest);
     std::error_code ec;

@@ -186,7 +186,7 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
     error[i] = rows.error_at[i] < 0 ? nullptr : rows.errors.data() + rows.error_at[i];
   }
   h5::Handle key = h5::key_type(), st = h5::status_type(), str = h5::utf8_string_type();
-  index_.add(g.ordinal, g.rows, rows.keys, rows.status);
+  if (!external_index_) index_.add(g.ordinal, g.rows, rows.keys, rows.status);
   g.cols[0].append(key.get(), rows.keys.data(), n);
   g.cols[1].append(st.get(), rows.status.data(), n);
   g.cols[2].append(H5T_NATIVE_INT32, rows.rank.data(), n);
@@ -256,7 +256,7 @@ void TableWriter::finish(const std::filesystem::path& final_path) {
   for (const RunInfo& r : run_infos_) write_run_attrs(run_group(r.id).gid.get(), r);
   std::vector<std::pair<std::string, std::uint64_t>> order(groups_.size());
   for (const auto& [path, g] : groups_) order[g->ordinal] = {path, g->rows};
-  index_.write(file_.get(), order, replacing_);
+  (external_index_ ? *external_index_ : index_).write(file_.get(), order, replacing_);
   groups_.clear();
   runs_.clear();
   h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp_path_.string());

@@ -36,6 +36,10 @@ class TableWriter {
   void append(const std::string& job, std::int64_t version, const RowColumns& rows);
   void append_tasks(std::int64_t run, std::span<const TaskKey> keys);
   void set_runs(const std::vector<RunInfo>& runs);
+  // The key index, made by the caller (KeyIndexWriter::prepare may run
+  // while the columns are written); append() then adds no keys to it. Call
+  // before the first append.
+  void use_index(KeyIndexWriter* index) { external_index_ = index; }
   // Keys whose rows here replace a row of an older table (see KeyIndex).
   void set_replacing(std::vector<TaskKey> keys) { replacing_ = std::move(keys); }
   // Closes the file, fsyncs it and renames it to final_path.
@@ -53,6 +57,7 @@ class TableWriter {
   std::map<std::int64_t, std::unique_ptr<RunGroup>> runs_;
   std::vector<RunInfo> run_infos_;
   KeyIndexWriter index_;
+  KeyIndexWriter* external_index_ = nullptr;
   std::vector<TaskKey> replacing_;
   int deflate_ = 0;
   bool finished_ = false;
