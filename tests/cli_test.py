@@ -125,6 +125,9 @@ class Cli(unittest.TestCase):
         with h5py.File(tables(packed)[0], "r") as t:
             col = t["jobs/sqrt/v1/results/value"]
             self.assertEqual((col.compression, col.shuffle), ("gzip", True))
+            self.assertNotIn("error", t["jobs/sqrt/v1"], "no row failed: no error column")
+        with h5py.File(packed, "r") as f:  # the view reads such rows' errors as empty
+            self.assertEqual(set(f["jobs/sqrt/v1/error"].asstr()[:]), {""})
         self.assertEqual(self.status(packed)["computed"], 50000)
         self.mpibatch("verify", packed, check=0)
         # compact --compress packs an existing store, even one of one table.
@@ -226,6 +229,16 @@ class Cli(unittest.TestCase):
         self.assertIn("seconds=-2: seconds must be >= 0", out)
         self.assertEqual(len(out.splitlines()), 2)
         self.assertEqual(self.status(store)["failed"], 2)
+        # A second table with no failures has no error column; the view still reads every row.
+        self.mpibatch("run", "sleep", "--grid", "seconds=0.001,0.002", "--store", store, "--progress", "none",
+                      np=2, check=0)
+        import h5py
+        with h5py.File(store, "r") as f:
+            g = f["jobs/sleep/v1"]
+            errors = dict(zip(g["params/seconds"][:], g["error"].asstr()[:]))
+        self.assertEqual({k: v.split(",")[0] for k, v in errors.items()},
+                         {-1.0: "seconds must be >= 0", 0.0: "", -2.0: "seconds must be >= 0",
+                          0.001: "", 0.002: ""})
 
     def test_time_limit_stops_with_3_and_the_same_command_resumes(self):
         store = self.path("t.h5")

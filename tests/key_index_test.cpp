@@ -176,13 +176,13 @@ void make_replaced_store(const fs::path& path) {
   }
 }
 
-void check_replaced_store(const Store& s) {
-  EXPECT_EQ(s.size(), 100u);
+void check_replaced_store(const Store& s, std::size_t size = 100) {
+  EXPECT_EQ(s.size(), size);
   EXPECT_EQ(std::get<std::string>(s.get(demo_key(11))->values[3]), "third");
   EXPECT_EQ(std::get<std::string>(s.get(demo_key(22))->values[3]), "second");
   std::multiset<TaskKey> seen;
   s.for_each([&](const Record& r) { seen.insert(r.key); });
-  EXPECT_EQ(seen.size(), 100u);
+  EXPECT_EQ(seen.size(), size);
   EXPECT_EQ(seen.count(demo_key(11)), 1u);
   std::vector<Lookup> out(3);
   const std::vector<TaskKey> keys{demo_key(11), demo_key(44), demo_key(100)};
@@ -197,7 +197,7 @@ TEST(KeyIndex, ReplacedRecordsInTablesOfEarlierOpensCountOnce) {
   TempDir dir;
   const auto path = dir / "s.h5";
   make_replaced_store(path);
-  const auto check = check_replaced_store;
+  const auto check = [](const Store& s) { check_replaced_store(s); };
   check(Store::open(path, {.read_only = true}));
   {
     Store s = Store::open(path);
@@ -223,6 +223,47 @@ TEST(KeyIndex, ReplacedRecordsInTablesOfEarlierOpensCountOnce) {
   }
   EXPECT_EQ(rows, 100u) << "a finished run leaves one row a key";
   EXPECT_TRUE(s.check_files().empty());
+}
+
+// Many look-ups of keys no table holds make the writer load the tables'
+// keys into its own index (one load instead of a probe per table each): the
+// newest record still wins, and claims made before stay good.
+TEST(KeyIndex, AWriterLoadsTheTablesKeysAfterManyMissesAndClaimsStayGood) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  make_replaced_store(path);
+  Store s = Store::open(path);
+  auto claim_new = [&](std::uint64_t from, std::uint64_t n) {
+    std::vector<TaskKey> keys;
+    for (std::uint64_t i = from; i < from + n; ++i) keys.push_back(demo_key(i));
+    std::vector<Lookup> out(n);
+    std::vector<dispatch::Claim> ids(n);
+    dispatch::claim(s, keys, out, ids, true);
+    EXPECT_EQ(out, std::vector<Lookup>(n, Lookup::missing));
+    return ids;
+  };
+  const auto first = claim_new(1000, 200);    // 200 keys x 3 tables: more misses than rows
+  const auto second = claim_new(2000, 5000);  // loads the tables, then grows the index
+  std::vector<Record> done;
+  for (std::uint64_t i = 1000; i < 1200; ++i) done.push_back(demo_record(i));
+  dispatch::append(s, test_support::to_batch(done), first);
+  EXPECT_EQ(s.size(), 300u);
+  check_replaced_store(s, 300);  // 11 and 22 still read their newest records
+  std::vector<Lookup> out(2);
+  const std::vector<TaskKey> keys{demo_key(1101), demo_key(2101)};
+  s.lookup(keys, out);
+  EXPECT_EQ(out, (std::vector<Lookup>{Lookup::ok, Lookup::missing}));
+  // The failed record of 44 is claimed again, as before the load.
+  std::vector<Lookup> again(1);
+  std::vector<dispatch::Claim> id(1);
+  const TaskKey k44 = demo_key(44);  // NOLINT: a name for the span
+  dispatch::claim(s, {&k44, 1}, again, id, true);
+  EXPECT_EQ(again[0], Lookup::missing);
+  dispatch::release_claims(s);
+  s.close();
+  Store r = Store::open(path, {.read_only = true});
+  EXPECT_EQ(r.size(), 300u);
+  EXPECT_EQ(*r.get(demo_key(1150)), demo_record(1150));
 }
 
 // Tables written before they carried a key index: indexed from their key

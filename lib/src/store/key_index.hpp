@@ -92,6 +92,19 @@ class KeyIndex {
   std::size_t size() const { return n_; }
   // Every key, sorted.
   std::vector<TaskKey> keys() const;
+  // fn(key, where) for every key, in key order.
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < n_; ++i) {
+      const std::uint32_t stored = u32_at(rows_, i);
+      const std::uint32_t row = stored & 0x7FFFFFFFu;
+      while (k + 1 < first_.size() && first_[k + 1] <= row) ++k;
+      while (k > 0 && first_[k] > row) --k;
+      fn(key_at(i), TableHit{group_of_[k], static_cast<std::uint32_t>(row - first_[k]),
+                             (stored & 0x80000000u) != 0});
+    }
+  }
   const std::vector<TaskKey>& replacing() const { return replacing_; }
   // For an index built in memory: the replacing keys, found by the store.
   void set_replacing(std::vector<TaskKey> keys) { replacing_ = std::move(keys); }

@@ -128,6 +128,11 @@ struct Store::Impl {
   // Keys that tables [0, probe_end) hold more than once (their replacing keys).
   absl::flat_hash_set<TaskKey, TaskKeyHash> replaced_keys;
   mutable std::size_t hint_table = SIZE_MAX;  // where the last key looked up was
+  // Look-ups that found a key in no table [0, probe_end) cost a probe of
+  // each: when their probes outnumber those tables' rows, the writer loads
+  // their keys into its index instead (load_tables), so a run of many new
+  // tasks against many tables pays for one load, not a probe per table each.
+  mutable std::uint64_t table_misses = 0;
   // Unsettled claims (Store::claim), by id. A claimed key's index value is
   // a kClaimed marker; its slot is reached through the pointer here, which
   // stays valid because the index never erases (a released key keeps a
@@ -239,6 +244,10 @@ struct Store::Impl {
   void release_claims();
 
   void insert_mem(const Record& r) { index_mem(r.key, r.status == Status::failed, mem().add(r)); }
+
+  // Puts the keys of tables [0, probe_end) into the in-memory index (newest
+  // record winning; what is there already is newer) and stops probing them.
+  void load_tables();
 
   // Opens every table's key index; for those built in memory (tables from
   // before there was one), finds the keys whose rows replace an older

@@ -70,6 +70,7 @@ void Store::Impl::locate_in_tables(std::span<const TaskKey> keys, std::vector<st
         hint_table = t;
       } else {
         left.push_back(from[j]);
+        if (!hit) ++table_misses;
       }
     }
   };
@@ -86,6 +87,25 @@ void Store::Impl::locate_in_tables(std::span<const TaskKey> keys, std::vector<st
     probe(t, todo, left, false);
     todo.swap(left);
   }
+}
+
+void Store::Impl::load_tables() {
+  index.reserve(index.size() + probe_rows);
+  for (std::size_t t = 0; t < probe_end; ++t) {  // oldest first: a newer table's record wins
+    const auto table = static_cast<std::uint32_t>(t);
+    tables[t]->key_index().for_each([&](const TaskKey& key, detail::TableHit hit) {
+      const Loc loc = Loc::make(table, hit.group, hit.failed, hit.row);
+      auto [it, inserted] = index.try_emplace(key, loc);
+      // Values at or past probe_end (the writer's own, claims) are newer.
+      if (!inserted && it->second.table() < probe_end && it->second.table() < table)
+        it->second = loc;
+    });
+  }
+  probe_end = 0;
+  probe_rows = 0;
+  replaced_keys.clear();
+  claims_capacity = 0;  // the index grew: claims find their slots again
+  refresh_claims();
 }
 
 void Store::Impl::locate(std::span<const TaskKey> keys, std::span<std::optional<Loc>> out) const {
@@ -132,6 +152,7 @@ void Store::Impl::claim(std::span<const TaskKey> keys, std::span<Lookup> out, st
   if (out.size() != keys.size() || ids.size() != keys.size())
     throw UsageError("claim: output sizes differ from the key count");
   // Keys in no table at open first go to the tables' own indexes, in one pass a table.
+  if (probe_end > 0 && table_misses > probe_rows) load_tables();
   std::vector<std::optional<Loc>> stored(keys.size());
   if (probe_rows > 0) {
     std::vector<std::uint32_t> todo;

@@ -109,7 +109,10 @@ std::vector<detail::ViewSource> Store::Impl::view_sources() const {
   for (const auto& t : tables) {
     detail::ViewSource src;
     src.file = side + "/" + t->path().filename().string();
-    for (const auto& g : t->groups()) src.rows[{g.job.name, g.job.version}] = g.rows;
+    for (const auto& g : t->groups()) {
+      src.rows[{g.job.name, g.job.version}] = g.rows;
+      if (!g.has_error) src.no_errors.insert({g.job.name, g.job.version});
+    }
     src.tasks = t->task_rows();
     sources.push_back(std::move(src));
   }

@@ -98,8 +98,11 @@ struct TableWriter::Group {
   JobInfo job;
   std::uint32_t ordinal = 0;  // in the key index's numbering
   h5::Handle gid;
-  // key status rank start_time duration run error
+  // key status rank start_time duration run
   std::vector<h5::Column> cols;
+  // Only once a row failed (16 bytes a row otherwise, for nothing): the
+  // rows before get none.
+  std::unique_ptr<h5::Column> error;
   hsize_t rows = 0;
   // Only in groups whose records carry result bytes (jobs of the C++ API):
   // result_offset, result_size, and all result bytes concatenated.
@@ -152,7 +155,6 @@ void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
     g->cols.emplace_back(gid, "start_time", H5T_NATIVE_DOUBLE, kChunkRows, deflate_);
     g->cols.emplace_back(gid, "duration", H5T_NATIVE_DOUBLE, kChunkRows, deflate_);
     g->cols.emplace_back(gid, "run", H5T_NATIVE_INT32, kChunkRows, deflate_);  // run ids stay small
-    g->cols.emplace_back(gid, "error", str.get(), kChunkRows, deflate_);
     h5::write_attr(g->cols[3].id(), "units", std::string("s since 1970-01-01 UTC"));
     h5::write_attr(g->cols[4].id(), "units", std::string("s"));
     g->results = ValueColumns(gid, "results", j.results, deflate_);
@@ -180,11 +182,6 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
   const hsize_t n = rows.size();
   if (n == 0) return;
   Group& g = group(job, version);
-  std::vector<const char*> error(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    // NULL, not "": HDF5 then stores no heap object for the (usual) empty error.
-    error[i] = rows.error_at[i] < 0 ? nullptr : rows.errors.data() + rows.error_at[i];
-  }
   h5::Handle key = h5::key_type(), st = h5::status_type(), str = h5::utf8_string_type();
   if (!external_index_) index_.add(g.ordinal, g.rows, rows.keys, rows.status);
   g.cols[0].append(key.get(), rows.keys.data(), n);
@@ -193,7 +190,21 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
   g.cols[3].append(H5T_NATIVE_DOUBLE, rows.start_time.data(), n);
   g.cols[4].append(H5T_NATIVE_DOUBLE, rows.duration.data(), n);
   g.cols[5].append(H5T_NATIVE_INT64, rows.run.data(), n);
-  g.cols[6].append(str.get(), error.data(), n);
+  const bool failures = std::any_of(rows.error_at.begin(), rows.error_at.end(),
+                                    [](std::int64_t at) { return at >= 0; });
+  if (failures && !g.error) {
+    g.error = std::make_unique<h5::Column>(g.gid.get(), "error", str.get(), kChunkRows, deflate_);
+    const std::vector<const char*> none(g.rows, nullptr);
+    g.error->append(str.get(), none.data(), none.size());
+  }
+  if (g.error) {
+    std::vector<const char*> error(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      // NULL, not "": HDF5 then stores no heap object for an empty error.
+      error[i] = rows.error_at[i] < 0 ? nullptr : rows.errors.data() + rows.error_at[i];
+    }
+    g.error->append(str.get(), error.data(), n);
+  }
   if (!rows.results.empty() && !g.result_size) {
     // The first result bytes of this group: the rows before had none.
     const hid_t gid = g.gid.get();
@@ -311,6 +322,7 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
         h5::Handle k(
             h5::check_id(H5Dopen2(g.get(), "key", H5P_DEFAULT), "H5Dopen2", where + "/key"));
         grp.rows = h5::dataset_size(k.get());
+        grp.has_error = h5::exists(g.get(), "error");
         groups_.push_back(std::move(grp));
       }
     }
@@ -490,9 +502,11 @@ std::vector<Record> TableReader::read_selected(
     read(col("result_size").get(), H5T_NATIVE_UINT64, size.data());
     read_result_bytes(col("result_data").get(), offset, size, out);
   }
-  read(col("error").get(), str.get(), strs.data());
-  for (std::size_t i = 0; i < n; ++i) out[i].error = strs[i] ? strs[i] : "";
-  h5::reclaim(str.get(), strs.data(), n);
+  if (grp.has_error) {  // else no row failed
+    read(col("error").get(), str.get(), strs.data());
+    for (std::size_t i = 0; i < n; ++i) out[i].error = strs[i] ? strs[i] : "";
+    h5::reclaim(str.get(), strs.data(), n);
+  }
 
   // Results of failed rows are stand-ins: not read back. Params always are.
   read_values(read, col, "results/", grp.job.results, out, &Record::values, true);

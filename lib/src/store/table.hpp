@@ -73,6 +73,7 @@ class TableReader {
   struct Group {
     JobInfo job;
     hsize_t rows = 0;
+    bool has_error = true;  // false: no row failed, so the group has no error column
   };
   const std::filesystem::path& path() const { return path_; }
   std::int64_t through_seq() const { return through_seq_; }

@@ -20,7 +20,8 @@ using RowsOf = std::function<hsize_t(const ViewSource&)>;
 // a source cannot be read.
 void virtual_column(hid_t parent, const std::string& name, hid_t type, const void* fill,
                     const std::vector<ViewSource>& sources, const RowsOf& rows_of,
-                    const std::string& src_path) {
+                    const std::string& src_path,
+                    const std::function<bool(const ViewSource&)>& mapped = {}) {
   hsize_t total = 0;
   for (const auto& s : sources) total += rows_of(s);
   h5::Handle space(h5::check_id(H5Screate_simple(1, &total, nullptr), "H5Screate_simple"));
@@ -31,6 +32,10 @@ void virtual_column(hid_t parent, const std::string& name, hid_t type, const voi
   for (const auto& s : sources) {
     hsize_t n = rows_of(s);
     if (n == 0) continue;
+    if (mapped && !mapped(s)) {  // rows left to the fill value
+      at += n;
+      continue;
+    }
     h5::Handle vspace(h5::check_id(H5Scopy(space.get()), "H5Scopy"));
     h5::check(H5Sselect_hyperslab(vspace.get(), H5S_SELECT_SET, &at, nullptr, &n, nullptr),
               "H5Sselect_hyperslab", name);
@@ -61,6 +66,7 @@ void job_group(hid_t file, const JobInfo& job, const std::vector<ViewSource>& so
                     const std::string& src) {
     virtual_column(parent, name, type, fill, sources, rows, "/" + path + "/" + src);
   };
+  const auto has_errors = [&id](const ViewSource& s) { return !s.no_errors.count(id); };
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const std::int8_t missing = -1;
   const std::int32_t no_rank = -1;
@@ -71,7 +77,8 @@ void job_group(hid_t file, const JobInfo& job, const std::vector<ViewSource>& so
   column(g.get(), "start_time", H5T_NATIVE_DOUBLE, &nan, "start_time");
   column(g.get(), "duration", H5T_NATIVE_DOUBLE, &nan, "duration");
   column(g.get(), "run", H5T_NATIVE_INT64, nullptr, "run");
-  column(g.get(), "error", str.get(), nullptr, "error");
+  virtual_column(g.get(), "error", str.get(), nullptr, sources, rows, "/" + path + "/error",
+                 has_errors);
   for (const auto& [sub, fields] :
        {std::pair<std::string, const std::vector<Field>*>{"params", &job.params},
         {"results", &job.results}}) {
