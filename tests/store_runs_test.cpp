@@ -14,7 +14,10 @@ using mpibatch::test_support::demo_record;
 using mpibatch::test_support::TempDir;
 
 RunCounts counts(std::int64_t computed) {
-  return RunCounts{.total = 100, .cached = 3, .computed = computed, .failed = 1,
+  return RunCounts{.total = 100,
+                   .cached = 3,
+                   .computed = computed,
+                   .failed = 1,
                    .per_rank = {0, computed / 2, computed - computed / 2 + 1}};
 }
 
@@ -33,7 +36,8 @@ TEST(StoreRuns, CountsAreKeptAtEachCommitAndReadWithoutTheIndex) {
   const std::int64_t run = w.begin_run(RunInfo{.command_line = "x", .ranks = 3});
   for (std::int64_t c = 1; c <= 6; ++c) {
     std::vector<Record> batch;
-    for (std::uint64_t i = 0; i < 10; ++i) batch.push_back(demo_record(static_cast<std::uint64_t>(c) * 10 + i, run));
+    for (std::uint64_t i = 0; i < 10; ++i)
+      batch.push_back(demo_record(static_cast<std::uint64_t>(c) * 10 + i, run));
     w.append(batch);
     w.update_run(run, counts(c * 10));
     w.commit();
@@ -55,6 +59,32 @@ TEST(StoreRuns, CountsAreKeptAtEachCommitAndReadWithoutTheIndex) {
   EXPECT_EQ(only_run(r).state, RunState::finished);
   ASSERT_EQ(r.jobs().size(), 1u);
   EXPECT_EQ(r.jobs()[0], demo_job());
+}
+
+// A metadata reader reads the newest table only: every table holds every
+// job and run as of its writing. Runs and jobs of many segments all show.
+TEST(StoreRuns, AMetadataReaderOfManySegmentsSeesEveryRunAndJob) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  for (std::int64_t v = 1; v <= 4; ++v) {
+    Store w = Store::open(path, {.segment_records = 5});
+    w.define_job(demo_job(v));
+    const std::int64_t run = w.begin_run(RunInfo{.command_line = "v" + std::to_string(v)});
+    std::vector<Record> batch;
+    for (std::uint64_t i = 0; i < 12; ++i) batch.push_back(demo_record(i, run, v));
+    w.append(batch);
+    w.update_run(run, counts(v));
+    w.end_run(run, RunState::finished, 0);
+    w.commit();  // a segment of 12 records for each version
+  }
+  Store r = Store::open(path, {.read_only = true, .metadata_only = true});
+  ASSERT_EQ(r.runs().size(), 4u);
+  for (std::int64_t v = 1; v <= 4; ++v) {
+    EXPECT_EQ(r.runs()[static_cast<std::size_t>(v - 1)].command_line, "v" + std::to_string(v));
+    EXPECT_EQ(r.runs()[static_cast<std::size_t>(v - 1)].counts, counts(v));
+    EXPECT_NE(r.find_job("demo", v), nullptr);
+  }
+  EXPECT_GE(test_support::tables(path).size(), 4u);
 }
 
 TEST(StoreRuns, AMetadataReaderRefusesRecordCallsAndWriting) {

@@ -26,7 +26,7 @@ start=$(date +%s.%N)
 timed_run "$store"
 end=$(date +%s.%N)
 read -r kib0 _ < "$dir/time.0"
-bytes=$(du -sb "$store" "$store.d" | awk '{s += $1} END {printf "%d\n", s}')
+bytes=$(du -sb "$store" "$store.d" | awk '{s += $1} END {printf "%.0f\n", s}')
 echo "| $n tasks, new store | $(echo "$end - $start" | bc) s | rank 0 peak $((kib0 / 1024)) MiB = $(echo "scale=1; $kib0 * 1024 / $n" | bc) bytes a task | store $((bytes / 1048576)) MiB = $(echo "scale=1; $bytes / $n" | bc) bytes a task |"
 rm -rf "$store" "$store.d"
 

@@ -25,7 +25,7 @@ for ((r = 0; r < runs; r++)); do
 done
 sync
 end=$(date +%s.%N)
-final=$(du -sb "$store" "$store.d" | awk '{s += $1} END {print s}')
+final=$(du -sb "$store" "$store.d" | awk '{s += $1} END {printf "%.0f\n", s}')
 written=$((blocks * 512))
 total=$((runs * tasks))
 tables=$(ls "$store.d" | grep -c '\.h5$')

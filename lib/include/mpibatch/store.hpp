@@ -121,8 +121,9 @@ struct StoreOptions {
   bool read_only = false;
   // Writers only: create the store when the path does not exist.
   bool create = true;
-  // Readers only: read jobs and runs, not results (no key index is built,
-  // so opening costs what the metadata costs, whatever the store's size).
+  // Readers only: read jobs and runs, not results (only the newest table
+  // and the logs are read, so opening costs what the metadata costs,
+  // whatever the store's size or number of tables).
   // Only path(), problems(), jobs(), find_job() and runs() may be called.
   bool metadata_only = false;
   // Writers only: open even when committed data is damaged (see problems()).

@@ -172,10 +172,15 @@ bool Store::Impl::load(bool last_attempt) {
   }
 
   std::int64_t covered = base_seq;
-  for (const auto seq : manifest ? manifest->segments : std::vector<std::int64_t>{}) {
+  const std::vector<std::int64_t> listed =
+      manifest ? manifest->segments : std::vector<std::int64_t>{};
+  for (const auto seq : listed) {
     if (seq <= base_seq) continue;
     segments.push_back(seq);
     covered = seq;
+    // Every table holds every job and run as of its writing: the newest
+    // one (and the logs after it) is all that metadata takes.
+    if (opt.metadata_only && seq != listed.back()) continue;
     const fs::path p = dir / seq_name(seq, ".h5");
     if (!fs::exists(p, ec) && !last_attempt) return false;
     if (tables.size() >= kMaxTables)
