@@ -129,9 +129,9 @@ struct Store::Impl {
   absl::flat_hash_set<TaskKey, TaskKeyHash> replaced_keys;
   mutable std::size_t hint_table = SIZE_MAX;  // where the last key looked up was
   // Look-ups that found a key in no table [0, probe_end) cost a probe of
-  // each: when their probes outnumber those tables' rows, the writer loads
-  // their keys into its index instead (load_tables), so a run of many new
-  // tasks against many tables pays for one load, not a probe per table each.
+  // each: when their probes outnumber those tables' rows, their keys are
+  // loaded into the in-memory index instead (load_tables), so many new keys
+  // against many tables pay for one load, not a probe per table each.
   mutable std::uint64_t table_misses = 0;
   // Unsettled claims (Store::claim), by id. A claimed key's index value is
   // a kClaimed marker; its slot is reached through the pointer here, which
@@ -219,7 +219,9 @@ struct Store::Impl {
   std::optional<TableFind> in_tables(const TaskKey& key, std::size_t end) const;
   // out[i]: the newest record of keys[i] (memory index, then tables
   // [0, probe_end)), or nullopt. Prefetches ahead: keys are cache misses.
-  void locate(std::span<const TaskKey> keys, std::span<std::optional<Loc>> out) const;
+  // Loads the tables' keys first when misses call for it (see table_misses):
+  // readers too, so not const.
+  void locate(std::span<const TaskKey> keys, std::span<std::optional<Loc>> out);
   // The indices (into keys) of todo that no table [0, probe_end) holds; out
   // gets the locations of the others.
   void locate_in_tables(std::span<const TaskKey> keys, std::vector<std::uint32_t>& todo,

@@ -14,7 +14,7 @@ void Store::Impl::index_mem(const TaskKey& key, bool failed, std::size_t row) {
   const Loc loc = Loc::make(mem_table[active], 0, failed, row);
   auto [it, inserted] = index.try_emplace(key, loc);
   if (inserted) {
-    if (in_tables(key, probe_end)) mem().replacing.push_back(key);
+    if (probe_rows > 0 && in_tables(key, probe_end)) mem().replacing.push_back(key);
     return;
   }
   Loc& v = it->second;
@@ -108,7 +108,8 @@ void Store::Impl::load_tables() {
   refresh_claims();
 }
 
-void Store::Impl::locate(std::span<const TaskKey> keys, std::span<std::optional<Loc>> out) const {
+void Store::Impl::locate(std::span<const TaskKey> keys, std::span<std::optional<Loc>> out) {
+  if (probe_end > 0 && table_misses > probe_rows) load_tables();
   std::vector<std::uint32_t> todo;
   if (index.empty() && probe_rows > 0) {  // a reader: straight to the tables
     for (std::size_t i = 0; i < keys.size(); ++i) {
