@@ -62,7 +62,8 @@ TEST(StoreFormat, AStoreOfFormatOneMovesToFormatTwoByAHardLink) {
   { Store r = Store::open(path, {.read_only = true}); }  // a reader changes nothing
   EXPECT_EQ(inode(path), old);
   { Store w = Store::open(path); }
-  EXPECT_EQ(inode(test_support::base_table(path)), old) << "the old file is the base table, not a copy";
+  EXPECT_EQ(inode(test_support::base_table(path)), old)
+      << "the old file is the base table, not a copy";
   EXPECT_NE(inode(path), old) << "the store's file is now its view";
   std::string manifest;
   std::getline(std::ifstream(Store::sidecar(path) / "MANIFEST"), manifest);
@@ -231,7 +232,8 @@ TEST(StoreMerge, ManySmallRunsKeepWritesAndTablesBounded) {
   Store r = Store::open(path, {.read_only = true});
   EXPECT_TRUE(r.problems().empty());
   ASSERT_EQ(r.size(), kRuns * kPerRun);
-  for (std::uint64_t i = 0; i < kRuns * kPerRun; i += 997) EXPECT_EQ(*r.get(demo_key(i)), demo_record(i));
+  for (std::uint64_t i = 0; i < kRuns * kPerRun; i += 997)
+    EXPECT_EQ(*r.get(demo_key(i)), demo_record(i));
 }
 
 // A merge keeps the latest record of a key, and the task lists of runs.
