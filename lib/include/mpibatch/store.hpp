@@ -30,11 +30,14 @@ struct StoreAccess;  // store_dispatch.hpp's functions reach the store through i
 }
 
 // The on-disk format this build writes. 2: the store's file is a view whose
-// datasets join the tables in its sidecar. Stores of format 1 (the file held
-// the base table) are read as they are, and the first writer moves them to
-// format 2 with a hard link (no copy). A newer format is refused with
-// StoreVersionError.
-inline constexpr std::int64_t kStoreFormat = 2;
+// datasets join the tables in its sidecar. 3: tables also carry their key
+// index (/index), a job group has an error column only when a row failed,
+// and runs may record a task_spec instead of a task list. Stores of formats
+// 1 and 2 are read as they are (the first writer of a format-1 store moves
+// it to the view by a hard link, no copy); tables written from then on are
+// of format 3. A newer format is refused with StoreVersionError, so older
+// builds refuse what they could not read.
+inline constexpr std::int64_t kStoreFormat = 3;
 
 enum class FieldType : std::uint8_t { int64, float64, boolean, string };
 // "int64", "float64", "bool", "string": the names stores and messages use.

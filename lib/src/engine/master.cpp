@@ -121,8 +121,8 @@ class Master {
     // index will hold: a resumed run (its keys already in) asks for nothing.
     if (task_count_) {
       try {
-        dispatch::reserve(store_, std::max<std::size_t>(store_.size(), *task_count_));
-      } catch (const std::bad_alloc&) {  // only a hint: the index grows as it goes
+        dispatch::reserve(store_, *task_count_);  // what this run may append or claim
+      } catch (const std::bad_alloc&) {           // only a hint: the index grows as it goes
       }
     }
   }

@@ -246,8 +246,13 @@ std::unique_ptr<KeyIndex> KeyIndex::open(
     struct stat st {};
     if (fd >= 0 && ::fstat(fd, &st) == 0) {
       const auto size = static_cast<std::uint64_t>(st.st_size);
-      const bool fits = *at_keys + 16 * x->n_ <= size && *at_rows + 4 * x->n_ <= size &&
-                        *at_buckets + 4 * nb <= size;
+      // Each extent within the file (subtractions: a damaged offset cannot overflow).
+      auto within = [size](haddr_t at, std::uint64_t bytes) {
+        return bytes <= size && at <= size - bytes;
+      };
+      const bool fits = within(*at_keys, 16 * std::uint64_t{x->n_}) &&
+                        within(*at_rows, 4 * std::uint64_t{x->n_}) &&
+                        within(*at_buckets, 4 * std::uint64_t{nb});
       void* m = fits ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
       if (m != MAP_FAILED) {
         x->map_ = m;
@@ -327,6 +332,11 @@ void KeyIndex::prefetch(const TaskKey& key, int stage) const {
     const std::uint32_t lo = u32_at(buckets_, b);
     if (lo < n_) __builtin_prefetch(keys_ + 16 * std::size_t{lo});
   }
+}
+
+void KeyIndex::throw_out_of_range(std::uint32_t row) const {
+  throw StoreCorruptError(path_.string() + ": key index: row " + std::to_string(row) +
+                          " out of range");
 }
 
 std::optional<TableHit> KeyIndex::find(const TaskKey& key) const {

@@ -99,6 +99,7 @@ class KeyIndex {
     for (std::size_t i = 0; i < n_; ++i) {
       const std::uint32_t stored = u32_at(rows_, i);
       const std::uint32_t row = stored & 0x7FFFFFFFu;
+      if (row >= n_) throw_out_of_range(row);
       while (k + 1 < first_.size() && first_[k + 1] <= row) ++k;
       while (k > 0 && first_[k] > row) --k;
       fn(key_at(i), TableHit{group_of_[k], static_cast<std::uint32_t>(row - first_[k]),
@@ -115,6 +116,7 @@ class KeyIndex {
  private:
   KeyIndex() = default;
   void point_at_own();
+  [[noreturn]] void throw_out_of_range(std::uint32_t row) const;
   std::size_t bucket(const TaskKey& key) const {
     return bits_ == 0 ? 0 : static_cast<std::size_t>(key.hi >> (64 - bits_));
   }
