@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <regex>
 #include <stdexcept>
 
 #include "builtin_jobs.hpp"
@@ -158,10 +160,56 @@ Outcome run_command(const std::string& command, bool shell, const std::string& o
   return o;
 }
 
+// --cmd TEMPLATE: each task's command is the template with its {name}
+// placeholders (letters, digits and _; other braces, a shell's { ...; },
+// are text) taking the task's values; without --cmd, tasks give the
+// command itself. --shell and --output-dir become every task's params.
+RowPlan plan_exec_rows(const Params& o) {
+  const std::string output_dir = o.text("output_dir");
+  const bool shell = o.flag("shell");
+  if (!output_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(output_dir, ec);
+    if (ec) throw UsageError("--output-dir " + output_dir + ": " + ec.message());
+  }
+  RowPlan plan;
+  const std::string cmd = o.text("cmd");
+  if (cmd.empty()) {
+    plan.params = {std::string("shell=") + (shell ? "true" : "false"), "output_dir=" + output_dir};
+    return plan;
+  }
+  static const std::regex kPlaceholder(R"(\{([A-Za-z_][A-Za-z0-9_]*)\})");
+  for (std::sregex_iterator it(cmd.begin(), cmd.end(), kPlaceholder), end; it != end; ++it) {
+    const std::string name = (*it)[1].str();
+    bool known = false;
+    for (const auto& f : plan.inputs) known = known || f.name == name;
+    if (!known) plan.inputs.push_back(Field{name, FieldType::string, "", ""});
+  }
+  if (plan.inputs.empty())
+    throw UsageError("--cmd '" + cmd + "' has no {placeholder}: every task would be the same");
+  plan.map = [cmd, shell, output_dir, names = plan.inputs](const std::vector<Value>& in,
+                                                           std::vector<Value>& row) {
+    std::string command = cmd;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const std::string token = "{" + names[i].name + "}";
+      const std::string& value = std::get<std::string>(in[i]);
+      for (auto at = command.find(token); at != std::string::npos;
+           at = command.find(token, at + value.size())) {
+        command.replace(at, token.size(), value);
+      }
+    }
+    row.clear();
+    row.emplace_back(std::in_place_type<std::string>, std::move(command));
+    row.emplace_back(std::in_place_type<bool>, shell);
+    row.emplace_back(std::in_place_type<std::string>, output_dir);
+  };
+  return plan;
+}
+
 }  // namespace
 
 CommandJob exec_job() {
-  return {
+  CommandJob job{
       {"exec",
        1,
        "runs each task's command line (no shell unless shell is true); a non-zero exit fails the "
@@ -192,6 +240,15 @@ CommandJob exec_job() {
         return std::vector<Value>{std::int64_t{o.exit_code}, std::int64_t{o.signal}, secs, o.out,
                                   o.err};
       }};
+  job.run_options = {
+      {"cmd", FieldType::string, "",
+       "a command template; {name} takes each task's value of name (from --grid, --param or "
+       "--tasks)"},
+      {"shell", FieldType::boolean, "", "run each command with /bin/sh -c (default: no shell)"},
+      {"output_dir", FieldType::string, "",
+       "keep each command's full stdout and stderr in DIR/<hash of the command>.out and .err"}};
+  job.plan_rows = plan_exec_rows;
+  return job;
 }
 
 }  // namespace mpibatch::jobs

@@ -14,11 +14,15 @@
 //   }
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mpibatch/environment.hpp"
+#include "mpibatch/run.hpp"
 #include "mpibatch/serialization.hpp"
 #include "mpibatch/store.hpp"
 
@@ -45,6 +49,20 @@ class Params {
 // Writes the next task's row and returns true, or returns false at the end.
 using RowStream = std::function<bool(std::vector<Value>& row)>;
 
+// How `run` makes a job's task rows from the rows that --grid, --param and
+// --tasks give (see CommandJob::plan_rows).
+struct RowPlan {
+  // The fields the tasks give, typed and checked like a job's params;
+  // empty: the job's own params.
+  std::vector<Field> inputs;
+  // "name=value" pairs added to every task, as --param would.
+  std::vector<std::string> params;
+  // Makes a task's row (the job's params) from its inputs; null: the
+  // inputs are the row. A run with a map keeps its task list (the rows
+  // cannot be listed again from its spec alone).
+  std::function<void(const std::vector<Value>& inputs, std::vector<Value>& row)> map;
+};
+
 // A job the command line can run. fn returns one value per result field (in
 // order, of the field's type); it may throw to fail the task. It must be
 // safe to call from any rank.
@@ -62,12 +80,26 @@ struct CommandJob {
   // write an output file from store.for_each_task(run, ...), which gives the
   // results in task order. Throws Error.
   std::function<void(const Params& options, const Store& store, std::int64_t run)> finish;
+  // Optional: options of `run` and `submit` that only this job takes, as
+  // --NAME VALUE (--NAME alone for a bool; '_' in NAME written '-'), and a
+  // function of their values (unset ones are 0, false or "") that plans the
+  // rows. Called on rank 0, before any work. Throws UsageError.
+  std::vector<Field> run_options;
+  std::function<RowPlan(const Params& run_options)> plan_rows;
 };
 
 // Adds a job to this program's command line. Throws UsageError for a name
 // already registered or an invalid definition.
 void register_job(CommandJob job);
 const std::vector<CommandJob>& registered_jobs();
+
+// run() for a command-line job: rows (read on rank 0 only; other ranks may
+// pass null) are each task's params, in the job's param order; task_count,
+// when known, is the total progress shows from the start. Collective, with
+// run()'s contract (run.hpp): the job's results are stored as columns.
+RunSummary run(const Environment& env, const CommandJob& job, const RowStream& rows,
+               const RunOptions& options = {},
+               std::optional<std::uint64_t> task_count = std::nullopt);
 
 // The mpibatch command: parses argv, runs the verb, and returns the exit
 // status (0 done, 1 runtime error, 2 bad usage or input, 3 stopped early,

@@ -26,6 +26,9 @@ class Environment {
   MPI_Comm comm() const { return MPI_COMM_WORLD; }
   // This rank's host name.
   const std::string& host() const { return host_; }
+  // Collective: returns root's value on every rank (to agree on an option
+  // check's outcome before any work). Waits without spinning. Throws MpiError.
+  int broadcast(int value, int root = 0) const;
   // Ends every rank of the job with this exit status. Never returns.
   [[noreturn]] void abort(int status) const;
 

@@ -9,3 +9,4 @@
 #include "mpibatch/serialization.hpp"
 #include "mpibatch/store.hpp"
 #include "mpibatch/task_key.hpp"
+#include "mpibatch/version.hpp"

@@ -2,10 +2,12 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "cli/values.hpp"
+#include "cli/verbs.hpp"
 #include "mpibatch/error.hpp"
 
 namespace mpibatch::detail {
@@ -133,6 +135,42 @@ double slurm_time_left() {
   } catch (const Error&) {
     return -1;
   }
+}
+
+// `submit`: the same command line as `run`, less submit's own options,
+// with an absolute store path; mpibatch itself by its absolute path.
+int do_submit(const RunArgs& ra, SubmitArgs sa, int argc, char** argv) {
+  find_command_job(ra.job);
+  const std::string store =
+      std::filesystem::absolute(ra.store.empty() ? ra.job + ".h5" : ra.store).string();
+  sa.store = store;
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  sa.run_argv = {ec ? std::string(argv[0]) : self.string(), "run"};
+  static const std::vector<std::string> kValued{"--nodes",     "--ntasks",   "--time",
+                                                "--partition", "--account",  "--chain",
+                                                "--warn",      "--launcher", "--store"};
+  bool after_verb = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string w = argv[i];
+    if (!after_verb) {
+      after_verb = w == "submit";
+      continue;
+    }
+    bool skip = w == "--dry-run";
+    for (const auto& v : kValued) {
+      if (w == v) {
+        skip = true;
+        ++i;  // and its value
+      } else if (w.rfind(v + "=", 0) == 0) {
+        skip = true;
+      }
+    }
+    if (!skip) sa.run_argv.push_back(w);
+  }
+  sa.run_argv.push_back("--store");
+  sa.run_argv.push_back(store);
+  return submit(sa);
 }
 
 }  // namespace mpibatch::detail

@@ -182,10 +182,6 @@ class TextRows : public LineRows {
   }
 };
 
-bool ends_with(const std::string& s, const char* suffix) {
-  return s.ends_with(suffix);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- rows
@@ -243,11 +239,10 @@ TaskRows::TaskRows(const JobInfo& job, const TaskSpec& spec) : job_(job) {
 
   if (!spec.tasks_file.empty()) {
     const std::string& path = spec.tasks_file;
-    if (ends_with(path, ".csv")) {
+    if (path.ends_with(".csv")) {
       file_ = std::make_unique<CsvRows>(job, path);
       for (int p : file_->params) take(p, -2, path + " header");
-    } else if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson") ||
-               ends_with(path, ".json")) {
+    } else if (path.ends_with(".jsonl") || path.ends_with(".ndjson") || path.ends_with(".json")) {
       file_ = std::make_unique<JsonRows>(job, path, rest);
       for (int p : rest) take(p, -2, path);
     } else {

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <exception>
 
+#include "mpi/messaging.hpp"
 #include "mpi/mpi_check.hpp"
 #include "mpibatch/error.hpp"
 
@@ -43,6 +44,11 @@ Environment::Environment(int& argc, char**& argv) {
 }
 Environment::Environment() {
   init(nullptr, nullptr);
+}
+
+int Environment::broadcast(int value, int root) const {
+  detail::mpi::bcast_int(comm(), value, root);
+  return value;
 }
 
 void Environment::init(int* argc, char*** argv) {

@@ -1,5 +1,8 @@
-// The master (rank 0) of a run, and run_erased(), which sends every rank
-// to its part (docs/ARCHITECTURE.md follows a task through it).
+// The master (rank 0) of a run: reads tasks, looks them up in the store,
+// sends the rest in batches and stores what comes back
+// (docs/ARCHITECTURE.md follows a task through it).
+#include "engine/master.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -13,7 +16,6 @@
 #include "engine/progress.hpp"
 #include "engine/stop_signals.hpp"
 #include "mpi/messaging.hpp"
-#include "mpi/mpi_check.hpp"
 #include "mpibatch/run.hpp"
 
 namespace mpibatch::detail {
@@ -30,14 +32,12 @@ double seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // Batches a worker holds: one it computes and two in hand. One in hand is not
 // enough when the master is the bottleneck: a worker that ran dry naps (up to
 // 1 ms) and answers late, and the master then waits for it.
 constexpr std::size_t kInFlight = 3;
+
+enum class StopReason : std::uint8_t { none, signal, time_limit, fail_fast };
 
 struct Task {
   std::uint64_t index = 0;
@@ -46,33 +46,6 @@ struct Task {
   int attempt = 0;
   dispatch::Claim claim = 0;  // in the store, from look-up to append
 };
-
-void validate(const RunOptions& o) {
-  auto bad = [](const std::string& what) { throw UsageError("run option " + what); };
-  if (o.batch_seconds <= 0) bad("batch_seconds must be > 0");
-  if (o.retries < 0) bad("retries must be >= 0");
-  if (o.checkpoint_seconds <= 0) bad("checkpoint_seconds must be > 0");
-  if (o.time_limit < 0) bad("time_limit must be >= 0");
-  if (o.grace < 0) bad("grace must be >= 0");
-  if (o.time_limit > 0 && o.grace >= o.time_limit) bad("grace must be shorter than time_limit");
-}
-
-// Host names of all ranks, gathered on rank 0 (empty elsewhere).
-std::vector<std::string> gather_hosts(const Environment& env) {
-  constexpr int kLen = 256;
-  std::string mine = env.host();
-  mine.resize(kLen, '\0');
-  std::string all(env.rank() == 0 ? static_cast<std::size_t>(kLen * env.size()) : 0, '\0');
-  MPI_Request request = MPI_REQUEST_NULL;
-  mpi::check(
-      MPI_Igather(mine.data(), kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, env.comm(), &request),
-      "MPI_Igather");
-  mpi::wait(request);
-  std::vector<std::string> hosts;
-  for (int r = 0; env.rank() == 0 && r < env.size(); ++r)
-    hosts.emplace_back(all.c_str() + r * kLen);
-  return hosts;
-}
 
 // Drops the rows of b whose keep is 0 (b's keys are not filled yet).
 void keep_rows(RecordBatch& b, const std::vector<std::uint8_t>& keep) {
@@ -141,15 +114,15 @@ class Master {
 
       // Stop requests: signals, the time limit, a task that failed for good.
       if (!stopping_) {
-        const char* why = nullptr;
+        StopReason why = StopReason::none;
         if (signals.count() > 0)
-          why = "signal";
+          why = StopReason::signal;
         else if (opt_.time_limit > 0 &&
                  seconds(Clock::now() - start) >= opt_.time_limit - opt_.grace)
-          why = "time limit";
+          why = StopReason::time_limit;
         else if (opt_.fail_fast && summary_.failed > 0)
-          why = "fail-fast";
-        if (why != nullptr) {
+          why = StopReason::fail_fast;
+        if (why != StopReason::none) {
           stopping_ = true;
           stop_reason_ = why;
           stop_deadline_ = Clock::now() + to_duration(opt_.grace);
@@ -356,7 +329,7 @@ class Master {
       summary_.state =
           summary_.failed > 0 && opt_.fail_fast ? RunState::failed : RunState::finished;
       summary_.exit_status = summary_.failed > 0 ? kExitFailedTasks : kExitOk;
-    } else if (stop_reason_ == std::string("fail-fast")) {
+    } else if (stop_reason_ == StopReason::fail_fast) {
       summary_.state = RunState::failed;
       summary_.exit_status = kExitFailedTasks;
     } else {
@@ -401,98 +374,24 @@ class Master {
   bool source_done_ = false;
   bool stopping_ = false;
   Clock::time_point stop_deadline_{};
-  const char* stop_reason_ = "";
+  StopReason stop_reason_ = StopReason::none;
   RunSummary summary_;
   std::vector<std::int64_t> per_rank_;  // tasks computed (ok or failed) by each rank
 };
 
 }  // namespace
 
-RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSource& tasks,
-                      const RunOptions& options, std::optional<std::uint64_t> task_count) {
-  validate(options);
-  RunOptions opt = options;
-  if (opt.store.empty()) opt.store = job.info.name + ".h5";
-  const std::vector<std::string> hosts = gather_hosts(env);
-  StopSignals signals(env.rank() == 0);
-
-  if (env.rank() != 0) {
-    int ok = 0;
-    mpi::bcast_int(env.comm(), ok, 0);
-    RunSummary s;
-    if (!ok) {  // the master could not start; it reports why
-      s.exit_status = kExitRuntime;
-      return s;
-    }
-    serve(env, job);
-    mpi::bcast_int(env.comm(), s.exit_status, 0);
-    return s;
-  }
-
-  // Rank 0: open everything first, then tell the workers whether to serve.
-  std::unique_ptr<Store> store;
-  std::unique_ptr<Channel> channel;
-  std::int64_t run_id = 0;
-  try {
-    store = std::make_unique<Store>(Store::open(opt.store, {.compress = opt.compress}));
-    store->define_job(job.info);
-    RunInfo info;
-    info.start_time = unix_now();
-    info.command_line = opt.command_line;
-    info.task_spec = opt.task_spec;
-    info.ranks = env.size();
-    info.hosts = hosts;
-    if (const char* id = std::getenv("SLURM_JOB_ID")) info.slurm_job_id = id;
-    if (const char* nodes = std::getenv("SLURM_JOB_NODELIST")) info.slurm_nodelist = nodes;
-    if (const char* n = std::getenv("SLURM_RESTART_COUNT")) info.slurm_restart_count = std::atoi(n);
-    run_id = store->begin_run(info);
-    store->commit();
-    channel = env.size() > 1 ? make_mpi_channel(env) : make_local_channel(job);
-  } catch (...) {
-    int ok = 0;
-    try {
-      mpi::bcast_int(env.comm(), ok, 0);
-    } catch (...) {  // the first error is the one to report
-    }
-    throw;
-  }
-  int ok = 1;
-  mpi::bcast_int(env.comm(), ok, 0);
-
-  RunSummary summary;
-  Master master(job, tasks, task_count, opt, *channel, *store, run_id);
-  try {
-    summary = master.run(signals);
-    // Workers finish the batch they hold; results that come are kept.
-    const bool clean = channel->stop(master.goodbye_deadline(signals),
-                                     [&](int w, Bytes& b) { master.take_late_results(w, b); });
-    dispatch::release_claims(*store);  // tasks of a stopped run that never came back
-    master.commit();                   // with the counts of results that came late
-    store->end_run(run_id, summary.state, summary.exit_status);
-    if (summary.state == RunState::finished && opt.compact) {
-      try {
-        store->close_merging();
-      } catch (const Error& e) {  // every result is committed and in a table already
-        std::fprintf(stderr, "mpibatch: merging the store's tables failed: %s\n", e.what());
-      }
-    }
-    store->close();
-    if (!clean) {
-      std::fprintf(
-          stderr, "mpibatch: workers did not stop in time; the store is saved, aborting the job\n");
-      env.abort(summary.exit_status);
-    }
-  } catch (const std::exception& e) {
-    // Never leave workers waiting: try to stop them, else take the job down.
-    std::fprintf(stderr, "mpibatch: run failed: %s\n", e.what());
-    try {
-      store->end_run(run_id, RunState::failed, kExitRuntime);
-      store->close();
-    } catch (...) {
-    }
-    env.abort(kExitRuntime);
-  }
-  mpi::bcast_int(env.comm(), summary.exit_status, 0);
+RunSummary run_master(const ErasedJob& job, const TaskSource& tasks,
+                      std::optional<std::uint64_t> task_count, const RunOptions& options,
+                      Channel& channel, RunSession& session, const StopSignals& signals,
+                      bool& clean) {
+  Master master(job, tasks, task_count, options, channel, session.store(), session.run_id());
+  RunSummary summary = master.run(signals);
+  // Workers finish the batch they hold; results that come are kept.
+  clean = channel.stop(master.goodbye_deadline(signals),
+                       [&](int w, Bytes& b) { master.take_late_results(w, b); });
+  dispatch::release_claims(session.store());  // tasks of a stopped run that never came back
+  master.commit();                            // with the counts of results that came late
   return summary;
 }
 

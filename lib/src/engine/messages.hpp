@@ -6,6 +6,9 @@
 #include <boost/serialization/binary_object.hpp>
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/value_column.hpp"
@@ -61,6 +64,47 @@ struct Batch {
   }
 };
 
+// Every member of RecordBatch, once, with whether it travels from a worker
+// (the master fills the others). A member added to RecordBatch but not here
+// fails the static_assert below, so none is silently left unsent.
+inline constexpr auto kRecordBatchMembers = std::make_tuple(
+    std::pair{&RecordBatch::job, false}, std::pair{&RecordBatch::job_version, false},
+    std::pair{&RecordBatch::run, false}, std::pair{&RecordBatch::keys, false},
+    std::pair{&RecordBatch::status, true}, std::pair{&RecordBatch::rank, false},
+    std::pair{&RecordBatch::start_time, true}, std::pair{&RecordBatch::duration, true},
+    std::pair{&RecordBatch::results, true}, std::pair{&RecordBatch::result_sizes, true},
+    std::pair{&RecordBatch::errors, true}, std::pair{&RecordBatch::error_sizes, true},
+    std::pair{&RecordBatch::values, true}, std::pair{&RecordBatch::params, true});
+
+template <class T>
+struct MemberType;
+template <class T>
+struct MemberType<T RecordBatch::*> {
+  using type = T;
+};
+
+constexpr std::size_t listed_bytes() {
+  return std::apply(
+      [](auto... m) {
+        return (sizeof(typename MemberType<decltype(m.first)>::type) + ... + std::size_t{0});
+      },
+      kRecordBatchMembers);
+}
+static_assert(listed_bytes() == sizeof(RecordBatch),
+              "a RecordBatch member is missing from kRecordBatchMembers");
+
+template <class A, class T>
+void serialize_member(A& a, T& v) {
+  if constexpr (std::is_same_v<T, std::string>)
+    a& v;
+  else if constexpr (std::is_same_v<T, std::vector<ValueColumn>>)
+    serialize_columns(a, v);
+  else if constexpr (std::is_trivially_copyable_v<T>)
+    a& v;
+  else
+    serialize_pod(a, v);
+}
+
 // A batch's results, in the batch's order. The worker fills what it knows;
 // the master adds job, run, keys and rank and appends them to the store.
 struct ResultBatch {
@@ -68,17 +112,10 @@ struct ResultBatch {
   RecordBatch records;
   template <class A>
   void serialize(A& a, unsigned) {
-    RecordBatch& r = records;
     a& seconds;
-    serialize_pod(a, r.status);
-    serialize_pod(a, r.start_time);
-    serialize_pod(a, r.duration);
-    a& r.results;
-    serialize_pod(a, r.result_sizes);
-    a& r.errors;
-    serialize_pod(a, r.error_sizes);
-    serialize_columns(a, r.values);
-    serialize_columns(a, r.params);
+    std::apply(
+        [&](auto... m) { ((m.second ? serialize_member(a, records.*(m.first)) : void()), ...); },
+        kRecordBatchMembers);
   }
 };
 

@@ -7,20 +7,17 @@ namespace mpibatch::detail {
 namespace {
 
 volatile std::sig_atomic_t g_count = 0;
-volatile std::sig_atomic_t g_last = 0;
 constexpr int kSignals[] = {SIGINT, SIGTERM, SIGUSR1};
 struct sigaction g_saved[3];
 
-void on_signal(int sig) {
+void on_signal(int) {
   g_count = g_count + 1;
-  g_last = sig;
 }
 
 }  // namespace
 
 StopSignals::StopSignals(bool master) {
   g_count = 0;
-  g_last = 0;
   struct sigaction sa = {};
   sa.sa_handler = master ? on_signal : SIG_IGN;
   sigemptyset(&sa.sa_mask);
@@ -33,9 +30,6 @@ StopSignals::~StopSignals() {
 
 int StopSignals::count() const {
   return g_count;
-}
-int StopSignals::last_signal() const {
-  return g_last;
 }
 
 }  // namespace mpibatch::detail

@@ -14,7 +14,6 @@ class StopSignals {
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
   int count() const;
-  int last_signal() const;
 };
 
 }  // namespace mpibatch::detail

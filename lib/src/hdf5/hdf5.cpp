@@ -102,9 +102,6 @@ Handle utf8_string_type() {
   return t;
 }
 
-Handle bytes_type() {
-  return Handle(check_id(H5Tvlen_create(H5T_NATIVE_UINT8), "H5Tvlen_create"));
-}
 Handle bool_type() {
   return enum_type("FALSE", "TRUE");
 }

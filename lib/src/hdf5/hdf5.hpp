@@ -47,7 +47,6 @@ class Handle {
 
 // Types as h5py expects them.
 Handle utf8_string_type();  // variable-length UTF-8 string
-Handle bytes_type();        // variable-length sequence of uint8
 Handle bool_type();         // h5py's bool: int8 enum FALSE=0, TRUE=1
 Handle status_type();       // int8 enum ok=0, failed=1
 Handle view_status_type();  // the same with missing=-1, a view's fill value

@@ -167,16 +167,16 @@ void LogWriter::commit() {
   if (w.error) std::rethrow_exception(w.error);
 }
 
-LogReplay replay_log(const std::filesystem::path& path,
-                     const std::function<void(std::string_view, std::uint64_t)>& apply,
-                     std::vector<Problem>& problems) {
+void replay_log(const std::filesystem::path& path,
+                const std::function<void(std::string_view, std::uint64_t)>& apply,
+                std::vector<Problem>& problems) {
   const std::string data = read_file(path);
   const std::string name = path.string();
   if (data.size() < kHeaderSize || std::string_view(data).substr(0, 8) != kHeaderMagic) {
     // A crash right after creation can leave a short header: nothing committed.
     if (data.size() < kHeaderSize &&
         std::string_view(kHeaderMagic).starts_with(data.substr(0, 8))) {
-      return LogReplay{0, data.size()};
+      return;
     }
     throw NotAStoreError(name + ": not an mpibatch log");
   }
@@ -189,10 +189,8 @@ LogReplay replay_log(const std::filesystem::path& path,
   }
 
   const std::string_view all(data);
-  LogReplay result;
   std::vector<std::string_view> pending;
   std::size_t pos = kHeaderSize;
-  std::size_t committed_end = pos;
   FrameHeader h{};
   while (pos < all.size()) {
     if (!frame_at(all, pos, h)) {
@@ -209,15 +207,11 @@ LogReplay replay_log(const std::filesystem::path& path,
     pos += kFrameHeader + h.length;
     if (static_cast<FrameType>(payload[0]) == FrameType::commit) {
       for (auto p : pending) apply(p, format);
-      result.committed_frames += pending.size();
       pending.clear();
-      committed_end = pos;
     } else {
       pending.push_back(payload);
     }
   }
-  result.dropped_tail_bytes = all.size() - committed_end;
-  return result;
 }
 
 }  // namespace mpibatch::detail

@@ -61,16 +61,11 @@ class LogWriter {
   std::unique_ptr<Writes> writes_;
 };
 
-struct LogReplay {
-  std::size_t committed_frames = 0;
-  std::size_t dropped_tail_bytes = 0;  // torn or uncommitted tail
-};
-
 // Calls apply(payload, the log's format) for every committed frame in order
 // (commit frames excluded). Damage goes into problems. Throws StoreVersionError for a newer
 // format, NotAStoreError for a file that is not a log, IoError.
-LogReplay replay_log(const std::filesystem::path& path,
-                     const std::function<void(std::string_view, std::uint64_t)>& apply,
-                     std::vector<Problem>& problems);
+void replay_log(const std::filesystem::path& path,
+                const std::function<void(std::string_view, std::uint64_t)>& apply,
+                std::vector<Problem>& problems);
 
 }  // namespace mpibatch::detail

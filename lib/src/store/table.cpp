@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "mpibatch/error.hpp"
+#include "mpibatch/version.hpp"
 #include "store/file_util.hpp"
 #include "store/schema.hpp"
 #include "store/view.hpp"
@@ -57,8 +58,7 @@ std::vector<Field> read_fields(hid_t g, const std::string& prefix, const std::st
 class ValueColumns {
  public:
   ValueColumns() = default;
-  ValueColumns(hid_t group, const char* sub, const std::vector<Field>& fields, int deflate)
-      : fields_(fields) {
+  ValueColumns(hid_t group, const char* sub, const std::vector<Field>& fields, int deflate) {
     if (fields.empty()) return;
     h5::Handle g = h5::create_group(group, sub);
     for (const auto& f : fields) {
@@ -89,7 +89,6 @@ class ValueColumns {
   }
 
  private:
-  std::vector<Field> fields_;
   std::vector<h5::Column> cols_;
   std::vector<h5::Handle> types_;
 };

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "mpibatch/error.hpp"
+#include "mpibatch/version.hpp"
 #include "store/file_util.hpp"
 #include "store/schema.hpp"
 

@@ -1,0 +1,130 @@
+// `mpibatch export` (one row per task of a run) and `mpibatch failed`.
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "cli/run_spec.hpp"
+#include "cli/values.hpp"
+#include "cli/verbs.hpp"
+#include "mpibatch/csv.hpp"
+
+namespace mpibatch::detail {
+
+namespace {
+
+class TableOut {
+ public:
+  TableOut(const std::string& file, const std::string& format) : csv_(format == "csv") {
+    out_ = file.empty() || file == "-" ? stdout : std::fopen(file.c_str(), "w");
+    if (out_ == nullptr) throw IoError("cannot write " + file + ": " + std::strerror(errno));
+    owned_ = out_ != stdout;
+  }
+  ~TableOut() {
+    if (owned_) std::fclose(out_);
+  }
+  void row(const std::vector<std::pair<std::string, nlohmann::json>>& cells) {
+    if (!csv_) {
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& [k, v] : cells) j[k] = v;
+      std::fprintf(out_, "%s\n", j.dump().c_str());
+      return;
+    }
+    std::vector<std::string> fields;
+    if (!header_done_) {
+      for (const auto& c : cells) fields.push_back(c.first);
+      line_.clear();
+      append_csv_record(line_, fields);
+      std::fwrite(line_.data(), 1, line_.size(), out_);
+      header_done_ = true;
+      fields.clear();
+    }
+    for (const auto& [name, v] : cells) {
+      fields.push_back(v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump());
+    }
+    line_.clear();
+    append_csv_record(line_, fields);
+    std::fwrite(line_.data(), 1, line_.size(), out_);
+  }
+
+ private:
+  std::FILE* out_ = nullptr;
+  bool owned_ = false;
+  bool csv_;
+  bool header_done_ = false;
+  std::string line_;
+};
+
+nlohmann::json to_json(const Value& v) {
+  switch (v.index()) {
+    case 0:
+      return std::get<std::int64_t>(v);
+    case 1:
+      return std::isfinite(std::get<double>(v)) ? nlohmann::json(std::get<double>(v))
+                                                : nlohmann::json();
+    case 2:
+      return std::get<bool>(v);
+    default:
+      return std::get<std::string>(v);
+  }
+}
+
+}  // namespace
+
+int do_export(const std::string& path, std::int64_t run_id, const std::string& format,
+              const std::string& file) {
+  Store s = Store::open(path, {.read_only = true});
+  std::vector<RunInfo> runs;
+  const RunInfo& run = pick_run(s, run_id, runs);
+  TableOut out(file, format);
+  // Columns: the job's params and results (from the first record), then status and error.
+  const JobInfo* job = nullptr;
+  std::vector<std::pair<std::string, nlohmann::json>> cells;
+  auto job_of = [](const std::string& name) -> const JobInfo& {
+    return find_command_job(name).info;
+  };
+  for_each_run_task(s, run, job_of, [&](const TaskKey& key, const Record* r) {
+    if (r != nullptr && job == nullptr) job = s.find_job(r->job, r->job_version);
+    cells.clear();
+    cells.emplace_back("key", key.hex());
+    if (job != nullptr) {
+      for (std::size_t i = 0; i < job->params.size(); ++i) {
+        cells.emplace_back(job->params[i].name,
+                           r && i < r->params.size() ? to_json(r->params[i]) : nlohmann::json());
+      }
+      for (std::size_t i = 0; i < job->results.size(); ++i) {
+        cells.emplace_back(job->results[i].name,
+                           r && i < r->values.size() ? to_json(r->values[i]) : nlohmann::json());
+      }
+    }
+    cells.emplace_back("status", r == nullptr              ? "pending"
+                                 : r->status == Status::ok ? "ok"
+                                                           : "failed");
+    cells.emplace_back("error", r ? r->error : "");
+    out.row(cells);
+  });
+  return kExitOk;
+}
+
+int do_failed(const std::string& path) {
+  Store s = Store::open(path, {.read_only = true});
+  std::uint64_t n = 0;
+  s.for_each([&](const Record& r) {
+    if (r.status != Status::failed) return;
+    ++n;
+    std::string params;
+    if (const JobInfo* job = s.find_job(r.job, r.job_version)) {
+      for (std::size_t i = 0; i < r.params.size() && i < job->params.size(); ++i) {
+        params +=
+            (params.empty() ? "" : " ") + job->params[i].name + "=" + format_value(r.params[i]);
+      }
+    }
+    std::printf("%s %s v%lld %s: %s\n", r.key.hex().c_str(), r.job.c_str(),
+                static_cast<long long>(r.job_version), params.c_str(), r.error.c_str());
+  });
+  std::fprintf(stderr, "%llu failed tasks\n", static_cast<unsigned long long>(n));
+  return kExitOk;
+}
+
+}  // namespace mpibatch::detail

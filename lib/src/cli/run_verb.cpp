@@ -1,0 +1,301 @@
+// `mpibatch run`: a job over the tasks its options give, into a store.
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "cli/run_spec.hpp"
+#include "cli/values.hpp"
+#include "cli/verbs.hpp"
+#include "mpibatch/mpibatch.hpp"
+
+namespace mpibatch::detail {
+
+namespace {
+
+std::string option_flag(const Field& f) {
+  std::string name = "--" + f.name;
+  for (char& c : name)
+    if (c == '_') c = '-';
+  return name;
+}
+
+std::string field_list(const std::vector<Field>& fields) {
+  std::string out;
+  for (const auto& f : fields) out += (out.empty() ? "" : ", ") + f.name + "=" + type_name(f.type);
+  return out;
+}
+
+// "name=value" texts to one value per field, in field order; defaults[i]
+// (when given and not empty) stands in for a missing one. Throws UsageError.
+std::vector<Value> parse_options(const CommandJob& job, const std::vector<std::string>& given) {
+  std::vector<std::optional<Value>> values(job.options.size());
+  for (const auto& text : given) {
+    const auto eq = text.find('=');
+    const std::string name = text.substr(0, eq);
+    std::size_t i = 0;
+    while (i < job.options.size() && job.options[i].name != name) ++i;
+    if (eq == std::string::npos || i == job.options.size()) {
+      throw UsageError("--param " + text + ": job " + job.info.name + " takes " +
+                       field_list(job.options));
+    }
+    values[i] = parse_value(job.options[i], text.substr(eq + 1), "--param " + text);
+  }
+  std::vector<Value> out;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (!values[i] && i < job.option_defaults.size() && !job.option_defaults[i].empty()) {
+      values[i] =
+          parse_value(job.options[i], job.option_defaults[i], "default of " + job.options[i].name);
+    }
+    if (!values[i])
+      throw UsageError("job " + job.info.name + " needs --param " + job.options[i].name + "=" +
+                       type_name(job.options[i].type));
+    out.push_back(*values[i]);
+  }
+  return out;
+}
+
+// The values of the job's run_options (unset ones 0, false or ""). Throws
+// UsageError for an option given that the job does not take.
+std::vector<Value> parse_run_options(const CommandJob& job,
+                                     const std::map<std::string, std::string>& given) {
+  for (const auto& [name, text] : given) {
+    bool known = false;
+    for (const auto& f : job.run_options) known = known || f.name == name;
+    if (!known) {
+      std::string owners;
+      for (const auto& j : registered_jobs()) {
+        for (const auto& f : j.run_options)
+          if (f.name == name) owners += (owners.empty() ? "" : ", ") + j.info.name;
+      }
+      throw UsageError(option_flag(Field{name, FieldType::string, "", ""}) + " is an option of " +
+                       owners + ", not of job " + job.info.name);
+    }
+  }
+  std::vector<Value> out;
+  for (const auto& f : job.run_options) {
+    const auto it = given.find(f.name);
+    std::string text = it != given.end()              ? it->second
+                       : f.type == FieldType::boolean ? "false"
+                       : f.type == FieldType::string  ? ""
+                                                      : "0";
+    out.push_back(parse_value(f, text, option_flag(f)));
+  }
+  return out;
+}
+
+// The rows of `run`: from --grid, --param and --tasks (through the job's
+// plan_rows, if it has one), or from the job's own tasks function.
+class RunTasks {
+ public:
+  RunTasks(const CommandJob& job, const RunArgs& a) {
+    if (job.tasks) {
+      if (!a.tasks.tasks_file.empty() || !a.tasks.grid.empty()) {
+        throw UsageError("job " + job.info.name + " makes its own tasks: give only --param " +
+                         field_list(job.options));
+      }
+      options_ = parse_options(job, a.tasks.params);
+      stream_ = job.tasks(Params(job.options, options_));
+      return;
+    }
+    const std::vector<Value> run_options = parse_run_options(job, a.job_options);
+    RowPlan plan;
+    if (job.plan_rows) plan = job.plan_rows(Params(job.run_options, run_options));
+    TaskSpec spec = a.tasks;
+    spec.params.insert(spec.params.end(), plan.params.begin(), plan.params.end());
+    map_ = std::move(plan.map);
+    inputs_info_ = job.info;
+    if (!plan.inputs.empty()) inputs_info_.params = std::move(plan.inputs);
+    rows_ = std::make_unique<TaskRows>(inputs_info_, spec);  // keeps a reference to it
+    if (!map_) task_spec_ = task_spec_json(job.info, spec);
+  }
+
+  // What the run records instead of a task list, if its rows come from the
+  // spec alone (see run_spec.hpp); empty otherwise.
+  const std::string& task_spec() const { return task_spec_; }
+
+  // The number of tasks when known without reading them all.
+  std::optional<std::uint64_t> count() const { return rows_ ? rows_->count() : std::nullopt; }
+
+  // The job-level options of a job with its own tasks (empty otherwise).
+  const std::vector<Value>& options() const { return options_; }
+
+  bool next(std::vector<Value>& row) {
+    if (stream_) return stream_(row);
+    if (!map_) return rows_->next(row);
+    if (!rows_->next(inputs_)) return false;
+    map_(inputs_, row);
+    return true;
+  }
+
+ private:
+  std::vector<Value> options_;
+  RowStream stream_;
+  JobInfo inputs_info_;
+  std::unique_ptr<TaskRows> rows_;
+  std::function<void(const std::vector<Value>&, std::vector<Value>&)> map_;
+  std::vector<Value> inputs_;
+  std::string task_spec_;
+};
+
+RunOptions run_options(const RunArgs& a, const Environment& env, int argc, char** argv) {
+  RunOptions o;
+  o.store = a.store.empty() ? a.job + ".h5" : a.store;
+  if (a.batch != "auto") {
+    std::size_t used = 0;
+    long long n = -1;
+    try {
+      n = std::stoll(a.batch, &used);
+    } catch (const std::exception&) {
+    }
+    if (n <= 0 || used != a.batch.size())
+      throw UsageError("--batch '" + a.batch + "': use auto or a number > 0");
+    o.batch = static_cast<std::size_t>(n);
+  }
+  o.retries = a.retries;
+  o.fail_fast = a.fail_fast;
+  o.skip_failed = a.skip_failed;
+  o.checkpoint_seconds = a.checkpoint;
+  o.grace = a.grace;
+  o.compress = a.compress;
+  if (!a.time_limit.empty()) {
+    o.time_limit = parse_duration(a.time_limit, "--time-limit");
+  } else if (env.rank() == 0) {
+    // Inside a Slurm job: stop before its end, even if the warning signal never comes.
+    if (const double left = slurm_time_left(); left > 0) {
+      o.time_limit = left;
+      o.grace = std::min(o.grace, left / 3);
+    }
+  }
+  static const std::map<std::string, ProgressMode> kModes{{"auto", ProgressMode::automatic},
+                                                          {"bar", ProgressMode::bar},
+                                                          {"log", ProgressMode::log},
+                                                          {"json", ProgressMode::json},
+                                                          {"none", ProgressMode::none}};
+  o.progress = kModes.at(a.progress);
+  o.progress_file = a.progress_file;
+  for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+  return o;
+}
+
+}  // namespace
+
+void add_run_options(CLI::App* sub, RunArgs& ra) {
+  sub->add_option("job", ra.job, "The job (see 'mpibatch jobs')")->required();
+  sub->add_option("--tasks", ra.tasks.tasks_file,
+                  "Tasks file: CSV with a header, JSON lines (.jsonl), or plain "
+                  "text with one value per line");
+  sub->add_option("--grid", ra.tasks.grid,
+                  "name=v1,v2,... or name=a..b[:step]: the Cartesian product")
+      ->allow_extra_args(false);
+  sub->add_option("--param", ra.tasks.params, "name=value: the same value for every task")
+      ->allow_extra_args(false);
+  for (const auto& job : registered_jobs()) {
+    for (const auto& f : job.run_options) {
+      const std::string flag = option_flag(f);
+      if (sub->get_option_no_throw(flag) != nullptr) continue;
+      const std::string help = job.info.name + ": " + f.description;
+      if (f.type == FieldType::boolean)
+        sub->add_flag(flag, help);
+      else
+        sub->add_option(flag, help);
+    }
+  }
+  sub->add_option("--store", ra.store, "The store (default JOB.h5)");
+  sub->add_option("--batch", ra.batch, "Tasks per batch: auto or a number")->capture_default_str();
+  sub->add_option("--retries", ra.retries, "Extra attempts for a failing task")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--fail-fast", ra.fail_fast, "Stop at the first task that fails for good");
+  sub->add_flag("--skip-failed", ra.skip_failed,
+                "Count stored failures as done instead of retrying them");
+  sub->add_option("--checkpoint-every", ra.checkpoint, "Commit at least every SECONDS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--progress", ra.progress, "auto, bar, log, json or none")
+      ->check(CLI::IsMember({"auto", "bar", "log", "json", "none"}))
+      ->capture_default_str();
+  sub->add_option("--progress-file", ra.progress_file, "Also write JSON progress lines to FILE");
+  sub->add_option("--time-limit", ra.time_limit,
+                  "Stop this long after the start (90, 15m, 2h, 1:30:00)");
+  sub->add_option("--grace", ra.grace, "Stop dispatching GRACE seconds before the time limit")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sub->add_option("--compress", ra.compress,
+                  "Deflate (1-9, HDF5's own: h5py reads it) the tables this run writes")
+      ->check(CLI::Range(0, 9));
+}
+
+void collect_job_options(CLI::App* sub, RunArgs& ra) {
+  for (const auto& job : registered_jobs()) {
+    for (const auto& f : job.run_options) {
+      const CLI::Option* opt = sub->get_option_no_throw(option_flag(f));
+      if (opt == nullptr || opt->count() == 0) continue;
+      ra.job_options[f.name] = f.type == FieldType::boolean ? "true" : opt->as<std::string>();
+    }
+  }
+}
+
+int do_run(const RunArgs& a, int argc, char** argv) {
+  Environment env(argc, argv);
+  // Every rank checks the options; rank 0 also reads every task row once
+  // before any work, so a bad row stops all ranks with the same message.
+  std::string error;
+  int status = kExitOk;
+  const CommandJob* cj = nullptr;
+  RunOptions o;
+  std::optional<std::uint64_t> task_count;  // counted by the check pass
+  try {
+    cj = &find_command_job(a.job);
+    o = run_options(a, env, argc, argv);
+    if (env.rank() == 0) {
+      RunTasks rows(*cj, a);
+      o.task_spec = rows.task_spec();
+      task_count = rows.count();
+      if (!task_count) {
+        std::vector<Value> row;
+        task_count = 0;
+        while (rows.next(row)) ++*task_count;
+      }
+    }
+  } catch (const Error& e) {
+    error = e.what();
+    status = e.exit_status();
+  }
+  status = env.broadcast(status);
+  if (status != kExitOk) {
+    if (env.rank() == 0 || !error.empty())
+      std::fprintf(stderr, "mpibatch run: %s\n", error.c_str());
+    return status;
+  }
+
+  std::unique_ptr<RunTasks> rows;
+  RowStream stream;
+  if (env.rank() == 0) {
+    rows = std::make_unique<RunTasks>(*cj, a);
+    stream = [&rows](std::vector<Value>& row) { return rows->next(row); };
+  }
+  RunSummary s = run(env, *cj, stream, o, task_count);
+  if (env.rank() == 0 && cj->finish && s.state == RunState::finished && s.failed == 0) {
+    try {
+      const Store store = Store::open(o.store, {.read_only = true});
+      cj->finish(Params(cj->options, rows->options()), store, s.run_id);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "mpibatch run %s: after the run: %s\n", a.job.c_str(), e.what());
+      s.exit_status = e.exit_status();
+    }
+  }
+  if (env.rank() == 0) {
+    std::fprintf(
+        stderr,
+        "mpibatch run %s: %s: %llu tasks, %llu computed, %llu from the store, %llu failed -> %s\n",
+        a.job.c_str(), to_string(s.state), static_cast<unsigned long long>(s.total),
+        static_cast<unsigned long long>(s.computed), static_cast<unsigned long long>(s.cached),
+        static_cast<unsigned long long>(s.failed), o.store.c_str());
+    if (s.exit_status == kExitIncomplete) {
+      std::fprintf(stderr, "mpibatch run: stopped early; run the same command again to resume\n");
+    }
+  }
+  return s.exit_status;
+}
+
+}  // namespace mpibatch::detail

@@ -1,0 +1,31 @@
+// What the verbs that read a store share: picking a run, and times.
+#include <chrono>
+#include <ctime>
+
+#include "cli/verbs.hpp"
+
+namespace mpibatch::detail {
+
+const RunInfo& pick_run(const Store& s, std::int64_t id, std::vector<RunInfo>& runs) {
+  runs = s.runs();
+  if (runs.empty()) throw UsageError("store " + s.path().string() + " has no runs yet");
+  if (id == 0) return runs.back();
+  for (const auto& r : runs)
+    if (r.id == id) return r;
+  throw UsageError("store " + s.path().string() + " has no run " + std::to_string(id) +
+                   " (it has 1 to " + std::to_string(runs.back().id) + ")");
+}
+
+double now_unix() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string time_text(double unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+  return buf;
+}
+
+}  // namespace mpibatch::detail

@@ -1,0 +1,61 @@
+// The verbs of the mpibatch command, one file each (or one per family):
+// command_line.cpp parses argv with CLI11 and calls one of these. Each
+// returns the exit status and throws Error for the caller to print.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cli/submit.hpp"
+#include "cli/task_rows.hpp"
+#include "mpibatch/command_line.hpp"
+#include "mpibatch/store.hpp"
+
+namespace mpibatch::detail {
+
+// The options of `run`, which `submit` shares.
+struct RunArgs {
+  std::string job;
+  TaskSpec tasks;
+  // Options only some jobs take (CommandJob::run_options), by field name:
+  // the text given, "true" for a flag.
+  std::map<std::string, std::string> job_options;
+  std::string store, batch = "auto", progress = "auto", progress_file, time_limit;
+  int retries = 0;
+  bool fail_fast = false, skip_failed = false;
+  double checkpoint = 2.0, grace = 30;
+  int compress = 0;
+};
+
+// Adds run's options to sub (run or submit), including every registered
+// job's run_options; collect_job_options() copies those given into args
+// after parsing.
+void add_run_options(CLI::App* sub, RunArgs& args);
+void collect_job_options(CLI::App* sub, RunArgs& args);
+
+int do_run(const RunArgs& args, int argc, char** argv);
+int do_submit(const RunArgs& args, SubmitArgs submit, int argc, char** argv);
+int do_status(const std::string& store, std::int64_t run_id, bool json);
+int do_export(const std::string& store, std::int64_t run_id, const std::string& format,
+              const std::string& file);
+int do_failed(const std::string& store);
+int do_verify(const std::string& store);
+int do_compact(const std::string& store, int compress);
+int do_clear(const std::string& store, const std::string& job, bool failed_only);
+int do_jobs();
+
+// The registered job of that name. Throws UsageError listing the known ones.
+const CommandJob& find_command_job(const std::string& name);
+
+// The run of that id, or the latest for 0; runs receives the store's runs.
+// Throws UsageError when there is none.
+const RunInfo& pick_run(const Store& store, std::int64_t id, std::vector<RunInfo>& runs);
+
+double now_unix();
+// Local time as "YYYY-MM-DD HH:MM:SS", "-" for 0.
+std::string time_text(double unix_seconds);
+
+}  // namespace mpibatch::detail
