@@ -187,6 +187,7 @@ RowPlan plan_exec_rows(const Params& o) {
   }
   if (plan.inputs.empty())
     throw UsageError("--cmd '" + cmd + "' has no {placeholder}: every task would be the same");
+  plan.inputs_name = "exec --cmd";
   plan.map = [cmd, shell, output_dir, names = plan.inputs](const std::vector<Value>& in,
                                                            std::vector<Value>& row) {
     std::string command = cmd;

@@ -379,7 +379,15 @@ class Cli(unittest.TestCase):
         self.assertEqual(len(self.export(store, "jsonl")[0]["stdout_tail"]), 4096)  # the tail only
         p = self.mpibatch("run", "exec", "--cmd", "echo {x}", "--grid", "x=1", "--param", "shell=true")
         self.assertEqual(p.returncode, 2)
-        self.assertIn("no parameter 'shell'", p.stderr)
+        self.assertIn("exec --cmd has no parameter 'shell'", p.stderr)
+        # --shell=false is no shell; exec's options are refused for other jobs.
+        store = self.path("ns.h5")
+        self.mpibatch("run", "exec", "--shell=false", "--cmd", "echo $(( {n} ))", "--grid", "n=1",
+                      "--store", store, "--progress", "none", check=0)
+        self.assertEqual([r["stdout_tail"] for r in self.export(store, "jsonl")], ["$(( 1 ))\n"])
+        p = self.mpibatch("run", "sqrt", "--grid", "x=1", "--cmd", "echo", "--store", self.path("q.h5"))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--cmd is an option of exec, not of job sqrt", p.stderr)
 
     def test_csv_classify_matches_the_serial_run_byte_for_byte(self):
         import random

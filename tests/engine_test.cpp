@@ -382,48 +382,6 @@ TEST(Engine, WorkersSleepWhileRankZeroIsBusy) {
                               << wall << " s waiting";
 }
 
-TEST(Memory, CachesAcrossCallsAndProcesses) {
-  if (g_env->rank() != 0) return;  // single-process by design
-  const fs::path dir =
-      fs::temp_directory_path() / ("mpibatch-memory-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  int calls = 0;
-  auto job = Job<int, double>{.name = "half", .fn = [&calls](const int& x) {
-                                ++calls;
-                                if (x < 0) throw std::invalid_argument("negative");
-                                return x / 2.0;
-                              }};
-  {
-    Memory memory(dir / "cache.h5");
-    auto half = memory.cache(job);
-    EXPECT_EQ(half(3), 1.5);
-    EXPECT_EQ(half(3), 1.5);
-    EXPECT_EQ(calls, 1);
-    EXPECT_THROW(half(-1), std::invalid_argument);
-    EXPECT_THROW(half(-1), std::invalid_argument);  // failures are not cached as results
-    EXPECT_EQ(calls, 3);
-  }
-  Memory again(dir / "cache.h5");
-  auto half = again.cache(job);
-  EXPECT_EQ(half(3), 1.5);
-  EXPECT_EQ(calls, 3);  // served from the store a new Memory opened
-  fs::remove_all(dir);
-}
-
-TEST(Serialization, NumberFastPathMatchesBoostArchive) {
-  for (double v : {0.0, -1.5, 1e300}) {
-    std::string viaBoost;
-    {
-      detail::StringSink sink(viaBoost);
-      boost::archive::binary_oarchive a(sink, detail::kArchiveFlags);
-      a << v;
-    }
-    EXPECT_EQ(to_bytes(v), viaBoost);
-    EXPECT_EQ(from_bytes<double>(to_bytes(v)), v);
-  }
-  EXPECT_THROW(from_bytes<double>("abc"), Error);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -20,7 +20,7 @@ TEST(MemTable, LiveRowsArePerJobInAppendedOrderAndComplete) {
     const std::uint16_t a = m.job_index("a", 1);
     const std::uint16_t b = m.job_index("b", 2);
     const std::uint16_t c = m.job_index("a", 3);  // only superseded rows
-    std::map<MemTable::JobVersion, std::vector<std::size_t>> want;
+    std::map<mpibatch::JobId, std::vector<std::size_t>> want;
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint16_t job = rng() % 3 == 0 ? b : a;
       const std::size_t row = m.add_encoded(TaskKey{rng(), rng()}, job, false, i * 10, 10);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/archive/binary_oarchive.hpp>
 #include <map>
 #include <string>
 #include <vector>
@@ -46,6 +47,22 @@ TEST(Serialization, BytesDependOnlyOnTheValue) {
 TEST(Serialization, TruncatedBytesThrowError) {
   const auto bytes = mpibatch::to_bytes(std::vector<double>{1, 2, 3});
   EXPECT_THROW(mpibatch::from_bytes<std::vector<double>>(bytes.substr(0, 5)), mpibatch::Error);
+}
+
+using namespace mpibatch;
+
+TEST(Serialization, NumberFastPathMatchesBoostArchive) {
+  for (double v : {0.0, -1.5, 1e300}) {
+    std::string viaBoost;
+    {
+      detail::StringSink sink(viaBoost);
+      boost::archive::binary_oarchive a(sink, detail::kArchiveFlags);
+      a << v;
+    }
+    EXPECT_EQ(to_bytes(v), viaBoost);
+    EXPECT_EQ(from_bytes<double>(to_bytes(v)), v);
+  }
+  EXPECT_THROW(from_bytes<double>("abc"), Error);
 }
 
 }  // namespace

@@ -14,14 +14,15 @@ execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIAB
 if(rc)
   message(FATAL_ERROR "building the consumer failed")
 endif()
-execute_process(COMMAND ${WORK_DIR}/build/consumer ${WORK_DIR}/consumer.h5 RESULT_VARIABLE rc)
+set(ENV{OMPI_ALLOW_RUN_AS_ROOT} 1)
+set(ENV{OMPI_ALLOW_RUN_AS_ROOT_CONFIRM} 1)
+execute_process(COMMAND mpirun -n 2 --oversubscribe ${WORK_DIR}/build/consumer
+                        ${WORK_DIR}/consumer.h5 RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "the consumer failed: ${rc}")
 endif()
 
 # The user's own job gets the whole command line: run it under mpirun, then export.
-set(ENV{OMPI_ALLOW_RUN_AS_ROOT} 1)
-set(ENV{OMPI_ALLOW_RUN_AS_ROOT_CONFIRM} 1)
 execute_process(COMMAND mpirun -n 2 --oversubscribe ${WORK_DIR}/build/my_jobs run square --grid x=1..5
                         --store ${WORK_DIR}/square.h5 --progress none RESULT_VARIABLE rc)
 if(rc)

@@ -53,8 +53,10 @@ using RowStream = std::function<bool(std::vector<Value>& row)>;
 // --tasks give (see CommandJob::plan_rows).
 struct RowPlan {
   // The fields the tasks give, typed and checked like a job's params;
-  // empty: the job's own params.
+  // empty: the job's own params. inputs_name names them in messages
+  // (e.g. "exec --cmd"; default: the job's name).
   std::vector<Field> inputs;
+  std::string inputs_name;
   // "name=value" pairs added to every task, as --param would.
   std::vector<std::string> params;
   // Makes a task's row (the job's params) from its inputs; null: the
@@ -89,7 +91,8 @@ struct CommandJob {
 };
 
 // Adds a job to this program's command line. Throws UsageError for a name
-// already registered or an invalid definition.
+// already registered or an invalid definition (a run option named like one
+// of run's or submit's own, or like another job's of another type).
 void register_job(CommandJob job);
 const std::vector<CommandJob>& registered_jobs();
 

@@ -52,6 +52,14 @@ struct Field {
   bool operator==(const Field&) const = default;
 };
 
+// A job version: what task keys hash and what names a store's group of
+// records ("jobs/<name>/v<version>").
+struct JobId {
+  std::string name;
+  std::int64_t version = 1;
+  auto operator<=>(const JobId&) const = default;
+};
+
 struct JobInfo {
   std::string name;
   std::int64_t version = 1;
@@ -59,6 +67,7 @@ struct JobInfo {
   std::vector<Field> params;
   std::vector<Field> results;
   bool operator==(const JobInfo&) const = default;
+  JobId id() const { return {name, version}; }
 };
 
 // One value of a result field; the alternative must match the field's type

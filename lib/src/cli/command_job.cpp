@@ -11,26 +11,29 @@ const Value& Params::at(std::string_view name) const {
     if (fields_[i].name == name && i < values_.size()) return values_[i];
   throw UsageError("no parameter '" + std::string(name) + "'");
 }
+namespace {
+
+template <class T>
+const T& get(const Value& v, std::string_view name, const char* type) {
+  if (const T* x = std::get_if<T>(&v)) return *x;
+  throw UsageError("parameter '" + std::string(name) + "' is not " + type);
+}
+
+}  // namespace
+
 std::int64_t Params::integer(std::string_view name) const {
-  const Value& v = at(name);
-  if (v.index() != 0) throw UsageError("parameter '" + std::string(name) + "' is not an int64");
-  return std::get<std::int64_t>(v);
+  return get<std::int64_t>(at(name), name, "an int64");
 }
 double Params::number(std::string_view name) const {
   const Value& v = at(name);
-  if (v.index() == 0) return static_cast<double>(std::get<std::int64_t>(v));
-  if (v.index() != 1) throw UsageError("parameter '" + std::string(name) + "' is not a number");
-  return std::get<double>(v);
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return static_cast<double>(*i);
+  return get<double>(v, name, "a number");
 }
 bool Params::flag(std::string_view name) const {
-  const Value& v = at(name);
-  if (v.index() != 2) throw UsageError("parameter '" + std::string(name) + "' is not a bool");
-  return std::get<bool>(v);
+  return get<bool>(at(name), name, "a bool");
 }
 const std::string& Params::text(std::string_view name) const {
-  const Value& v = at(name);
-  if (v.index() != 3) throw UsageError("parameter '" + std::string(name) + "' is not a string");
-  return std::get<std::string>(v);
+  return get<std::string>(at(name), name, "a string");
 }
 
 RunSummary run(const Environment& env, const CommandJob& job, const RowStream& rows,

@@ -57,17 +57,14 @@ class TableOut {
 };
 
 nlohmann::json to_json(const Value& v) {
-  switch (v.index()) {
-    case 0:
-      return std::get<std::int64_t>(v);
-    case 1:
-      return std::isfinite(std::get<double>(v)) ? nlohmann::json(std::get<double>(v))
-                                                : nlohmann::json();
-    case 2:
-      return std::get<bool>(v);
-    default:
-      return std::get<std::string>(v);
-  }
+  return std::visit(
+      [](const auto& x) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(x)>, double>)
+          return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json();  // NaN: no value
+        else
+          return nlohmann::json(x);
+      },
+      v);
 }
 
 }  // namespace

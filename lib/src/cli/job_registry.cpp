@@ -23,6 +23,20 @@ void register_job(CommandJob job) {
   if (!job.fn) throw UsageError("job " + job.info.name + " has no function");
   if (!job.run_options.empty() && !job.plan_rows)
     throw UsageError("job " + job.info.name + " has run_options but no plan_rows");
+  for (const Field& f : job.run_options) {
+    for (const char* own : detail::kOwnOptionNames) {
+      if (f.name == own)
+        throw UsageError("job " + job.info.name + ": run option '" + f.name +
+                         "' is one of run's or submit's own");
+    }
+    for (const auto& j : registry()) {
+      for (const Field& g : j.run_options) {
+        if (g.name == f.name && g.type != f.type)
+          throw UsageError("job " + job.info.name + ": run option '" + f.name +
+                           "' has another type in job " + j.info.name);
+      }
+    }
+  }
   registry().push_back(std::move(job));
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/value_types.hpp"
 #include "mpibatch/error.hpp"
 
 namespace mpibatch::detail {
@@ -49,23 +50,20 @@ void encode_row(const std::vector<Value>& row, Bytes& out) {
   out.assign(kPreamble, '\0');
   put(out, static_cast<std::uint64_t>(row.size()));
   for (const Value& v : row) {
-    out.push_back(static_cast<char>(v.index()));
-    switch (v.index()) {
-      case 0:
-        put(out, std::get<std::int64_t>(v));
-        break;
-      case 1:
-        put(out, std::get<double>(v));
-        break;
-      case 2:
-        out.push_back(std::get<bool>(v) ? 1 : 0);
-        break;
-      default: {
-        const std::string& s = std::get<std::string>(v);
-        put(out, static_cast<std::uint64_t>(s.size()));
-        out += s;
-      }
-    }
+    out.push_back(static_cast<char>(type_of(v)));
+    std::visit(
+        [&out](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            put(out, static_cast<std::uint64_t>(x.size()));
+            out += x;
+          } else if constexpr (std::is_same_v<T, bool>) {
+            out.push_back(x ? 1 : 0);
+          } else {
+            put(out, x);
+          }
+        },
+        v);
   }
 }
 
@@ -77,31 +75,25 @@ void decode_row(std::string_view bytes, std::vector<Value>& row) {
   if (n > bytes.size()) throw Error("task input claims " + std::to_string(n) + " values");
   row.resize(static_cast<std::size_t>(n));
   for (Value& v : row) {
-    switch (r.get<std::uint8_t>()) {
-      case 0:
-        v.emplace<std::int64_t>(r.get<std::int64_t>());
-        break;
-      case 1:
-        v.emplace<double>(r.get<double>());
-        break;
-      case 2: {
-        const auto b = r.get<std::uint8_t>();
-        if (b > 1) throw Error("task input has a bool of value " + std::to_string(b));
-        v.emplace<bool>(b == 1);
-        break;
-      }
-      case 3: {
+    const auto tag = r.get<std::uint8_t>();
+    if (tag >= std::variant_size_v<Value>) throw Error("task input has a value of unknown type");
+    with_type(static_cast<FieldType>(tag), [&](auto type) {
+      using T = typename decltype(type)::value;
+      if constexpr (std::is_same_v<T, std::string>) {
         const auto size = r.get<std::uint64_t>();
         const char* p = r.take(size > bytes.size() ? bytes.size() + 1 : size);
         if (auto* s = std::get_if<std::string>(&v))
           s->assign(p, static_cast<std::size_t>(size));
         else
           v.emplace<std::string>(p, static_cast<std::size_t>(size));
-        break;
+      } else if constexpr (std::is_same_v<T, bool>) {
+        const auto b = r.get<std::uint8_t>();
+        if (b > 1) throw Error("task input has a bool of value " + std::to_string(b));
+        v.emplace<bool>(b == 1);
+      } else {
+        v.emplace<T>(r.get<T>());
       }
-      default:
-        throw Error("task input has a value of unknown type");
-    }
+    });
   }
   if (!r.done()) throw Error("task input has bytes after its last value");
 }

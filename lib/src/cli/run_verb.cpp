@@ -105,7 +105,10 @@ class RunTasks {
     spec.params.insert(spec.params.end(), plan.params.begin(), plan.params.end());
     map_ = std::move(plan.map);
     inputs_info_ = job.info;
-    if (!plan.inputs.empty()) inputs_info_.params = std::move(plan.inputs);
+    if (!plan.inputs.empty()) {
+      inputs_info_.params = std::move(plan.inputs);
+      if (!plan.inputs_name.empty()) inputs_info_.name = plan.inputs_name;
+    }
     rows_ = std::make_unique<TaskRows>(inputs_info_, spec);  // keeps a reference to it
     if (!map_) task_spec_ = task_spec_json(job.info, spec);
   }
@@ -230,7 +233,10 @@ void collect_job_options(CLI::App* sub, RunArgs& ra) {
     for (const auto& f : job.run_options) {
       const CLI::Option* opt = sub->get_option_no_throw(option_flag(f));
       if (opt == nullptr || opt->count() == 0) continue;
-      ra.job_options[f.name] = f.type == FieldType::boolean ? "true" : opt->as<std::string>();
+      if (f.type == FieldType::boolean)
+        ra.job_options[f.name] = opt->as<bool>() ? "true" : "false";  // --shell=false is false
+      else
+        ra.job_options[f.name] = opt->as<std::string>();
     }
   }
 }

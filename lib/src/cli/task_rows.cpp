@@ -9,6 +9,7 @@
 
 #include "cli/grid_range.hpp"
 #include "cli/values.hpp"
+#include "core/value_types.hpp"
 #include "mpibatch/csv.hpp"
 #include "mpibatch/error.hpp"
 
@@ -144,24 +145,15 @@ class JsonRows : public LineRows {
         auto wrong = [&]() {
           throw UsageError(at + ": expected " + type_name(f.type) + ", got " + v.type_name());
         };
-        switch (f.type) {
-          case FieldType::int64:
-            if (!v.is_number_integer()) wrong();
-            row.emplace_back(std::in_place_type<std::int64_t>, v.get<std::int64_t>());
-            break;
-          case FieldType::float64:
-            if (!v.is_number()) wrong();
-            row.emplace_back(std::in_place_type<double>, v.get<double>());
-            break;
-          case FieldType::boolean:
-            if (!v.is_boolean()) wrong();
-            row.emplace_back(std::in_place_type<bool>, v.get<bool>());
-            break;
-          case FieldType::string:
-            if (!v.is_string()) wrong();
-            row.emplace_back(std::in_place_type<std::string>, v.get<std::string>());
-            break;
-        }
+        with_type(f.type, [&](auto type) {
+          using T = typename decltype(type)::value;
+          const bool fits = std::is_same_v<T, std::int64_t> ? v.is_number_integer()
+                            : std::is_same_v<T, double>     ? v.is_number()
+                            : std::is_same_v<T, bool>       ? v.is_boolean()
+                                                            : v.is_string();
+          if (!fits) wrong();
+          row.emplace_back(std::in_place_type<T>, v.get<T>());
+        });
       }
       return true;
     }

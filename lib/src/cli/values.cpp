@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "core/value_types.hpp"
 #include "mpibatch/error.hpp"
 
 namespace mpibatch::detail {
@@ -32,50 +33,41 @@ std::string_view trim(std::string_view s) {
 
 Value parse_value(const Field& field, std::string_view raw, const std::string& where) {
   const std::string_view text = field.type == FieldType::string ? raw : trim(raw);
-  switch (field.type) {
-    case FieldType::int64: {
-      std::int64_t v = 0;
-      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-      if (ec != std::errc() || p != text.data() + text.size() || text.empty())
-        bad(field, raw, where);
-      return Value(std::in_place_type<std::int64_t>, v);
-    }
-    case FieldType::float64: {
-      double v = 0;
-      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-      if (ec != std::errc() || p != text.data() + text.size() || text.empty())
-        bad(field, raw, where);
-      return Value(std::in_place_type<double>, v);
-    }
-    case FieldType::boolean: {
-      if (text == "true" || text == "1" || text == "yes" || text == "True" || text == "TRUE") {
-        return Value(std::in_place_type<bool>, true);
-      }
-      if (text == "false" || text == "0" || text == "no" || text == "False" || text == "FALSE") {
-        return Value(std::in_place_type<bool>, false);
-      }
+  return with_type(field.type, [&](auto type) -> Value {
+    using T = typename decltype(type)::value;
+    if constexpr (std::is_same_v<T, std::string>) {
+      return Value(std::in_place_type<std::string>, text);
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (text == "true" || text == "1" || text == "yes" || text == "True" || text == "TRUE")
+        return Value(true);
+      if (text == "false" || text == "0" || text == "no" || text == "False" || text == "FALSE")
+        return Value(false);
       bad(field, raw, where);
+    } else {
+      T v = 0;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc() || p != text.data() + text.size() || text.empty())
+        bad(field, raw, where);
+      return Value(std::in_place_type<T>, v);
     }
-    case FieldType::string:
-      return Value(std::in_place_type<std::string>, std::string(text));
-  }
-  bad(field, raw, where);
+  });
 }
 
 std::string format_value(const Value& v) {
-  switch (v.index()) {
-    case 0:
-      return std::to_string(std::get<std::int64_t>(v));
-    case 1: {  // the shortest text that reads back as the same double
-      char buf[32];
-      const auto r = std::to_chars(buf, buf + sizeof buf, std::get<double>(v));
-      return std::string(buf, r.ptr);
-    }
-    case 2:
-      return std::get<bool>(v) ? "true" : "false";
-    default:
-      return std::get<std::string>(v);
-  }
+  return std::visit(
+      [](const auto& x) -> std::string {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          return x;
+        } else if constexpr (std::is_same_v<T, bool>) {
+          return x ? "true" : "false";
+        } else {  // the shortest text that reads back as the same number
+          char buf[32];
+          const auto r = std::to_chars(buf, buf + sizeof buf, x);
+          return std::string(buf, r.ptr);
+        }
+      },
+      v);
 }
 
 double parse_duration(std::string_view raw, const std::string& option) {

@@ -44,10 +44,9 @@ class BatchSizer {
   // The size last handed out (1 before the first).
   std::size_t current() const { return fixed_ > 0 ? fixed_ : last_; }
 
-  // Bounds message size and the master's working set: batches of tiny tasks
-  // gain nothing from more. Smaller keeps the claims and the index lines a
-  // key's claim brought in cached until its result settles it (4,096 against
-  // 16,384: about 5-10 % faster on trivial tasks, in interleaved runs).
+  // Bounds message size and the master's working set: a smaller batch keeps
+  // the claims and index lines its keys brought in cached until their
+  // results settle them (BENCHMARKS.md, tuning constants).
   static constexpr std::size_t kMax = std::size_t{1} << 12;
 
  private:

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <exception>
 
-#include "core/value_column.hpp"
+#include "core/value_types.hpp"
 #include "engine/channel.hpp"
 
 namespace mpibatch::detail {
@@ -14,16 +14,8 @@ namespace {
 // this message) rather than the run.
 void check_values(const std::string& job, const char* what, const std::vector<Field>& fields,
                   const std::vector<Value>& values) {
-  if (values.size() != fields.size()) {
-    throw Error("job " + job + " gave " + std::to_string(values.size()) + " " + what +
-                " values for its " + std::to_string(fields.size()) + " " + what + " fields");
-  }
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (values[i].index() != static_cast<std::size_t>(fields[i].type)) {
-      throw Error("job " + job + ": " + what + " field '" + fields[i].name +
-                  "' got a value of another type");
-    }
-  }
+  if (std::string why = misfit(fields, values, what); !why.empty())
+    throw Error("job " + job + ": " + why);
 }
 
 std::vector<ValueColumn> empty_columns(const std::vector<Field>& fields, std::size_t rows) {

@@ -234,11 +234,10 @@ class Master {
     }
   }
 
-  // How late the master may notice a result without idling anyone: a worker
-  // that sends one still holds the batches behind it. A quarter of the least
-  // work any worker holds in hand (from the measured time per task), from
-  // 1 ms to 20 ms: the master's wake-ups preempt the workers sharing its
-  // cores, and at 1,000 a second slowed 12 ms tasks by 2-3 %.
+  // How late the master may notice a result without idling anyone (a worker
+  // that sends one still holds the batches behind it): a quarter of the least
+  // work any worker holds in hand, from 1 ms to 20 ms, since each wake-up
+  // preempts a worker sharing the master's cores.
   std::chrono::microseconds max_nap() const {
     const double per_task = sizer_.seconds_per_task();
     if (per_task <= 0 || stopping_) return mpi::kMaxNap;

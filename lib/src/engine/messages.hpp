@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/value_column.hpp"
+#include "core/value_types.hpp"
 #include "mpibatch/serialization.hpp"
 #include "mpibatch/store.hpp"
 #include "mpibatch/store_dispatch.hpp"
@@ -41,7 +41,7 @@ void serialize_columns(A& a, std::vector<ValueColumn>& columns) {
   for (auto& c : columns) {
     std::uint8_t type = static_cast<std::uint8_t>(c.index());
     a& type;
-    if constexpr (A::is_loading::value) c = empty_column(type);
+    if constexpr (A::is_loading::value) c = empty_column(static_cast<FieldType>(type));
     std::visit(
         [&a](auto& v) {
           if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::vector<std::string>>)

@@ -40,7 +40,6 @@ RunSession::~RunSession() {
 }
 
 void RunSession::end(const RunSummary& summary) {
-  ended_ = true;
   store_->end_run(run_id_, summary.state, summary.exit_status);
   if (summary.state == RunState::finished && compact_) {
     try {
@@ -50,6 +49,7 @@ void RunSession::end(const RunSummary& summary) {
     }
   }
   store_->close();
+  ended_ = true;
 }
 
 void RunSession::abandon() noexcept {

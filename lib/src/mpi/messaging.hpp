@@ -11,11 +11,9 @@
 
 namespace mpibatch::detail::mpi {
 
-// The default longest nap between probes: a message waits for its receiver's
-// nap (and a small eager send for its sender's next MPI call), so with quick
-// tasks every exchange cost up to a nap: 10 ms capped one worker at about 100
-// batches/s. A wake-up is a few microseconds: 1,000 a second cost an idle
-// rank well under 1 % of a core.
+// The default longest nap between probes: a message waits up to its
+// receiver's nap, so this bounds each exchange's delay, while a wake-up costs
+// an idle rank only microseconds (BENCHMARKS.md, tuning constants).
 inline constexpr std::chrono::microseconds kMaxNap(1000);
 
 struct Message {

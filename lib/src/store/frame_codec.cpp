@@ -1,5 +1,6 @@
 #include "store/frame_codec.hpp"
 
+#include "core/value_types.hpp"
 #include "mpibatch/error.hpp"
 #include "store/row_columns.hpp"
 
@@ -64,46 +65,51 @@ class RecordFields {
   bool v1_;
 };
 
+// Reads one value as put_values writes it (a type byte, then the value) and
+// passes it to fn as int64, double, bool or (a string) string_view.
+template <class Fn>
+void get_value(Decoder& d, RecordFields& f, Fn&& fn) {
+  with_type(static_cast<FieldType>(d.get<std::uint8_t>()), [&](auto type) {
+    using T = typename decltype(type)::value;
+    if constexpr (std::is_same_v<T, std::string>) {
+      fn(f.view());
+    } else if constexpr (std::is_same_v<T, bool>) {
+      const auto b = d.get<std::uint8_t>();
+      if (b > 1) throw StoreCorruptError("record has a bool of value " + std::to_string(b));
+      fn(b == 1);
+    } else {
+      fn(d.get<T>());
+    }
+  });
+}
+
 void get_values(Decoder& d, RecordFields& f, std::vector<Value>& values) {
   values.resize(f.count());
   for (Value& v : values) {
-    switch (d.get<std::uint8_t>()) {
-      case 0:
-        v.emplace<std::int64_t>(d.get<std::int64_t>());
-        break;
-      case 1:
-        v.emplace<double>(d.get<double>());
-        break;
-      case 2:
-        v.emplace<bool>(d.get<bool>());
-        break;
-      case 3:
-        f.str(v.emplace<std::string>());
-        break;
-      default:
-        throw StoreCorruptError("record value of unknown type");
-    }
+    get_value(d, f, [&v](auto x) {
+      if constexpr (std::is_same_v<decltype(x), std::string_view>)
+        v.emplace<std::string>(x);
+      else
+        v.emplace<decltype(x)>(x);
+    });
   }
 }
 
 // Row's value of a column, encoded as put_values encodes a Value.
 template <class E>
 void put_cell(E& e, const ValueColumn& column, std::size_t row) {
-  e.put(static_cast<std::uint8_t>(column.index()));
-  switch (column.index()) {
-    case 0:
-      e.put(std::get<0>(column)[row]);
-      break;
-    case 1:
-      e.put(std::get<1>(column)[row]);
-      break;
-    case 2:
-      e.put(static_cast<bool>(std::get<2>(column)[row] != 0));
-      break;
-    default:
-      e.put_varstr(std::get<3>(column)[row]);
-      break;
-  }
+  e.put(static_cast<std::uint8_t>(type_of(column)));
+  std::visit(
+      [&](const auto& col) {
+        using T = typename std::decay_t<decltype(col)>::value_type;
+        if constexpr (std::is_same_v<T, std::string>)
+          e.put_varstr(col[row]);
+        else if constexpr (std::is_same_v<T, std::uint8_t>)
+          e.put(static_cast<bool>(col[row] != 0));
+        else
+          e.put(col[row]);
+      },
+      column);
 }
 
 }  // namespace
@@ -177,32 +183,14 @@ std::uint32_t get_record_row(Decoder& d, RowColumns& row, std::uint64_t format) 
   for (auto* columns : {&row.values, &row.params}) {
     const std::uint64_t n = f.count();
     for (std::uint64_t c = 0; c < n; ++c) {
-      const auto tag = d.get<std::uint8_t>();
       const bool keep = c < columns->size();  // values beyond the fields are not stored
-      switch (tag) {
-        case 0: {
-          const auto v = d.get<std::int64_t>();
-          if (keep) RowColumns::add_value((*columns)[c], v);
-          break;
-        }
-        case 1: {
-          const auto v = d.get<double>();
-          if (keep) RowColumns::add_value((*columns)[c], v);
-          break;
-        }
-        case 2: {
-          const auto v = d.get<bool>();
-          if (keep) RowColumns::add_value((*columns)[c], v);
-          break;
-        }
-        case 3: {
-          const std::string_view v = f.view();
-          if (keep) RowColumns::add_value((*columns)[c], std::string(v));
-          break;
-        }
-        default:
-          throw StoreCorruptError("record value of unknown type");
-      }
+      get_value(d, f, [&](auto v) {
+        if (!keep) return;
+        if constexpr (std::is_same_v<decltype(v), std::string_view>)
+          RowColumns::add_value((*columns)[c], std::string(v));
+        else
+          RowColumns::add_value((*columns)[c], v);
+      });
     }
     RowColumns::add_defaults(*columns, std::min<std::uint64_t>(n, columns->size()));
   }

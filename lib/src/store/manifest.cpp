@@ -44,7 +44,9 @@ std::optional<Manifest> read_manifest(const fs::path& file) {
                             ")");
   }
   std::int64_t seq = 0;
-  while (in >> word >> seq) {
+  while (in >> word) {
+    if (!(in >> seq))  // never read past a damaged line: it may list a segment
+      throw StoreCorruptError(file.string() + ": entry '" + word + "' without its number");
     if (word == "base") {
       m.base = seq;
       if (version >= 2 && !(in >> m.base_file))

@@ -61,8 +61,6 @@ class Arena {
 };
 
 struct MemTable {
-  using JobVersion = std::pair<std::string, std::int64_t>;
-
   struct Entry {
     TaskKey key;
     std::uint64_t offset = 0;  // in arena
@@ -74,7 +72,7 @@ struct MemTable {
 
   Arena arena;
   std::vector<Entry> entries;
-  std::vector<JobVersion> jobs;
+  std::vector<JobId> jobs;
   std::map<std::int64_t, std::vector<TaskKey>> tasks;  // per run, in task order
   std::size_t task_count = 0;
   // Keys of records here that replaced one outside this memtable (in a
@@ -87,7 +85,7 @@ struct MemTable {
 
   std::uint16_t job_index(const std::string& name, std::int64_t version) {
     for (std::size_t i = 0; i < jobs.size(); ++i)
-      if (jobs[i].second == version && jobs[i].first == name) return static_cast<std::uint16_t>(i);
+      if (jobs[i].version == version && jobs[i].name == name) return static_cast<std::uint16_t>(i);
     if (jobs.size() >= 0xFFFF) throw StoreError("more than 65535 job versions in one segment");
     jobs.emplace_back(name, version);
     return static_cast<std::uint16_t>(jobs.size() - 1);
@@ -122,8 +120,8 @@ struct MemTable {
   void read(std::uint64_t offset, std::uint32_t size, std::uint16_t job, Record& r) const {
     Decoder d(arena.view(offset, size));
     get_record(d, r);
-    if (r.job != jobs[job].first) r.job = jobs[job].first;
-    r.job_version = jobs[job].second;
+    if (r.job != jobs[job].name) r.job = jobs[job].name;
+    r.job_version = jobs[job].version;
   }
 
   void add_tasks(std::int64_t run, std::span<const TaskKey> keys) {
@@ -158,7 +156,7 @@ struct MemTable {
   // that the flush reads the arena front to back: a walk in key order was a
   // cache miss per row and the flush's largest cost. (Lookups go through
   // the index; compaction keeps this order.)
-  std::map<JobVersion, std::vector<LiveRow>> live() const {
+  std::map<JobId, std::vector<LiveRow>> live() const {
     std::vector<std::vector<LiveRow>> rows(jobs.size());
     {
       std::vector<std::size_t> counts(jobs.size(), 0);
@@ -169,7 +167,7 @@ struct MemTable {
       const Entry& e = entries[i];
       if (!e.superseded) rows[e.job].push_back({e.offset, e.size, static_cast<std::uint32_t>(i)});
     }
-    std::map<JobVersion, std::vector<LiveRow>> groups;
+    std::map<JobId, std::vector<LiveRow>> groups;
     for (std::size_t j = 0; j < jobs.size(); ++j)
       if (!rows[j].empty()) groups[jobs[j]] = std::move(rows[j]);
     return groups;

@@ -13,7 +13,7 @@
 #include <variant>
 #include <vector>
 
-#include "core/value_column.hpp"
+#include "core/value_types.hpp"
 #include "mpibatch/error.hpp"
 #include "mpibatch/store.hpp"
 #include "mpibatch/store_dispatch.hpp"
@@ -114,8 +114,7 @@ struct RowColumns {
   static void type(std::vector<ValueColumn>& columns, const std::vector<Field>& fields) {
     columns.resize(fields.size());
     for (std::size_t c = 0; c < fields.size(); ++c) {
-      if (columns[c].index() != static_cast<std::size_t>(fields[c].type))
-        columns[c] = empty_column(fields[c].type);
+      if (type_of(columns[c]) != fields[c].type) columns[c] = empty_column(fields[c].type);
       std::visit([](auto& col) { col.clear(); }, columns[c]);
     }
   }

@@ -1,5 +1,6 @@
 #include "store/schema.hpp"
 
+#include "core/value_types.hpp"
 #include "mpibatch/error.hpp"
 
 namespace mpibatch::detail {
@@ -22,22 +23,22 @@ void write_fields(hid_t g, const std::string& prefix, const std::vector<Field>& 
 
 }  // namespace
 
-std::string group_path(const std::string& job, std::int64_t version) {
-  return "jobs/" + job + "/v" + std::to_string(version);
+std::string group_path(const JobId& job) {
+  return "jobs/" + job.name + "/v" + std::to_string(job.version);
 }
 
 h5::Handle field_type(FieldType t) {
-  switch (t) {
-    case FieldType::int64:
+  return with_type(t, [](auto type) {
+    using T = typename decltype(type)::value;
+    if constexpr (std::is_same_v<T, std::int64_t>)
       return h5::Handle(h5::check_id(H5Tcopy(H5T_NATIVE_INT64), "H5Tcopy"));
-    case FieldType::float64:
+    else if constexpr (std::is_same_v<T, double>)
       return h5::Handle(h5::check_id(H5Tcopy(H5T_NATIVE_DOUBLE), "H5Tcopy"));
-    case FieldType::boolean:
+    else if constexpr (std::is_same_v<T, bool>)
       return h5::bool_type();
-    case FieldType::string:
+    else
       return h5::utf8_string_type();
-  }
-  throw Error("unknown field type");
+  });
 }
 
 void write_job_attrs(hid_t g, const JobInfo& j) {

@@ -10,7 +10,7 @@
 namespace mpibatch::detail {
 
 // "jobs/<name>/v<version>": where a job version's records live.
-std::string group_path(const std::string& job, std::int64_t version);
+std::string group_path(const JobId& job);
 
 // The memory and file type of a field's column: int64, float64, h5py's bool, UTF-8.
 h5::Handle field_type(FieldType t);

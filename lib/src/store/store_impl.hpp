@@ -156,7 +156,7 @@ struct Store::Impl {
   struct Flush {
     unsigned slot = 0;
     std::int64_t seq = 0;
-    std::map<detail::MemTable::JobVersion, std::vector<detail::MemTable::LiveRow>> live;
+    std::map<JobId, std::vector<detail::MemTable::LiveRow>> live;
     std::unique_ptr<Remap> remap;  // made by the flush thread; groups filled in on finish
     std::future<void> done;
   };
@@ -167,8 +167,8 @@ struct Store::Impl {
 
   std::unique_ptr<detail::LogWriter> log;
   // Job ids of the current log (writer) and of the log being replayed.
-  std::map<std::pair<std::string, std::int64_t>, std::uint32_t> log_job_ids;
-  std::vector<std::pair<std::string, std::int64_t>> replay_jobs;
+  std::map<JobId, std::uint32_t> log_job_ids;
+  std::vector<JobId> replay_jobs;
   std::vector<fs::path> covered_logs;  // logs whose frames are all in mem
   bool uncommitted = false;
   // Anything (records, tasks, jobs, runs) in the logs but in no table yet.
@@ -330,9 +330,6 @@ struct Store::Impl {
   const JobInfo& job_of(const std::string& name, std::int64_t version) const;
 
   void check_record(const Record& r, const JobInfo& job) const;
-
-  static void check_values(const Record& r, const char* what, const std::vector<Value>& values,
-                           const std::vector<Field>& fields);
 
   std::vector<RunInfo> run_list() const;
 

@@ -110,8 +110,8 @@ std::vector<detail::ViewSource> Store::Impl::view_sources() const {
     detail::ViewSource src;
     src.file = side + "/" + t->path().filename().string();
     for (const auto& g : t->groups()) {
-      src.rows[{g.job.name, g.job.version}] = g.rows;
-      if (!g.has_error) src.no_errors.insert({g.job.name, g.job.version});
+      src.rows[g.job.id()] = g.rows;
+      if (!g.has_error) src.no_errors.insert(g.job.id());
     }
     src.tasks = t->task_rows();
     sources.push_back(std::move(src));

@@ -28,19 +28,19 @@ void Store::Impl::apply_frame(std::string_view payload, std::uint64_t format,
       std::uint32_t id = 0;
       JobInfo job = detail::decode_job(d, id);
       if (replay_jobs.size() <= id) replay_jobs.resize(id + 1);
-      replay_jobs[id] = {job.name, job.version};
+      replay_jobs[id] = job.id();
       add_job(job);
       break;
     }
     case detail::FrameType::records:
       if (opt.metadata_only) break;
       detail::decode_records(d, format, [&](std::uint32_t id, Record&& r) {
-        if (id >= replay_jobs.size() || replay_jobs[id].first.empty()) {
+        if (id >= replay_jobs.size() || replay_jobs[id].name.empty()) {
           throw StoreCorruptError("record of job id " + std::to_string(id) +
                                   ", which the log does not define");
         }
-        r.job = replay_jobs[id].first;
-        r.job_version = replay_jobs[id].second;
+        r.job = replay_jobs[id].name;
+        r.job_version = replay_jobs[id].version;
         insert_mem(std::move(r));
       });
       break;
@@ -248,8 +248,8 @@ void Store::Impl::start_log() {
 }
 
 std::uint32_t Store::Impl::log_job_id(const JobInfo& job) {
-  auto [it, added] = log_job_ids.try_emplace({job.name, job.version},
-                                             static_cast<std::uint32_t>(log_job_ids.size()));
+  auto [it, added] =
+      log_job_ids.try_emplace(job.id(), static_cast<std::uint32_t>(log_job_ids.size()));
   if (added) {
     log->add([&](std::string& out) { detail::encode_job(out, it->second, job); });
   }

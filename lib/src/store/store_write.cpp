@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "core/prefetch.hpp"
+#include "core/value_types.hpp"
 #include "store/file_util.hpp"
 #include "store/frame_codec.hpp"
 #include "store/row_columns.hpp"
@@ -11,23 +12,7 @@ namespace mpibatch {
 
 using namespace detail;
 
-namespace {
-
-bool value_matches(const Value& v, FieldType t) {
-  switch (t) {
-    case FieldType::int64:
-      return std::holds_alternative<std::int64_t>(v);
-    case FieldType::float64:
-      return std::holds_alternative<double>(v);
-    case FieldType::boolean:
-      return std::holds_alternative<bool>(v);
-    case FieldType::string:
-      return std::holds_alternative<std::string>(v);
-  }
-  return false;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 const JobInfo& Store::Impl::job_of(const std::string& name, std::int64_t version) const {
   for (const auto& j : jobs)
@@ -37,27 +22,11 @@ const JobInfo& Store::Impl::job_of(const std::string& name, std::int64_t version
 }
 
 void Store::Impl::check_record(const Record& r, const JobInfo& job) const {
-  check_values(r, "param", r.params, job.params);
-  if (r.status == Status::failed) {
-    if (!r.values.empty())
-      throw UsageError("failed record of job " + r.job + " carries result values");
-    return;
-  }
-  check_values(r, "result", r.values, job.results);
-}
-
-void Store::Impl::check_values(const Record& r, const char* what, const std::vector<Value>& values,
-                               const std::vector<Field>& fields) {
-  if (values.size() != fields.size()) {
-    throw UsageError("record of job " + r.job + " has " + std::to_string(values.size()) + " " +
-                     what + " values; the job defines " + std::to_string(fields.size()));
-  }
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (!value_matches(values[i], fields[i].type)) {
-      throw UsageError("record of job " + r.job + ": " + what + " field '" + fields[i].name +
-                       "' has a value of the wrong type");
-    }
-  }
+  std::string why = misfit(job.params, r.params, "param");
+  if (why.empty() && r.status == Status::failed && !r.values.empty())
+    why = "a failed record carries result values";
+  if (why.empty() && r.status != Status::failed) why = misfit(job.results, r.values, "result");
+  if (!why.empty()) throw UsageError("record of job " + r.job + ": " + why);
 }
 
 std::vector<RunInfo> Store::Impl::run_list() const {
@@ -107,8 +76,8 @@ void Store::Impl::start_flush() {
       for (const auto& [job, live] : f->live) {
         const auto g = static_cast<std::uint32_t>(std::find_if(jobs_copy.begin(), jobs_copy.end(),
                                                                [&job](const auto& j) {
-                                                                 return j.name == job.first &&
-                                                                        j.version == job.second;
+                                                                 return j.name == job.name &&
+                                                                        j.version == job.version;
                                                                }) -
                                                   jobs_copy.begin());
         if (g == jobs_copy.size()) throw StoreError("memtable record of an unknown job");
@@ -131,7 +100,7 @@ void Store::Impl::start_flush() {
     for (const auto& [job, live] : f->live) {
       if (live.size() > kMaxRows) throw StoreError("segment too large");
       const auto info = std::find_if(jobs_copy.begin(), jobs_copy.end(), [&job](const auto& j) {
-        return j.name == job.first && j.version == job.second;
+        return j.name == job.name && j.version == job.version;
       });
       if (info == jobs_copy.end()) throw StoreError("memtable record of an unknown job");
       for (std::size_t at = 0; at < live.size(); at += kFetchChunk) {
@@ -140,7 +109,7 @@ void Store::Impl::start_flush() {
         for (std::size_t j = at; j < end; ++j) {
           frozen->read_row(live[j].offset, live[j].size, rows);
         }
-        w.append(job.first, job.second, rows);
+        w.append(job.name, job.version, rows);
       }
     }
     for (const auto& [run, keys] : frozen->tasks)
@@ -180,9 +149,9 @@ void Store::Impl::finish_flush() {
   const auto& groups = table->groups();
   for (const auto& [job, live] : f->live) {
     const auto g = std::find_if(groups.begin(), groups.end(), [&job](const auto& grp) {
-      return grp.job.name == job.first && grp.job.version == job.second;
+      return grp.job.name == job.name && grp.job.version == job.version;
     });
-    if (g == groups.end()) fail(table->path().string() + " lacks job " + job.first);
+    if (g == groups.end()) fail(table->path().string() + " lacks job " + job.name);
     f->remap->group.push_back(static_cast<std::uint32_t>(g - groups.begin()));
   }
   tables.push_back(std::move(table));
@@ -274,17 +243,10 @@ void Store::Impl::append_columns(const RecordBatch& b, std::span<const Claim> id
     throw UsageError(what + ": result or error sizes do not add up to their bytes");
   auto columns = [&](const char* kind, const std::vector<ValueColumn>& cols,
                      const std::vector<Field>& fields) {
-    if (cols.size() != fields.size()) {
-      throw UsageError(what + " has " + std::to_string(cols.size()) + " " + kind +
-                       " columns; the job defines " + std::to_string(fields.size()));
-    }
-    for (std::size_t c = 0; c < cols.size(); ++c) {
-      if (cols[c].index() != static_cast<std::size_t>(fields[c].type)) {
-        throw UsageError(what + ": " + kind + " field '" + fields[c].name +
-                         "' has a column of the wrong type");
-      }
+    if (std::string why = misfit(fields, cols, kind); !why.empty())
+      throw UsageError(what + ": " + why);
+    for (std::size_t c = 0; c < cols.size(); ++c)
       rows(fields[c].name.c_str(), std::visit([](const auto& v) { return v.size(); }, cols[c]));
-    }
   };
   columns("result", b.values, job.results);
   columns("param", b.params, job.params);

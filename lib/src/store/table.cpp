@@ -138,13 +138,13 @@ TableWriter::~TableWriter() {
 
 void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
   for (const auto& j : jobs) {
-    auto& g = groups_[group_path(j.name, j.version)];
+    auto& g = groups_[group_path(j.id())];
     if (g) continue;
     const auto ordinal = static_cast<std::uint32_t>(groups_.size() - 1);
     g = std::make_unique<Group>();
     g->job = j;
     g->ordinal = ordinal;
-    g->gid = h5::create_group(file_.get(), group_path(j.name, j.version));
+    g->gid = h5::create_group(file_.get(), group_path(j.id()));
     const hid_t gid = g->gid.get();
     write_job_attrs(gid, j);
     h5::Handle key = h5::key_type(), status = h5::status_type(), str = h5::utf8_string_type();
@@ -162,7 +162,7 @@ void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
 }
 
 TableWriter::Group& TableWriter::group(const std::string& job, std::int64_t version) {
-  auto it = groups_.find(group_path(job, version));
+  auto it = groups_.find(group_path({job, version}));
   if (it == groups_.end())
     throw Error("table: job " + job + " v" + std::to_string(version) + " not added");
   return *it->second;
@@ -377,7 +377,7 @@ h5::Handle open_dataset(hid_t file, const std::string& path) {
 void TableReader::read_index(std::size_t g, std::vector<TaskKey>& keys,
                              std::vector<std::int8_t>& status) const {
   const Group& grp = groups_.at(g);
-  const std::string gp = group_path(grp.job.name, grp.job.version);
+  const std::string gp = group_path(grp.job.id());
   keys.resize(grp.rows);
   status.resize(grp.rows);
   h5::Handle key = h5::key_type(), st = h5::status_type();
@@ -466,7 +466,7 @@ void read_values(const Read& read, const Col& col, const std::string& prefix,
 std::vector<Record> TableReader::read_selected(
     std::size_t g, hsize_t n, const std::function<void(hid_t, hid_t, void*)>& read) const {
   const Group& grp = groups_.at(g);
-  const std::string gp = group_path(grp.job.name, grp.job.version);
+  const std::string gp = group_path(grp.job.id());
   auto col = [&](const std::string& c) { return open_dataset(file_.get(), gp + "/" + c); };
   std::vector<Record> out(n);
   if (n == 0) return out;
@@ -535,7 +535,7 @@ std::vector<Record> TableReader::read_rows(std::size_t g, const std::vector<hsiz
 const KeyIndex& TableReader::key_index() const {
   if (index_) return *index_;
   std::vector<std::pair<std::string, std::uint64_t>> groups;
-  for (const Group& g : groups_) groups.emplace_back(group_path(g.job.name, g.job.version), g.rows);
+  for (const Group& g : groups_) groups.emplace_back(group_path(g.job.id()), g.rows);
   // The index is derived data: a damaged one is rebuilt from the key
   // columns (verify reports it; the next merge writes a sound one).
   try {

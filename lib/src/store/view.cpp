@@ -55,10 +55,10 @@ void virtual_column(hid_t parent, const std::string& name, hid_t type, const voi
 }
 
 void job_group(hid_t file, const JobInfo& job, const std::vector<ViewSource>& sources) {
-  const std::string path = group_path(job.name, job.version);
+  const std::string path = group_path(job.id());
   h5::Handle g = h5::create_group(file, path);
   write_job_attrs(g.get(), job);
-  const auto id = std::make_pair(job.name, job.version);
+  const JobId id = job.id();
   const RowsOf rows = [&id](const ViewSource& s) {
     const auto it = s.rows.find(id);
     return it == s.rows.end() ? hsize_t{0} : it->second;
@@ -147,9 +147,9 @@ std::vector<std::string> check_view(const std::filesystem::path& path,
         const auto it = s.rows.find({job.name, job.version});
         if (it != s.rows.end()) want += it->second;
       }
-      const std::string name = group_path(job.name, job.version) + "/status";
-      if (!h5::exists(file.get(), group_path(job.name, job.version))) {
-        if (want > 0) out.push_back("has no " + group_path(job.name, job.version));
+      const std::string name = group_path(job.id()) + "/status";
+      if (!h5::exists(file.get(), group_path(job.id()))) {
+        if (want > 0) out.push_back("has no " + group_path(job.id()));
         continue;
       }
       const h5::Handle d(

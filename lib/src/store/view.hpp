@@ -21,12 +21,12 @@ namespace mpibatch::detail {
 
 // One table as the view maps it.
 struct ViewSource {
-  std::string file;  // as HDF5 resolves it: relative to the view's folder
-  std::map<std::pair<std::string, std::int64_t>, hsize_t> rows;  // per job version
-  std::map<std::int64_t, hsize_t> tasks;                         // per run: task-list rows
+  std::string file;                       // as HDF5 resolves it: relative to the view's folder
+  std::map<JobId, hsize_t> rows;          // per job version
+  std::map<std::int64_t, hsize_t> tasks;  // per run: task-list rows
   // Job versions whose group has no error column (no row failed): the view
   // reads their rows' errors as its fill value, an empty string.
-  std::set<std::pair<std::string, std::int64_t>> no_errors;
+  std::set<JobId> no_errors;
 };
 
 // Writes the view to path (through path.tmp, fsync'd and renamed), with a
