@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "mpibatch/environment.hpp"
+#include "mpibatch/export.hpp"
 #include "mpibatch/run.hpp"
 #include "mpibatch/serialization.hpp"
 #include "mpibatch/store.hpp"
@@ -30,7 +31,7 @@ namespace mpibatch {
 
 // One task's parameter values, in the job's param order. Accessors throw
 // UsageError naming the parameter when it does not exist or has another type.
-class Params {
+class MPIBATCH_EXPORT Params {
  public:
   Params(const std::vector<Field>& fields, const std::vector<Value>& values)
       : fields_(fields), values_(values) {}
@@ -93,20 +94,20 @@ struct CommandJob {
 // Adds a job to this program's command line. Throws UsageError for a name
 // already registered or an invalid definition (a run option named like one
 // of run's or submit's own, or like another job's of another type).
-void register_job(CommandJob job);
-const std::vector<CommandJob>& registered_jobs();
+MPIBATCH_EXPORT void register_job(CommandJob job);
+MPIBATCH_EXPORT const std::vector<CommandJob>& registered_jobs();
 
 // run() for a command-line job: rows (read on rank 0 only; other ranks may
 // pass null) are each task's params, in the job's param order; task_count,
 // when known, is the total progress shows from the start. Collective, with
 // run()'s contract (run.hpp): the job's results are stored as columns.
-RunSummary run(const Environment& env, const CommandJob& job, const RowStream& rows,
-               const RunOptions& options = {},
-               std::optional<std::uint64_t> task_count = std::nullopt);
+MPIBATCH_EXPORT RunSummary run(const Environment& env, const CommandJob& job, const RowStream& rows,
+                               const RunOptions& options = {},
+                               std::optional<std::uint64_t> task_count = std::nullopt);
 
 // The mpibatch command: parses argv, runs the verb, and returns the exit
 // status (0 done, 1 runtime error, 2 bad usage or input, 3 stopped early,
 // 4 tasks failed). Initializes MPI only for `run`. Never throws.
-int run_command_line(int argc, char** argv);
+MPIBATCH_EXPORT int run_command_line(int argc, char** argv);
 
 }  // namespace mpibatch

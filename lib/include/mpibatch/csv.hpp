@@ -9,10 +9,12 @@
 #include <string_view>
 #include <vector>
 
+#include "mpibatch/export.hpp"
+
 namespace mpibatch {
 
 // Reads records one at a time. Not thread-safe.
-class CsvReader {
+class MPIBATCH_EXPORT CsvReader {
  public:
   // Throws UsageError naming the file when it cannot be opened.
   explicit CsvReader(const std::string& path);
@@ -36,8 +38,8 @@ class CsvReader {
 
 // Appends one field, quoted only when it must be (comma, quote, CR, LF, or
 // leading/trailing space), so equal fields always give equal bytes.
-void append_csv_field(std::string& out, std::string_view field);
+MPIBATCH_EXPORT void append_csv_field(std::string& out, std::string_view field);
 // Appends fields joined by commas, and a newline.
-void append_csv_record(std::string& out, const std::vector<std::string>& fields);
+MPIBATCH_EXPORT void append_csv_record(std::string& out, const std::vector<std::string>& fields);
 
 }  // namespace mpibatch

@@ -6,9 +6,11 @@
 
 #include <string>
 
+#include "mpibatch/export.hpp"
+
 namespace mpibatch {
 
-class Environment {
+class MPIBATCH_EXPORT Environment {
  public:
   // Initializes MPI (MPI_THREAD_FUNNELED: only the main thread calls MPI)
   // unless it already is, and makes an uncaught exception or std::terminate

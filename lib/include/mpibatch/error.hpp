@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "mpibatch/export.hpp"
+
 namespace mpibatch {
 
 // Process exit statuses used by the mpibatch command and by Environment.
@@ -17,7 +19,7 @@ enum ExitStatus : int {
 };
 
 // Root of the hierarchy. what() is one line meant for the user.
-class Error : public std::runtime_error {
+class MPIBATCH_EXPORT Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message) : std::runtime_error(message) {}
   // The process exit status this error should produce.
@@ -25,57 +27,57 @@ class Error : public std::runtime_error {
 };
 
 // Bad usage or bad input (an option, a file row, a parameter value).
-class UsageError : public Error {
+class MPIBATCH_EXPORT UsageError : public Error {
  public:
   using Error::Error;
   int exit_status() const noexcept override { return kExitUsage; }
 };
 
 // An operating-system call failed; the message names the call and the path.
-class IoError : public Error {
+class MPIBATCH_EXPORT IoError : public Error {
  public:
   using Error::Error;
 };
 
 // An MPI routine returned an error; the message names the routine.
-class MpiError : public Error {
+class MPIBATCH_EXPORT MpiError : public Error {
  public:
   using Error::Error;
 };
 
 // An HDF5 routine failed; the message names the routine and the HDF5 error stack.
-class Hdf5Error : public Error {
+class MPIBATCH_EXPORT Hdf5Error : public Error {
  public:
   using Error::Error;
 };
 
 // Anything wrong with a store: not a store, damaged, newer format, locked.
-class StoreError : public Error {
+class MPIBATCH_EXPORT StoreError : public Error {
  public:
   using Error::Error;
 };
 
 // The path exists but is not an mpibatch store.
-class NotAStoreError : public StoreError {
+class MPIBATCH_EXPORT NotAStoreError : public StoreError {
  public:
   using StoreError::StoreError;
   int exit_status() const noexcept override { return kExitUsage; }
 };
 
 // The store was written by a newer mpibatch whose format this one cannot read.
-class StoreVersionError : public StoreError {
+class MPIBATCH_EXPORT StoreVersionError : public StoreError {
  public:
   using StoreError::StoreError;
 };
 
 // Another process holds the store's write lock; the message names its host and pid.
-class StoreLockedError : public StoreError {
+class MPIBATCH_EXPORT StoreLockedError : public StoreError {
  public:
   using StoreError::StoreError;
 };
 
 // Committed data failed a checksum or could not be read.
-class StoreCorruptError : public StoreError {
+class MPIBATCH_EXPORT StoreCorruptError : public StoreError {
  public:
   using StoreError::StoreError;
 };

@@ -20,6 +20,7 @@
 
 #include "mpibatch/environment.hpp"
 #include "mpibatch/error.hpp"
+#include "mpibatch/export.hpp"
 #include "mpibatch/job.hpp"
 #include "mpibatch/store.hpp"
 
@@ -68,14 +69,14 @@ struct RunSummary {
 };
 
 // A task failed (map() only); what() carries the task's own message.
-class TaskFailedError : public Error {
+class MPIBATCH_EXPORT TaskFailedError : public Error {
  public:
   using Error::Error;
   int exit_status() const noexcept override { return kExitFailedTasks; }
 };
 
 // The run stopped before every task was done (signal or time limit).
-class IncompleteError : public Error {
+class MPIBATCH_EXPORT IncompleteError : public Error {
  public:
   using Error::Error;
   int exit_status() const noexcept override { return kExitIncomplete; }
@@ -87,9 +88,9 @@ using TaskSource = std::function<bool(Bytes& input)>;
 // task_count: how many tasks the source gives, when known up front (a sized
 // range): progress shows the total from the start, and the store's index
 // makes room once instead of growing.
-RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSource& tasks,
-                      const RunOptions& options,
-                      std::optional<std::uint64_t> task_count = std::nullopt);
+MPIBATCH_EXPORT RunSummary run_erased(const Environment& env, const ErasedJob& job,
+                                      const TaskSource& tasks, const RunOptions& options,
+                                      std::optional<std::uint64_t> task_count = std::nullopt);
 }  // namespace detail
 
 // Runs job over tasks (read on rank 0 only; other ranks may pass an empty

@@ -20,6 +20,7 @@
 #include <variant>
 #include <vector>
 
+#include "mpibatch/export.hpp"
 #include "mpibatch/serialization.hpp"
 #include "mpibatch/task_key.hpp"
 
@@ -41,7 +42,7 @@ inline constexpr std::int64_t kStoreFormat = 3;
 
 enum class FieldType : std::uint8_t { int64, float64, boolean, string };
 // "int64", "float64", "bool", "string": the names stores and messages use.
-const char* to_string(FieldType type);
+MPIBATCH_EXPORT const char* to_string(FieldType type);
 
 // A parameter or result field of a job; results become native HDF5 columns.
 struct Field {
@@ -94,7 +95,7 @@ struct Record {
 
 // crashed: the run was still "running" when a later writer opened the store.
 enum class RunState : std::uint8_t { running, finished, stopped, failed, crashed };
-const char* to_string(RunState state);
+MPIBATCH_EXPORT const char* to_string(RunState state);
 
 // What a run has done so far, as its writer last recorded it (update_run).
 struct RunCounts {
@@ -158,7 +159,7 @@ struct Problem {
   std::string what;
 };
 
-class Store {
+class MPIBATCH_EXPORT Store {
  public:
   // Opens or creates the store at path.
   // Throws: NotAStoreError (path is something else), StoreVersionError,
@@ -260,7 +261,7 @@ class Store {
   // The sidecar folder of the store at path.
   static std::filesystem::path sidecar(const std::filesystem::path& path);
 
-  struct Impl;
+  struct MPIBATCH_HIDDEN Impl;  // internals: not part of the ABI
 
  private:
   friend struct detail::StoreAccess;

@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "mpibatch/export.hpp"
 #include "mpibatch/store.hpp"
 
 namespace mpibatch {
@@ -50,7 +51,7 @@ using Claim = std::uint32_t;
 // Appends a columnar batch: one log frame, stored exactly as the equivalent
 // Records. Throws UsageError (nothing appended) when a column's length or
 // type does not match the batch or the job.
-void append(Store& store, const RecordBatch& batch);
+MPIBATCH_EXPORT void append(Store& store, const RecordBatch& batch);
 
 // lookup() that also claims the keys to be computed, so that
 // append(store, batch, claims) stores their records without finding them in
@@ -65,25 +66,25 @@ void append(Store& store, const RecordBatch& batch);
 // get() and size() until its record is appended. Claims are in memory only
 // and are never logged: close(), compact(), erase_if() and release_claims()
 // drop those not settled. Memory: about 40 bytes per unsettled claim.
-void claim(Store& store, std::span<const TaskKey> keys, std::span<Lookup> out,
-           std::span<Claim> claims, bool claim_failed);
+MPIBATCH_EXPORT void claim(Store& store, std::span<const TaskKey> keys, std::span<Lookup> out,
+                           std::span<Claim> claims, bool claim_failed);
 // append(store, batch) whose rows were claimed: claims[i] is row i's claim,
 // which this settles (its id may be given out again). Throws UsageError, and
 // appends nothing, when claims.size() differs from the rows or a claim is
 // not outstanding or was made for another key.
-void append(Store& store, const RecordBatch& batch, std::span<const Claim> claims);
+MPIBATCH_EXPORT void append(Store& store, const RecordBatch& batch, std::span<const Claim> claims);
 // Drops every claim not settled: those keys look as they did before.
-void release_claims(Store& store);
+MPIBATCH_EXPORT void release_claims(Store& store);
 
 // True when the memtable holds segment_records or more, so that the next
 // commit() writes it to a segment. Memory grows until that commit: callers
 // that commit on a timer commit early when this says so. False for readers.
-bool commit_due(const Store& store);
+MPIBATCH_EXPORT bool commit_due(const Store& store);
 // Makes room in the writer's in-memory key index for `keys` keys in all
 // (those it will append or claim), so that it does not grow (rehashing every
 // key) while they come. Memory only. Costs 1 byte a key at once, the rest as
 // keys arrive.
-void reserve(Store& store, std::size_t keys);
+MPIBATCH_EXPORT void reserve(Store& store, std::size_t keys);
 
 }  // namespace dispatch
 

@@ -9,9 +9,11 @@
 #include <string>
 #include <string_view>
 
+#include "mpibatch/export.hpp"
+
 namespace mpibatch {
 
-struct TaskKey {
+struct MPIBATCH_EXPORT TaskKey {
   std::uint64_t hi = 0;
   std::uint64_t lo = 0;
 
@@ -27,7 +29,8 @@ struct TaskKey {
 // version (i64), the input bytes; native (little-endian) byte order. The
 // name and version are length-framed before the input so that no two
 // different triples hash the same bytes. Stable across releases (tested).
-TaskKey task_key(std::string_view job_name, std::int64_t job_version, std::string_view input_bytes);
+MPIBATCH_EXPORT TaskKey task_key(std::string_view job_name, std::int64_t job_version,
+                                 std::string_view input_bytes);
 
 // Hash functor for containers: keys are XXH3 output, already uniform.
 struct TaskKeyHash {
