@@ -11,12 +11,13 @@
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
-#include <regex>
 #include <stdexcept>
 
 #include "builtin_jobs.hpp"
+#include "exec_template.hpp"
 #include "mpibatch/command_line.hpp"
 #include "mpibatch/error.hpp"
 
@@ -27,42 +28,6 @@ namespace mpibatch::jobs {
 namespace {
 
 constexpr std::size_t kTail = 4096;
-
-// Shell-like word splitting without expansion: spaces separate words;
-// '...' and "..." quote; a backslash escapes the next character.
-std::vector<std::string> split_words(const std::string& line) {
-  std::vector<std::string> words;
-  std::string word;
-  bool in_word = false;
-  char quote = 0;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quote) {
-      if (c == quote)
-        quote = 0;
-      else if (c == '\\' && quote == '"' && i + 1 < line.size())
-        word += line[++i];
-      else
-        word += c;
-    } else if (c == '\'' || c == '"') {
-      quote = c;
-      in_word = true;
-    } else if (c == '\\' && i + 1 < line.size()) {
-      word += line[++i];
-      in_word = true;
-    } else if (c == ' ' || c == '\t') {
-      if (in_word) words.push_back(std::move(word));
-      word.clear();
-      in_word = false;
-    } else {
-      word += c;
-      in_word = true;
-    }
-  }
-  if (quote) throw std::runtime_error("unterminated quote in command: " + line);
-  if (in_word) words.push_back(std::move(word));
-  return words;
-}
 
 void keep_tail(std::string& tail, const char* data, std::size_t n) {
   tail.append(data, n);
@@ -118,9 +83,20 @@ Outcome run_command(const std::string& command, bool shell, const std::string& o
   // Nothing else of ours: an inherited descriptor (Open MPI's singleton pipe,
   // a store's file) would outlive us in a command left running.
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  // Default dispositions and an empty mask: workers ignore the stop signals
+  // (the master decides), but a command must be stoppable like any other.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
   pid_t pid = 0;
-  const int rc = ::posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  const int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   if (rc != 0) {
@@ -161,9 +137,9 @@ Outcome run_command(const std::string& command, bool shell, const std::string& o
 }
 
 // --cmd TEMPLATE: each task's command is the template with its {name}
-// placeholders (letters, digits and _; other braces, a shell's { ...; },
-// are text) taking the task's values; without --cmd, tasks give the
-// command itself. --shell and --output-dir become every task's params.
+// placeholders taking the task's values (exec_template.hpp: each value one
+// argument, or shell-quoted, unless --unquoted); without --cmd, tasks give
+// the command itself. --shell and --output-dir become every task's params.
 RowPlan plan_exec_rows(const Params& o) {
   const std::string output_dir = o.text("output_dir");
   const bool shell = o.flag("shell");
@@ -175,32 +151,20 @@ RowPlan plan_exec_rows(const Params& o) {
   RowPlan plan;
   const std::string cmd = o.text("cmd");
   if (cmd.empty()) {
+    if (o.flag("unquoted")) throw UsageError("--unquoted is for --cmd templates");
     plan.params = {std::string("shell=") + (shell ? "true" : "false"), "output_dir=" + output_dir};
     return plan;
   }
-  static const std::regex kPlaceholder(R"(\{([A-Za-z_][A-Za-z0-9_]*)\})");
-  for (std::sregex_iterator it(cmd.begin(), cmd.end(), kPlaceholder), end; it != end; ++it) {
-    const std::string name = (*it)[1].str();
-    bool known = false;
-    for (const auto& f : plan.inputs) known = known || f.name == name;
-    if (!known) plan.inputs.push_back(Field{name, FieldType::string, "", ""});
-  }
-  if (plan.inputs.empty())
-    throw UsageError("--cmd '" + cmd + "' has no {placeholder}: every task would be the same");
+  using Mode = CommandTemplate::Mode;
+  const auto tmpl = std::make_shared<const CommandTemplate>(cmd, o.flag("unquoted") ? Mode::raw
+                                                                 : shell            ? Mode::shell
+                                                                                    : Mode::words);
+  for (const auto& name : tmpl->names())
+    plan.inputs.push_back(Field{name, FieldType::string, "", ""});
   plan.inputs_name = "exec --cmd";
-  plan.map = [cmd, shell, output_dir, names = plan.inputs](const std::vector<Value>& in,
-                                                           std::vector<Value>& row) {
-    std::string command = cmd;
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      const std::string token = "{" + names[i].name + "}";
-      const std::string& value = std::get<std::string>(in[i]);
-      for (auto at = command.find(token); at != std::string::npos;
-           at = command.find(token, at + value.size())) {
-        command.replace(at, token.size(), value);
-      }
-    }
+  plan.map = [tmpl, shell, output_dir](const std::vector<Value>& in, std::vector<Value>& row) {
     row.clear();
-    row.emplace_back(std::in_place_type<std::string>, std::move(command));
+    row.emplace_back(std::in_place_type<std::string>, tmpl->fill(in));
     row.emplace_back(std::in_place_type<bool>, shell);
     row.emplace_back(std::in_place_type<std::string>, output_dir);
   };
@@ -246,6 +210,9 @@ CommandJob exec_job() {
        "a command template; {name} takes each task's value of name (from --grid, --param or "
        "--tasks)"},
       {"shell", FieldType::boolean, "", "run each command with /bin/sh -c (default: no shell)"},
+      {"unquoted", FieldType::boolean, "",
+       "paste --cmd's values into the command as they are, to be split (and with --shell "
+       "expanded) with it; by default each value is one argument"},
       {"output_dir", FieldType::string, "",
        "keep each command's full stdout and stderr in DIR/<hash of the command>.out and .err"}};
   job.plan_rows = plan_exec_rows;

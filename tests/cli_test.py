@@ -389,6 +389,39 @@ class Cli(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("--cmd is an option of exec, not of job sqrt", p.stderr)
 
+    def test_exec_values_arrive_as_one_argument_each_substituted_once(self):
+        hostile = ["b c.txt", "a' b 'c", "'", "{b}", "$(echo pwned).txt", "it's.txt", "", "x;y|z&", "\\n"]
+        with open(self.path("vals.jsonl"), "w") as f:
+            for v in hostile:
+                f.write(json.dumps({"f": v}) + "\n")
+        for mode in ([], ["--shell"]):
+            store = self.path("q%d.h5" % len(mode))
+            p = self.mpibatch("run", "exec", *mode, "--cmd", "printf [%s] {f}", "--tasks", self.path("vals.jsonl"),
+                              "--store", store, "--progress", "none", np=2)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual([r["stdout_tail"] for r in self.export(store, "jsonl")],
+                             ["[%s]" % v for v in hostile], mode)
+        # A value is never read again for placeholders; --unquoted pastes values as text.
+        store = self.path("once.h5")
+        self.mpibatch("run", "exec", "--cmd", "echo {a} {b}", "--grid", "a={b}", "--grid", "b=XYZ",
+                      "--store", store, "--progress", "none", check=0)
+        self.assertEqual(self.export(store, "jsonl")[0]["stdout_tail"], "{b} XYZ\n")
+        store = self.path("raw.h5")
+        self.mpibatch("run", "exec", "--unquoted", "--cmd", "printf [%s] {f}", "--param", "f=b c",
+                      "--store", store, "--progress", "none", check=0)
+        self.assertEqual(self.export(store, "jsonl")[0]["stdout_tail"], "[b][c]")
+
+    def test_exec_commands_start_with_default_signals_and_comments_are_skipped(self):
+        store = self.path("sig.h5")
+        self.mpibatch("run", "exec", "--shell", "--cmd", "sleep 5 & P=$!; sleep 0.2; kill $P; wait $P; echo {x} rc=$?",
+                      "--grid", "x=1", "--store", store, "--progress", "none", np=2, check=0)
+        self.assertEqual(self.export(store, "jsonl")[0]["stdout_tail"], "1 rc=143\n")
+        with open(self.path("cmds.txt"), "w") as f:
+            f.write("# a comment\n\necho one\n   # indented comment\necho two\n")
+        store = self.path("c.h5")
+        self.mpibatch("run", "exec", "--tasks", self.path("cmds.txt"), "--store", store, "--progress", "none", check=0)
+        self.assertEqual([r["stdout_tail"] for r in self.export(store, "jsonl")], ["one\n", "two\n"])
+
     def test_csv_classify_matches_the_serial_run_byte_for_byte(self):
         import random
         rng = random.Random(7)

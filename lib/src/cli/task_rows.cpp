@@ -166,9 +166,13 @@ class TextRows : public LineRows {
   TextRows(const JobInfo& job, const std::string& path, int param) : LineRows(job, path) {
     params = {param};
   }
+  // Lines whose first non-blank character is # are comments (as in
+  // disBatch's task files); blank lines are skipped too.
   bool next(std::vector<Value>& row) override {
     std::string line;
-    if (!next_line(line)) return false;
+    do {
+      if (!next_line(line)) return false;
+    } while (line[line.find_first_not_of(" \t")] == '#');
     row.assign(1, parse_value(job_.params[static_cast<std::size_t>(params[0])], line, where()));
     return true;
   }

@@ -1,0 +1,102 @@
+#include "exec_template.hpp"
+
+#include <regex>
+
+#include "mpibatch/error.hpp"
+
+namespace mpibatch::jobs {
+
+std::vector<std::string> split_words(std::string_view line) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  char quote = 0;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quote) {
+      if (c == quote)
+        quote = 0;
+      else if (c == '\\' && quote == '"' && i + 1 < line.size())
+        word += line[++i];
+      else
+        word += c;
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+      in_word = true;
+    } else if (c == '\\' && i + 1 < line.size()) {
+      word += line[++i];
+      in_word = true;
+    } else if (c == ' ' || c == '\t') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+    } else {
+      word += c;
+      in_word = true;
+    }
+  }
+  if (quote) throw UsageError("unterminated quote in command: " + std::string(line));
+  if (in_word) words.push_back(std::move(word));
+  return words;
+}
+
+std::string quote_word(std::string_view word) {
+  static constexpr std::string_view kPlain =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%";
+  if (!word.empty() && word.find_first_not_of(kPlain) == std::string_view::npos)
+    return std::string(word);
+  std::string out = "'";
+  for (char c : word) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+CommandTemplate::CommandTemplate(const std::string& text, Mode mode) : mode_(mode) {
+  static const std::regex kPlaceholder(R"(\{([A-Za-z_][A-Za-z0-9_]*)\})");
+  const std::vector<std::string> words =
+      mode == Mode::words ? split_words(text) : std::vector<std::string>{text};
+  for (const std::string& w : words) {
+    std::vector<Piece>& pieces = words_.emplace_back();
+    std::size_t at = 0;
+    for (std::sregex_iterator it(w.begin(), w.end(), kPlaceholder), end; it != end; ++it) {
+      const auto start = static_cast<std::size_t>(it->position());
+      if (start > at) pieces.push_back({w.substr(at, start - at), -1});
+      const std::string name = (*it)[1].str();
+      int index = 0;
+      while (index < static_cast<int>(names_.size()) &&
+             names_[static_cast<std::size_t>(index)] != name)
+        ++index;
+      if (index == static_cast<int>(names_.size())) names_.push_back(name);
+      pieces.push_back({"", index});
+      at = start + static_cast<std::size_t>(it->length());
+    }
+    if (at < w.size() || pieces.empty()) pieces.push_back({w.substr(at), -1});
+  }
+  if (names_.empty())
+    throw UsageError("--cmd '" + text + "' has no {placeholder}: every task would be the same");
+}
+
+std::string CommandTemplate::fill(const std::vector<Value>& values) const {
+  std::string out;
+  std::string word;
+  for (const auto& pieces : words_) {
+    word.clear();
+    for (const Piece& p : pieces) {
+      if (p.name < 0) {
+        word += p.text;
+        continue;
+      }
+      const std::string& v = std::get<std::string>(values.at(static_cast<std::size_t>(p.name)));
+      word += mode_ == Mode::shell ? quote_word(v) : v;
+    }
+    if (!out.empty()) out += ' ';
+    out += mode_ == Mode::words ? quote_word(word) : word;
+  }
+  return out;
+}
+
+}  // namespace mpibatch::jobs
