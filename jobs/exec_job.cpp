@@ -9,12 +9,15 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "builtin_jobs.hpp"
 #include "exec_template.hpp"
@@ -37,6 +40,7 @@ void keep_tail(std::string& tail, const char* data, std::size_t n) {
 struct Outcome {
   int exit_code = -1;
   int signal = 0;
+  bool timed_out = false;
   std::string out, err;
 };
 
@@ -62,7 +66,9 @@ struct OutputFiles {
   }
 };
 
-Outcome run_command(const std::string& command, bool shell, const std::string& output_dir) {
+// timeout (seconds, 0: none): then SIGTERM, and SIGKILL 2 s later.
+Outcome run_command(const std::string& command, bool shell, const std::string& output_dir,
+                    double timeout) {
   OutputFiles files(output_dir, command);
   std::vector<std::string> words =
       shell ? std::vector<std::string>{"/bin/sh", "-c", command} : split_words(command);
@@ -108,8 +114,27 @@ Outcome run_command(const std::string& command, bool shell, const std::string& o
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   int open_fds = 2;
   char buf[1 << 14];
+  using Clock = std::chrono::steady_clock;
+  auto deadline = timeout > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(timeout))
+                              : Clock::time_point::max();
+  int kills = 0;
   while (open_fds > 0) {
-    if (::poll(fds, 2, -1) < 0) {
+    int wait_ms = -1;
+    if (deadline != Clock::time_point::max()) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        if (kills == 2) break;  // a child of the command keeps the pipes open
+        ::kill(pid, kills == 0 ? SIGTERM : SIGKILL);
+        o.timed_out = true;
+        deadline = Clock::now() + std::chrono::seconds(kills == 0 ? 2 : 1);
+        ++kills;
+        continue;
+      }
+      wait_ms = static_cast<int>(std::min<long long>(left, 1 << 30));
+    }
+    if (::poll(fds, 2, wait_ms) < 0) {
       if (errno == EINTR) continue;
       break;
     }
@@ -126,6 +151,8 @@ Outcome run_command(const std::string& command, bool shell, const std::string& o
       }
     }
   }
+  for (auto& fd : fds)
+    if (fd.fd >= 0) ::close(fd.fd);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -136,10 +163,74 @@ Outcome run_command(const std::string& command, bool shell, const std::string& o
   return o;
 }
 
+std::string hex(XXH128_hash_t h) {
+  char out[33];
+  std::snprintf(out, sizeof out, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return out;
+}
+
+// The digest of a file's bytes (XXH3-128, hex). Throws UsageError naming
+// the file when it cannot be read.
+std::string file_digest(const std::string& path, const std::string& option) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw UsageError(option + " " + path + ": " + std::strerror(errno));
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_128bits_reset(state);
+  char buf[1 << 16];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) XXH3_128bits_update(state, buf, n);
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  const XXH128_hash_t h = XXH3_128bits_digest(state);
+  XXH3_freeState(state);
+  if (failed) throw UsageError(option + " " + path + ": read error");
+  return hex(h);
+}
+
+std::vector<std::string> comma_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= text.size() && !text.empty()) {
+    const auto comma = std::min(text.find(',', at), text.size());
+    if (comma > at) out.push_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
+// What a task's result depends on besides its command: the --depends files
+// shared by every task and, with --depends-param, the file each task names.
+// The digest of their contents is the row's `depends` value (so part of the
+// key); "" when there are none. Each distinct file is read once.
+class Depends {
+ public:
+  Depends(const std::string& files, std::vector<int> params) : params_(std::move(params)) {
+    for (const auto& f : comma_list(files)) shared_ += file_digest(f, "--depends");
+  }
+  std::string of(const std::vector<Value>& inputs) {
+    if (shared_.empty() && params_.empty()) return {};
+    std::string all = shared_;
+    for (int p : params_) {
+      const auto& path = std::get<std::string>(inputs.at(static_cast<std::size_t>(p)));
+      auto it = seen_.find(path);
+      if (it == seen_.end()) it = seen_.emplace(path, file_digest(path, "--depends-param")).first;
+      all += it->second;
+    }
+    return hex(XXH3_128bits(all.data(), all.size()));
+  }
+
+ private:
+  std::string shared_;
+  std::vector<int> params_;  // inputs whose values are paths
+  std::unordered_map<std::string, std::string> seen_;
+};
+
 // --cmd TEMPLATE: each task's command is the template with its {name}
 // placeholders taking the task's values (exec_template.hpp: each value one
 // argument, or shell-quoted, unless --unquoted); without --cmd, tasks give
-// the command itself. --shell and --output-dir become every task's params.
+// the command itself. A row is (command, shell, depends): what decides the
+// result, nothing else (--output-dir is bound on every rank instead).
 RowPlan plan_exec_rows(const Params& o) {
   const std::string output_dir = o.text("output_dir");
   const bool shell = o.flag("shell");
@@ -150,9 +241,13 @@ RowPlan plan_exec_rows(const Params& o) {
   }
   RowPlan plan;
   const std::string cmd = o.text("cmd");
+  const std::vector<std::string> depends_params = comma_list(o.text("depends_param"));
   if (cmd.empty()) {
     if (o.flag("unquoted")) throw UsageError("--unquoted is for --cmd templates");
-    plan.params = {std::string("shell=") + (shell ? "true" : "false"), "output_dir=" + output_dir};
+    if (!depends_params.empty())
+      throw UsageError("--depends-param names a {placeholder} of --cmd: give --cmd");
+    Depends depends(o.text("depends"), {});
+    plan.params = {std::string("shell=") + (shell ? "true" : "false"), "depends=" + depends.of({})};
     return plan;
   }
   using Mode = CommandTemplate::Mode;
@@ -162,49 +257,72 @@ RowPlan plan_exec_rows(const Params& o) {
   for (const auto& name : tmpl->names())
     plan.inputs.push_back(Field{name, FieldType::string, "", ""});
   plan.inputs_name = "exec --cmd";
-  plan.map = [tmpl, shell, output_dir](const std::vector<Value>& in, std::vector<Value>& row) {
+  std::vector<int> path_inputs;
+  for (const auto& name : depends_params) {
+    const auto& names = tmpl->names();
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end())
+      throw UsageError("--depends-param " + name + ": --cmd has no {" + name + "}");
+    path_inputs.push_back(static_cast<int>(it - names.begin()));
+  }
+  auto depends = std::make_shared<Depends>(o.text("depends"), std::move(path_inputs));
+  plan.map = [tmpl, shell, depends](const std::vector<Value>& in, std::vector<Value>& row) {
     row.clear();
     row.emplace_back(std::in_place_type<std::string>, tmpl->fill(in));
     row.emplace_back(std::in_place_type<bool>, shell);
-    row.emplace_back(std::in_place_type<std::string>, output_dir);
+    row.emplace_back(std::in_place_type<std::string>, depends->of(in));
   };
   return plan;
+}
+
+TaskFn exec_fn(const std::string& output_dir, double timeout) {
+  return [output_dir, timeout](const Params& p) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Outcome o = run_command(p.text("command"), p.flag("shell"), output_dir, timeout);
+    if (o.timed_out) {
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%g", timeout);
+      throw std::runtime_error(std::string("timed out after ") + secs +
+                               " s (--task-timeout); stderr: " + o.err);
+    }
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (o.signal != 0 && stop_signalled()) {  // the run's stop reached the command too
+      throw InterruptedError("cut short by the run's stop (signal " + std::to_string(o.signal) +
+                             ")");
+    }
+    if (o.signal != 0) {
+      throw std::runtime_error("killed by signal " + std::to_string(o.signal) +
+                               "; stderr: " + o.err);
+    }
+    if (o.exit_code != 0) {
+      throw std::runtime_error("exit code " + std::to_string(o.exit_code) + "; stderr: " + o.err);
+    }
+    return std::vector<Value>{std::int64_t{o.exit_code}, std::int64_t{o.signal}, secs, o.out,
+                              o.err};
+  };
 }
 
 }  // namespace
 
 CommandJob exec_job() {
+  // Version 2: a row is (command, shell, depends); version 1 also held the
+  // output folder, so changing --output-dir reran everything.
   CommandJob job{
       {"exec",
-       1,
+       2,
        "runs each task's command line (no shell unless shell is true); a non-zero exit fails the "
        "task",
        {{"command", FieldType::string, "", "the command line"},
         {"shell", FieldType::boolean, "", "run it with /bin/sh -c (mpibatch run exec --shell)"},
-        {"output_dir", FieldType::string, "",
-         "if not empty, the full output goes to OUTPUT_DIR/<hash of command>.out and .err "
-         "(--output-dir)"}},
+        {"depends", FieldType::string, "",
+         "digest of the files the result depends on (--depends, --depends-param), or empty"}},
        {{"exit_code", FieldType::int64, "", "the exit code"},
         {"signal", FieldType::int64, "", "the signal that ended it, or 0"},
         {"seconds", FieldType::float64, "s", "wall time"},
         {"stdout_tail", FieldType::string, "", "the last 4 KiB of standard output"},
         {"stderr_tail", FieldType::string, "", "the last 4 KiB of standard error"}}},
-      [](const Params& p) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const Outcome o = run_command(p.text("command"), p.flag("shell"), p.text("output_dir"));
-        const double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (o.signal != 0) {
-          throw std::runtime_error("killed by signal " + std::to_string(o.signal) +
-                                   "; stderr: " + o.err);
-        }
-        if (o.exit_code != 0) {
-          throw std::runtime_error("exit code " + std::to_string(o.exit_code) +
-                                   "; stderr: " + o.err);
-        }
-        return std::vector<Value>{std::int64_t{o.exit_code}, std::int64_t{o.signal}, secs, o.out,
-                                  o.err};
-      }};
+      exec_fn("", 0)};
   job.run_options = {
       {"cmd", FieldType::string, "",
        "a command template; {name} takes each task's value of name (from --grid, --param or "
@@ -214,8 +332,22 @@ CommandJob exec_job() {
        "paste --cmd's values into the command as they are, to be split (and with --shell "
        "expanded) with it; by default each value is one argument"},
       {"output_dir", FieldType::string, "",
-       "keep each command's full stdout and stderr in DIR/<hash of the command>.out and .err"}};
+       "keep each command's full stdout and stderr in DIR/<hash of the command>.out and .err "
+       "(not part of the key)"},
+      {"task_timeout", FieldType::float64, "s",
+       "SECONDS: a command still running then gets SIGTERM (SIGKILL 2 s later) and its task "
+       "fails; retries apply (not part of the key)"},
+      {"depends", FieldType::string, "",
+       "FILE[,FILE...]: files every command's result depends on; a change of their content "
+       "reruns the tasks"},
+      {"depends_param", FieldType::string, "",
+       "NAME[,NAME...]: --cmd placeholders whose values are files a task depends on; a change "
+       "of one reruns exactly the tasks that name it"}};
   job.plan_rows = plan_exec_rows;
+  job.bind = [](const Params& o) {
+    if (o.number("task_timeout") < 0) throw UsageError("--task-timeout must be >= 0 seconds");
+    return exec_fn(o.text("output_dir"), o.number("task_timeout"));
+  };
   return job;
 }
 

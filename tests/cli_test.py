@@ -422,6 +422,83 @@ class Cli(unittest.TestCase):
         self.mpibatch("run", "exec", "--tasks", self.path("cmds.txt"), "--store", store, "--progress", "none", check=0)
         self.assertEqual([r["stdout_tail"] for r in self.export(store, "jsonl")], ["one\n", "two\n"])
 
+    def test_exec_task_timeout_fails_the_task_and_retries_apply(self):
+        store = self.path("to.h5")
+        p = self.mpibatch("run", "exec", "--cmd", "sleep {s}", "--grid", "s=0.1,30", "--task-timeout", "1",
+                          "--retries", "1", "--store", store, "--progress", "none", np=2)
+        self.assertEqual(p.returncode, 4, p.stderr)
+        rows = self.export(store, "jsonl")
+        self.assertEqual([r["status"] for r in rows], ["ok", "failed"])
+        self.assertTrue(rows[1]["error"].startswith("timed out after 1 s (--task-timeout)"), rows[1]["error"])
+
+    def test_exec_commands_cut_short_by_a_stop_are_not_failures(self):
+        # Slurm signals every process of a job step, commands included: a stop
+        # that kills a command leaves its task pending, not failed.
+        store = self.path("int.h5")
+        args = ["run", "exec", "--cmd", "sleep 30{i}", "--grid", "i=1..3", "--store", store, "--progress", "none"]
+        for np in (None, 2):
+            cmd = [MPIBATCH, *args] if np is None else ["mpirun", "-n", str(np), "--oversubscribe", MPIBATCH, *args]
+            run = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+            deadline = time.time() + 60
+            while time.time() < deadline and subprocess.run(["pgrep", "-f", "sleep 30[123]"]).returncode != 0:
+                time.sleep(0.1)
+            time.sleep(0.3)
+            if np is None:
+                os.killpg(run.pid, signal.SIGTERM)
+            else:  # every process of the job but mpirun, as Slurm signals a step's processes
+                pids = subprocess.run(["pgrep", "-s", str(run.pid)], capture_output=True, text=True).stdout.split()
+                for pid in pids:
+                    if int(pid) != run.pid:
+                        try:
+                            os.kill(int(pid), signal.SIGTERM)
+                        except ProcessLookupError:
+                            pass
+            _, err = run.communicate(timeout=120)
+            self.assertEqual(run.returncode, 3, err)
+            rows = self.export(store, "jsonl")
+            self.assertEqual([r["status"] for r in rows], ["pending"] * 3, (np, rows))
+            self.assertIn("0 failed", err)
+
+    def test_exec_key_is_what_decides_the_result(self):
+        def computed(p):
+            self.assertIn(p.returncode, (0,), p.stderr)
+            return int(re.search(r"(\d+) computed", p.stderr).group(1))
+        store, dep = self.path("k.h5"), self.path("dep.txt")
+        base = ("run", "exec", "--cmd", "echo {x}", "--grid", "x=1..3", "--store", store, "--progress", "none")
+        self.assertEqual(computed(self.mpibatch(*base, np=2)), 3)
+        # --output-dir changes where output goes, not what a command gives: nothing reruns.
+        self.assertEqual(computed(self.mpibatch(*base, "--output-dir", self.path("outs"), np=2)), 0)
+        # --depends: a change of the file's content reruns every task, nothing else does.
+        with open(dep, "w") as f:
+            f.write("v1")
+        self.assertEqual(computed(self.mpibatch(*base, "--depends", dep, np=2)), 3)
+        self.assertEqual(computed(self.mpibatch(*base, "--depends", dep, np=2)), 0)
+        with open(dep, "w") as f:
+            f.write("v2")
+        self.assertEqual(computed(self.mpibatch(*base, "--depends", dep, np=2)), 3)
+        # --depends-param: each task's own file; a change reruns exactly the tasks naming it.
+        a, b = self.path("a.txt"), self.path("b.txt")
+        for path, text in ((a, "A1"), (b, "B1")):
+            with open(path, "w") as f:
+                f.write(text)
+        store2 = self.path("p.h5")
+        args = ("run", "exec", "--cmd", "cat {f}", "--grid", "f=%s,%s" % (a, b), "--depends-param", "f",
+                "--store", store2, "--progress", "none")
+        self.assertEqual(computed(self.mpibatch(*args, np=3)), 2)
+        with open(a, "w") as f:
+            f.write("A2")
+        self.assertEqual(computed(self.mpibatch(*args, np=3)), 1)
+        self.assertEqual([r["stdout_tail"] for r in self.export(store2, "jsonl")], ["A2", "B1"])
+        p = self.mpibatch("run", "exec", "--cmd", "cat {f}", "--grid", "f=x", "--depends-param", "g",
+                          "--store", self.path("bad.h5"))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--depends-param g: --cmd has no {g}", p.stderr)
+        p = self.mpibatch("run", "exec", "--cmd", "cat {f}", "--grid", "f=x", "--depends", self.path("none.txt"),
+                          "--store", self.path("bad.h5"))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--depends %s: No such file" % self.path("none.txt"), p.stderr)
+
     def test_csv_classify_matches_the_serial_run_byte_for_byte(self):
         import random
         rng = random.Random(7)

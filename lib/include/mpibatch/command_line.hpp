@@ -66,12 +66,14 @@ struct RowPlan {
   std::function<void(const std::vector<Value>& inputs, std::vector<Value>& row)> map;
 };
 
-// A job the command line can run. fn returns one value per result field (in
-// order, of the field's type); it may throw to fail the task. It must be
-// safe to call from any rank.
+// A task's function: one value per result field (in order, of the field's
+// type); it may throw to fail the task. It must be safe to call from any rank.
+using TaskFn = std::function<std::vector<Value>(const Params&)>;
+
+// A job the command line can run.
 struct CommandJob {
   JobInfo info;
-  std::function<std::vector<Value>(const Params&)> fn;
+  TaskFn fn;
   // Optional, for jobs whose tasks come from a few options (a file to split,
   // a folder to walk) rather than --grid/--tasks: the options, given with
   // --param, and a function that makes the task rows from them (on rank 0;
@@ -89,6 +91,11 @@ struct CommandJob {
   // rows. Called on rank 0, before any work. Throws UsageError.
   std::vector<Field> run_options;
   std::function<RowPlan(const Params& run_options)> plan_rows;
+  // Optional: the task function for the run_options' values, made on every
+  // rank before the run (copying what it keeps), for options that change how
+  // tasks run but not their results (exec's --output-dir): those stay out of
+  // the rows, so out of the keys. Throws UsageError.
+  std::function<TaskFn(const Params& run_options)> bind;
 };
 
 // Adds a job to this program's command line. Throws UsageError for a name

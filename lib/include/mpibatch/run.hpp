@@ -82,6 +82,21 @@ class MPIBATCH_EXPORT IncompleteError : public Error {
   int exit_status() const noexcept override { return kExitIncomplete; }
 };
 
+// A task cut short by the run's stop: the signal that Slurm, mpirun or the
+// user sends to stop a run also reached the task's own work (a command it
+// ran). Not a result: the task is not stored and runs again when the run
+// resumes; the run stops, and the rest of that process's tasks do not start.
+class MPIBATCH_EXPORT InterruptedError : public Error {
+ public:
+  using Error::Error;
+  int exit_status() const noexcept override { return kExitIncomplete; }
+};
+
+// Whether this process received a stop signal (SIGINT, SIGTERM, SIGUSR1)
+// during its current run: how a task tells its work cut short by a stop
+// from a failure. Any thread; async-signal-safe.
+MPIBATCH_EXPORT bool stop_signalled();
+
 namespace detail {
 // Writes the next task's input bytes and returns true, or returns false at the end.
 using TaskSource = std::function<bool(Bytes& input)>;

@@ -201,7 +201,10 @@ void add_run_options(CLI::App* sub, RunArgs& ra) {
       if (f.type == FieldType::boolean)
         sub->add_flag(flag, help);
       else
-        sub->add_option(flag, help);
+        sub->add_option(flag, help)
+            ->type_name(f.type == FieldType::string ? "TEXT"
+                        : f.unit == "s"             ? "SECONDS"
+                                                    : "NUMBER");
     }
   }
   sub->add_option("--store", ra.store, "The store (default JOB.h5)");
@@ -248,10 +251,16 @@ int do_run(const RunArgs& a, int argc, char** argv) {
   std::string error;
   int status = kExitOk;
   const CommandJob* cj = nullptr;
+  CommandJob job;  // *cj, its function bound to the run options
   RunOptions o;
   std::optional<std::uint64_t> task_count;  // counted by the check pass
   try {
     cj = &find_command_job(a.job);
+    job = *cj;
+    if (cj->bind) {
+      const std::vector<Value> given = parse_run_options(*cj, a.job_options);
+      job.fn = cj->bind(Params(cj->run_options, given));
+    }
     o = run_options(a, env, argc, argv);
     if (env.rank() == 0) {
       RunTasks rows(*cj, a);
@@ -280,7 +289,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     rows = std::make_unique<RunTasks>(*cj, a);
     stream = [&rows](std::vector<Value>& row) { return rows->next(row); };
   }
-  RunSummary s = run(env, *cj, stream, o, task_count);
+  RunSummary s = run(env, job, stream, o, task_count);
   if (env.rank() == 0 && cj->finish && s.state == RunState::finished && s.failed == 0) {
     try {
       const Store store = Store::open(o.store, {.read_only = true});

@@ -5,6 +5,8 @@
 
 #include "core/value_types.hpp"
 #include "engine/channel.hpp"
+#include "engine/stop_signals.hpp"
+#include "mpibatch/run.hpp"
 
 namespace mpibatch::detail {
 
@@ -75,9 +77,14 @@ ResultBatch compute(const ErasedJob& job, const Batch& batch) {
     params.clear();
     std::string error;
     try {
+      if (tasks_interrupted()) throw InterruptedError("not started: the run is stopping");
       result = job.call(input, values, params);
       check_values(job.info.name, "result", job.info.results, values);
       if (result.size() > 0xFFFFFFFFu) throw Error("a result larger than 4 GiB cannot be stored");
+    } catch (const InterruptedError& e) {
+      error = e.what();
+      out.interrupted.push_back(static_cast<std::uint32_t>(i));
+      note_interrupted();
     } catch (const std::exception& e) {
       error = e.what();
     } catch (...) {

@@ -115,7 +115,7 @@ class Master {
       // Stop requests: signals, the time limit, a task that failed for good.
       if (!stopping_) {
         StopReason why = StopReason::none;
-        if (signals.count() > 0)
+        if (signals.count() > 0 || interrupted_)
           why = StopReason::signal;
         else if (opt_.time_limit > 0 &&
                  seconds(Clock::now() - start) >= opt_.time_limit - opt_.grace)
@@ -288,11 +288,21 @@ class Master {
                   " tasks");
     }
     sizer_.observe(tasks.size(), rb.seconds);
-    // Failed tasks with retries left go back to the queue, first.
     std::vector<std::uint8_t> keep(tasks.size(), 1);
     bool all = true;
+    // Tasks a stop signal cut short are not results: left unsettled (their
+    // claims are released at the end) they run again on resume. A worker
+    // that saw one got a stop signal: the run stops, as if the master had.
+    for (const std::uint32_t i : rb.interrupted) {
+      if (i >= keep.size()) throw Error("worker " + std::to_string(w + 1) + ": bad result index");
+      keep[i] = 0;
+      all = false;
+      interrupted_ = true;
+    }
+    // Failed tasks with retries left go back to the queue, first.
     for (std::size_t i = tasks.size(); i-- > 0;) {
       Task& t = tasks[i];
+      if (!keep[i]) continue;
       if (b.status[i] == Status::failed && t.attempt < opt_.retries) {
         ++t.attempt;
         keep[i] = 0;
@@ -322,7 +332,7 @@ class Master {
   }
 
   RunSummary finish() {
-    const bool complete = source_done_ && queue_.empty() && busy_workers() == 0;
+    const bool complete = source_done_ && queue_.empty() && busy_workers() == 0 && !interrupted_;
     summary_.total = next_index_;
     if (complete) {
       summary_.state =
@@ -374,6 +384,7 @@ class Master {
   bool stopping_ = false;
   Clock::time_point stop_deadline_{};
   StopReason stop_reason_ = StopReason::none;
+  bool interrupted_ = false;  // a worker's task was cut short by a stop signal
   RunSummary summary_;
   std::vector<std::int64_t> per_rank_;  // tasks computed (ok or failed) by each rank
 };

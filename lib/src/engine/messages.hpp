@@ -110,9 +110,13 @@ void serialize_member(A& a, T& v) {
 struct ResultBatch {
   double seconds = 0;  // wall time the worker spent computing the batch
   RecordBatch records;
+  // Rows whose task threw InterruptedError (recorded as failed rows here):
+  // the master stores them only when the run is not stopping.
+  std::vector<std::uint32_t> interrupted;
   template <class A>
   void serialize(A& a, unsigned) {
     a& seconds;
+    serialize_pod(a, interrupted);
     std::apply(
         [&](auto... m) { ((m.second ? serialize_member(a, records.*(m.first)) : void()), ...); },
         kRecordBatchMembers);

@@ -39,7 +39,7 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
   RunOptions opt = options;
   if (opt.store.empty()) opt.store = job.info.name + ".h5";
   const std::vector<std::string> hosts = gather_hosts(env);
-  StopSignals signals(env.rank() == 0);
+  StopSignals signals;
 
   if (env.rank() != 0) {
     RunSummary s;
