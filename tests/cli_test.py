@@ -460,6 +460,22 @@ class Cli(unittest.TestCase):
             self.assertEqual([r["status"] for r in rows], ["pending"] * 3, (np, rows))
             self.assertIn("0 failed", err)
 
+    def test_halt_after_n_or_a_share_of_failures(self):
+        for spec, cmd in (("fail=2", "test {x} -lt 3"), ("soon,fail=50%", "test {x} -gt 100")):
+            store = self.path("h%d.h5" % len(spec))
+            p = self.mpibatch("run", "exec", "--cmd", cmd, "--grid", "x=1..30", "--batch", "1", "--halt", spec,
+                              "--store", store, "--progress", "none", np=2)
+            self.assertEqual(p.returncode, 4, p.stderr)
+            states = [r["status"] for r in self.export(store, "jsonl")]
+            self.assertGreaterEqual(states.count("failed"), 2, (spec, states))
+            self.assertGreater(states.count("pending"), 10, (spec, states))
+        for bad, says in (("now,fail=1", "use soon"), ("fail=0", "at least 1"), ("fail=150%", "percentage"),
+                          ("success=1", "only failures")):
+            p = self.mpibatch("run", "sqrt", "--grid", "x=1", "--halt", bad, "--store", self.path("hb.h5"))
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertIn("--halt '%s': " % bad, p.stderr)
+            self.assertIn(says, p.stderr)
+
     def test_exec_key_is_what_decides_the_result(self):
         def computed(p):
             self.assertIn(p.returncode, (0,), p.stderr)

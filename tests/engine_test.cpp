@@ -244,6 +244,32 @@ TEST(Engine, FailFastStops) {
   }
 }
 
+TEST(Engine, HaltAfterACountOrARateOfFailures) {
+  SharedDir dir;
+  const Job<std::uint64_t, std::uint64_t> job{
+      .name = "halt", .fn = [](const std::uint64_t& i) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (i % 10 == 0 && i >= 200) throw std::runtime_error("every tenth from 200");
+        return i;
+      }};
+  for (const bool by_rate : {false, true}) {
+    RunOptions o = quiet(dir / (by_rate ? "r.h5" : "n.h5"));
+    if (by_rate)
+      o.max_failure_rate = 0.05;  // 5 %: reached when tenth-fails pile up past 200
+    else
+      o.max_failures = 5;
+    const RunSummary s =
+        run(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{20000}), o);
+    if (g_env->rank() == 0) {
+      EXPECT_EQ(s.state, RunState::failed) << by_rate;
+      EXPECT_EQ(s.exit_status, kExitFailedTasks);
+      EXPECT_GE(s.failed, by_rate ? 1u : 5u);
+      EXPECT_GE(static_cast<double>(s.failed), (by_rate ? 0.05 : 0.0) * (s.computed + s.failed));
+      EXPECT_LT(s.computed + s.failed, 20000u) << "halted before the end";
+    }
+  }
+}
+
 TEST(Engine, FixedBatchesAndProgressJson) {
   SharedDir dir;
   RunOptions o = quiet(dir / "s.h5");

@@ -35,11 +35,16 @@ enum class ProgressMode : std::uint8_t {
 };
 
 struct RunOptions {
-  std::filesystem::path store;      // default: "<job name>.h5"
-  std::size_t batch = 0;            // tasks per batch; 0: automatic (docs/ARCHITECTURE.md)
-  double batch_seconds = 0.2;       // automatic batches aim at this much work each
-  int retries = 0;                  // extra attempts for a task that throws
-  bool fail_fast = false;           // stop at the first task that fails for good
+  std::filesystem::path store;  // default: "<job name>.h5"
+  std::size_t batch = 0;        // tasks per batch; 0: automatic (docs/ARCHITECTURE.md)
+  double batch_seconds = 0.2;   // automatic batches aim at this much work each
+  int retries = 0;              // extra attempts for a task that throws
+  bool fail_fast = false;       // stop at the first task that fails for good
+  // Halts like fail_fast, counting this run's failures for good: at
+  // max_failures of them (0: no limit), or once they are max_failure_rate
+  // (0 to 1; 0: none) of the tasks this run finished, at least 1 / rate of them.
+  std::uint64_t max_failures = 0;
+  double max_failure_rate = 0;
   bool skip_failed = false;         // stored failures count as done (not retried)
   double checkpoint_seconds = 2.0;  // commit at least this often (and when a segment is due)
   ProgressMode progress = ProgressMode::automatic;

@@ -1,4 +1,6 @@
 // `mpibatch run`: a job over the tasks its options give, into a store.
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -141,6 +143,33 @@ class RunTasks {
   std::string task_spec_;
 };
 
+// GNU Parallel's --halt, as far as it means the same here: "soon" (stop
+// dispatching, let tasks in flight finish) is what mpibatch does, so "now"
+// (kill them) is refused rather than quietly done otherwise.
+void parse_halt(const std::string& text, RunOptions& o) {
+  std::string_view spec = text;
+  auto bad = [&](const std::string& why) {
+    throw UsageError("--halt '" + text + "': " + why +
+                     " (use fail=N or fail=P%, optionally after soon,)");
+  };
+  if (spec.starts_with("now,")) bad("mpibatch lets tasks in flight finish: use soon");
+  if (spec.starts_with("soon,")) spec.remove_prefix(5);
+  if (!spec.starts_with("fail=")) bad("only failures can halt a run");
+  spec.remove_prefix(5);
+  const bool percent = spec.ends_with('%');
+  if (percent) spec.remove_suffix(1);
+  double v = 0;
+  const auto [p, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), v);
+  if (ec != std::errc() || p != spec.data() + spec.size() || spec.empty()) bad("not a number");
+  if (percent) {
+    if (!(v > 0 && v <= 100)) bad("a percentage from above 0 to 100");
+    o.max_failure_rate = v / 100;
+  } else {
+    if (!(v >= 1 && v == std::floor(v))) bad("a whole number of failures, at least 1");
+    o.max_failures = static_cast<std::uint64_t>(v);
+  }
+}
+
 RunOptions run_options(const RunArgs& a, const Environment& env, int argc, char** argv) {
   RunOptions o;
   o.store = a.store.empty() ? a.job + ".h5" : a.store;
@@ -157,6 +186,7 @@ RunOptions run_options(const RunArgs& a, const Environment& env, int argc, char*
   }
   o.retries = a.retries;
   o.fail_fast = a.fail_fast;
+  if (!a.halt.empty()) parse_halt(a.halt, o);
   o.skip_failed = a.skip_failed;
   o.checkpoint_seconds = a.checkpoint;
   o.grace = a.grace;
@@ -212,6 +242,9 @@ void add_run_options(CLI::App* sub, RunArgs& ra) {
   sub->add_option("--retries", ra.retries, "Extra attempts for a failing task")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("--fail-fast", ra.fail_fast, "Stop at the first task that fails for good");
+  sub->add_option("--halt", ra.halt,
+                  "fail=N or fail=P%: stop dispatching once N tasks, or P% of those finished "
+                  "(at least 100/P), failed for good in this run (exit 4)");
   sub->add_flag("--skip-failed", ra.skip_failed,
                 "Count stored failures as done instead of retrying them");
   sub->add_option("--checkpoint-every", ra.checkpoint, "Commit at least every SECONDS")

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -120,7 +121,7 @@ class Master {
         else if (opt_.time_limit > 0 &&
                  seconds(Clock::now() - start) >= opt_.time_limit - opt_.grace)
           why = StopReason::time_limit;
-        else if (opt_.fail_fast && summary_.failed > 0)
+        else if ((opt_.fail_fast && summary_.failed > 0) || halt_due())
           why = StopReason::fail_fast;
         if (why != StopReason::none) {
           stopping_ = true;
@@ -324,11 +325,21 @@ class Master {
       b.keys.push_back(tasks[i].key);
       claims.push_back(tasks[i].claim);
       ++(b.status[b.keys.size() - 1] == Status::ok ? summary_.computed : summary_.failed);
+      if (b.status[b.keys.size() - 1] != Status::ok) ++failed_here_;
     }
     const auto rank = static_cast<std::size_t>(channel_.rank(w));
     if (per_rank_.size() <= rank) per_rank_.resize(rank + 1);
     per_rank_[rank] += static_cast<std::int64_t>(b.keys.size());
     dispatch::append(store_, b, claims);
+  }
+
+  // --halt: this run's failures reached the count or the rate asked for.
+  bool halt_due() const {
+    if (opt_.max_failures > 0 && failed_here_ >= opt_.max_failures) return true;
+    const double done = static_cast<double>(summary_.computed + failed_here_);
+    const double rate = opt_.max_failure_rate;
+    return rate > 0 && done >= std::ceil(1 / rate) &&
+           static_cast<double>(failed_here_) >= rate * done;
   }
 
   RunSummary finish() {
@@ -384,7 +395,9 @@ class Master {
   bool stopping_ = false;
   Clock::time_point stop_deadline_{};
   StopReason stop_reason_ = StopReason::none;
-  bool interrupted_ = false;  // a worker's task was cut short by a stop signal
+  bool interrupted_ = false;
+  std::uint64_t failed_here_ = 0;  // tasks this run computed that failed for good  // a worker's
+                                   // task was cut short by a stop signal
   RunSummary summary_;
   std::vector<std::int64_t> per_rank_;  // tasks computed (ok or failed) by each rank
 };

@@ -10,6 +10,8 @@ void validate(const RunOptions& o) {
   auto bad = [](const std::string& what) { throw UsageError("run option " + what); };
   if (o.batch_seconds <= 0) bad("batch_seconds must be > 0");
   if (o.retries < 0) bad("retries must be >= 0");
+  if (!(o.max_failure_rate >= 0 && o.max_failure_rate <= 1))
+    bad("max_failure_rate must be from 0 to 1");
   if (o.checkpoint_seconds <= 0) bad("checkpoint_seconds must be > 0");
   if (o.time_limit < 0) bad("time_limit must be >= 0");
   if (o.grace < 0) bad("grace must be >= 0");
