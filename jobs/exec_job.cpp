@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <unordered_map>
 
 #include "builtin_jobs.hpp"
@@ -266,13 +267,25 @@ RowPlan plan_exec_rows(const Params& o) {
     path_inputs.push_back(static_cast<int>(it - names.begin()));
   }
   auto depends = std::make_shared<Depends>(o.text("depends"), std::move(path_inputs));
-  plan.map = [tmpl, shell, depends](const std::vector<Value>& in, std::vector<Value>& row) {
+  auto number = std::make_shared<std::uint64_t>(0);  // {#}: from 1, in the run's order
+  plan.map = [tmpl, shell, depends, number](const std::vector<Value>& in, std::vector<Value>& row) {
     row.clear();
-    row.emplace_back(std::in_place_type<std::string>, tmpl->fill(in));
+    row.emplace_back(std::in_place_type<std::string>, tmpl->fill(in, ++*number));
     row.emplace_back(std::in_place_type<bool>, shell);
     row.emplace_back(std::in_place_type<std::string>, depends->of(in));
   };
   return plan;
+}
+
+// Whether the run's stop killed the command. A stop signal reaches the
+// command and its worker one after the other (Slurm signals a step's
+// processes in turn), so a command killed by one waits a moment for the
+// worker's own before it counts as a failure.
+bool stopped_by_run(int sig) {
+  if (sig != SIGINT && sig != SIGTERM && sig != SIGUSR1) return false;
+  for (int i = 0; i < 200 && !stop_signalled(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return stop_signalled();
 }
 
 TaskFn exec_fn(const std::string& output_dir, double timeout) {
@@ -287,7 +300,7 @@ TaskFn exec_fn(const std::string& output_dir, double timeout) {
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (o.signal != 0 && stop_signalled()) {  // the run's stop reached the command too
+    if (o.signal != 0 && stopped_by_run(o.signal)) {
       throw InterruptedError("cut short by the run's stop (signal " + std::to_string(o.signal) +
                              ")");
     }

@@ -56,7 +56,7 @@ std::string quote_word(std::string_view word) {
 }
 
 CommandTemplate::CommandTemplate(const std::string& text, Mode mode) : mode_(mode) {
-  static const std::regex kPlaceholder(R"(\{([A-Za-z_][A-Za-z0-9_]*)\})");
+  static const std::regex kPlaceholder(R"(\{([A-Za-z_][A-Za-z0-9_]*|#)\})");
   const std::vector<std::string> words =
       mode == Mode::words ? split_words(text) : std::vector<std::string>{text};
   for (const std::string& w : words) {
@@ -66,13 +66,17 @@ CommandTemplate::CommandTemplate(const std::string& text, Mode mode) : mode_(mod
       const auto start = static_cast<std::size_t>(it->position());
       if (start > at) pieces.push_back({w.substr(at, start - at), -1});
       const std::string name = (*it)[1].str();
+      at = start + static_cast<std::size_t>(it->length());
+      if (name == "#") {
+        pieces.push_back({"", kNumber});
+        continue;
+      }
       int index = 0;
       while (index < static_cast<int>(names_.size()) &&
              names_[static_cast<std::size_t>(index)] != name)
         ++index;
       if (index == static_cast<int>(names_.size())) names_.push_back(name);
       pieces.push_back({"", index});
-      at = start + static_cast<std::size_t>(it->length());
     }
     if (at < w.size() || pieces.empty()) pieces.push_back({w.substr(at), -1});
   }
@@ -80,12 +84,16 @@ CommandTemplate::CommandTemplate(const std::string& text, Mode mode) : mode_(mod
     throw UsageError("--cmd '" + text + "' has no {placeholder}: every task would be the same");
 }
 
-std::string CommandTemplate::fill(const std::vector<Value>& values) const {
+std::string CommandTemplate::fill(const std::vector<Value>& values, std::uint64_t number) const {
   std::string out;
   std::string word;
   for (const auto& pieces : words_) {
     word.clear();
     for (const Piece& p : pieces) {
+      if (p.name == kNumber) {
+        word += std::to_string(number);
+        continue;
+      }
       if (p.name < 0) {
         word += p.text;
         continue;

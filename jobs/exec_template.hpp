@@ -4,6 +4,7 @@
 // user asks for it raw, arrives as exactly one argument.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,19 +31,21 @@ class CommandTemplate {
     raw     // --unquoted: values pasted into the text as they are
   };
   // Parses text's {name} placeholders (a name of letters, digits and _;
-  // other braces are text). Throws UsageError for an unterminated quote
+  // {#} is the task's number; other braces are text). Throws UsageError for an unterminated quote
   // (words mode) or a template without placeholders.
   CommandTemplate(const std::string& text, Mode mode);
   // The placeholders' names, in order of first appearance.
   const std::vector<std::string>& names() const { return names_; }
-  // The command line for values (strings, one per name, in names() order):
-  // in words mode the words quoted so that split_words gives them back.
-  std::string fill(const std::vector<Value>& values) const;
+  // The command line for values (strings, one per name, in names() order)
+  // and the task's number (for {#}): in words mode the words quoted so that
+  // split_words gives them back.
+  std::string fill(const std::vector<Value>& values, std::uint64_t number = 0) const;
 
  private:
+  static constexpr int kNumber = -2;
   struct Piece {
     std::string text;  // literal text, or empty for a placeholder
-    int name = -1;     // index in names_, or -1 for literal text
+    int name = -1;     // index in names_, -1 for literal text, kNumber for {#}
   };
   std::vector<std::vector<Piece>> words_;  // one "word" (the whole text) unless words mode
   std::vector<std::string> names_;

@@ -410,6 +410,11 @@ class Cli(unittest.TestCase):
         self.mpibatch("run", "exec", "--unquoted", "--cmd", "printf [%s] {f}", "--param", "f=b c",
                       "--store", store, "--progress", "none", check=0)
         self.assertEqual(self.export(store, "jsonl")[0]["stdout_tail"], "[b][c]")
+        # {#}: the task's number, from 1 in the run's order.
+        store = self.path("num.h5")
+        self.mpibatch("run", "exec", "--cmd", "echo {#}-{x}", "--grid", "x=a,b,c", "--store", store,
+                      "--progress", "none", np=2, check=0)
+        self.assertEqual([r["stdout_tail"] for r in self.export(store, "jsonl")], ["1-a\n", "2-b\n", "3-c\n"])
 
     def test_exec_commands_start_with_default_signals_and_comments_are_skipped(self):
         store = self.path("sig.h5")

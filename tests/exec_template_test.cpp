@@ -63,6 +63,13 @@ TEST(ExecTemplate, ShellModeQuotesValuesAndKeepsTheTemplatesShell) {
   EXPECT_EQ(raw.fill(strings({"b c"})), "printf [%s] b c");
 }
 
+TEST(ExecTemplate, TaskNumberIsNotAnInput) {
+  const CommandTemplate t("convert {f} out-{#}.png", Mode::words);
+  EXPECT_EQ(t.names(), std::vector<std::string>{"f"});
+  EXPECT_EQ(t.fill(strings({"a b.jpg"}), 7), "convert 'a b.jpg' out-7.png");
+  EXPECT_THROW(CommandTemplate("echo {#}", Mode::words), UsageError);  // no input: one task
+}
+
 TEST(ExecTemplate, TemplateErrors) {
   EXPECT_THROW(CommandTemplate("echo hello", Mode::words), UsageError);
   EXPECT_THROW(CommandTemplate("echo 'unterminated {x}", Mode::words), UsageError);
