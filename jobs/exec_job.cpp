@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -45,20 +46,78 @@ struct Outcome {
   std::string out, err;
 };
 
-// Full output files, when asked for: DIR/<xxh64 of the command>.out and .err.
+// Where full output goes (--output-dir), opened on first use (rank 0 makes
+// it after the workers bound their function) and then kept: files are
+// opened relative to it, never through a symlink in their place.
+class OutputDir {
+ public:
+  explicit OutputDir(std::string path) : path_(std::move(path)) {}
+  ~OutputDir() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  const std::string& path() const { return path_; }
+  int fd() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (fd_ < 0) fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_ < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
+    return fd_;
+  }
+
+ private:
+  std::string path_;
+  std::mutex mutex_;
+  int fd_ = -1;
+};
+
+// --output-name: a task's output file name from its placeholder values,
+// each '/' in them made '_'. Throws std::runtime_error (the task fails)
+// for a name that is empty, "." or "..".
+std::string output_name(const CommandTemplate& name, const std::vector<Value>& values) {
+  std::vector<Value> safe = values;
+  for (auto& v : safe)
+    std::replace(std::get<std::string>(v).begin(), std::get<std::string>(v).end(), '/', '_');
+  std::string out = name.fill(safe);
+  if (out.empty() || out == "." || out == "..")
+    throw std::runtime_error("--output-name gives the file name '" + out + "'");
+  return out;
+}
+
+std::string hash_name(const std::string& command) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%016llx",
+                static_cast<unsigned long long>(XXH64(command.data(), command.size(), 0)));
+  return name;
+}
+
+// What to do with a command's full output: nothing, or DIR/NAME.out and .err.
+struct OutputSpec {
+  std::shared_ptr<OutputDir> dir;               // null: no files
+  std::shared_ptr<const CommandTemplate> name;  // null: the command's xxh64
+};
+
+// The files of one command, truncated if they exist (a rerun replaces them).
 struct OutputFiles {
   std::FILE* f[2] = {nullptr, nullptr};
-  OutputFiles(const std::string& dir, const std::string& command) {
-    if (dir.empty()) return;
-    char name[32];
-    std::snprintf(name, sizeof name, "%016llx",
-                  static_cast<unsigned long long>(XXH64(command.data(), command.size(), 0)));
-    const std::string base = dir + "/" + name;
+  OutputFiles(const OutputSpec& spec, const Params& p, const std::string& command) {
+    if (!spec.dir) return;
+    std::string base = hash_name(command);
+    if (spec.name) {
+      std::vector<Value> values;
+      for (const auto& n : spec.name->names()) values.emplace_back(p.text(n));
+      base = output_name(*spec.name, values);
+    }
+    const int dir = spec.dir->fd();
     for (int i = 0; i < 2; ++i) {
-      const std::string path = base + (i == 0 ? ".out" : ".err");
-      f[i] = std::fopen(path.c_str(), "wb");
-      if (f[i] == nullptr)
-        throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+      const std::string file = base + (i == 0 ? ".out" : ".err");
+      const int fd =
+          ::openat(dir, file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+      if (fd >= 0) f[i] = ::fdopen(fd, "wb");
+      if (f[i] == nullptr) {
+        const int err = errno;
+        if (fd >= 0) ::close(fd);
+        throw std::runtime_error("cannot write " + spec.dir->path() + "/" + file + ": " +
+                                 std::strerror(err));
+      }
     }
   }
   ~OutputFiles() {
@@ -68,9 +127,7 @@ struct OutputFiles {
 };
 
 // timeout (seconds, 0: none): then SIGTERM, and SIGKILL 2 s later.
-Outcome run_command(const std::string& command, bool shell, const std::string& output_dir,
-                    double timeout) {
-  OutputFiles files(output_dir, command);
+Outcome run_command(const std::string& command, bool shell, OutputFiles& files, double timeout) {
   std::vector<std::string> words =
       shell ? std::vector<std::string>{"/bin/sh", "-c", command} : split_words(command);
   if (words.empty()) throw std::runtime_error("empty command");
@@ -227,11 +284,72 @@ class Depends {
   std::unordered_map<std::string, std::string> seen_;
 };
 
+// --output-dir and --output-name. Throws UsageError.
+OutputSpec output_spec(const Params& o) {
+  OutputSpec spec;
+  const std::string& name = o.text("output_name");
+  if (o.text("output_dir").empty()) {
+    if (!name.empty()) throw UsageError("--output-name names files in --output-dir: give it");
+    return spec;
+  }
+  spec.dir = std::make_shared<OutputDir>(o.text("output_dir"));
+  if (!name.empty()) {
+    if (name.find('/') != std::string::npos)
+      throw UsageError("--output-name '" + name + "': a file name, without '/'");
+    spec.name = std::make_shared<const CommandTemplate>(name, CommandTemplate::Mode::raw);
+    if (name.find("{#}") != std::string::npos)
+      throw UsageError("--output-name '" + name + "': {#} cannot name files (use placeholders)");
+  }
+  return spec;
+}
+
+// Rank 0's check that --output-name gives tasks of different commands
+// different files (a task run twice writes its own again): a hash of each
+// name and of its command, 16 bytes a name.
+class OutputNames {
+ public:
+  OutputNames(std::shared_ptr<const CommandTemplate> name, const std::vector<std::string>& inputs,
+              std::string dir)
+      : name_(std::move(name)), dir_(std::move(dir)) {
+    if (!name_) return;
+    for (const auto& n : name_->names()) {
+      const auto it = std::find(inputs.begin(), inputs.end(), n);
+      if (it == inputs.end())
+        throw UsageError("--output-name: {" + n + "} is not a placeholder of --cmd");
+      slots_.push_back(static_cast<std::size_t>(it - inputs.begin()));
+    }
+  }
+  void check(const std::vector<Value>& inputs, const std::string& command) {
+    if (!name_) return;
+    std::vector<Value> values;
+    for (auto s : slots_) values.push_back(inputs.at(s));
+    std::string name;
+    try {
+      name = output_name(*name_, values);
+    } catch (const std::runtime_error& e) {
+      throw UsageError(std::string(e.what()) + " for the command " + command);
+    }
+    const auto [it, added] = seen_.try_emplace(XXH3_64bits(name.data(), name.size()),
+                                               XXH3_64bits(command.data(), command.size()));
+    if (!added && it->second != XXH3_64bits(command.data(), command.size())) {
+      throw UsageError("--output-name: " + dir_ + "/" + name + ".out would hold the output of " +
+                       command + " and of an earlier task's other command; add a placeholder");
+    }
+  }
+
+ private:
+  std::shared_ptr<const CommandTemplate> name_;
+  std::string dir_;
+  std::vector<std::size_t> slots_;
+  std::unordered_map<std::uint64_t, std::uint64_t> seen_;
+};
+
 // --cmd TEMPLATE: each task's command is the template with its {name}
 // placeholders taking the task's values (exec_template.hpp: each value one
 // argument, or shell-quoted, unless --unquoted); without --cmd, tasks give
-// the command itself. A row is (command, shell, depends): what decides the
-// result, nothing else (--output-dir is bound on every rank instead).
+// the command itself. A row's key is (command, shell, depends): what decides
+// the result, nothing else (--output-dir is bound on every rank instead);
+// the inputs follow them in the row, stored but not keyed.
 RowPlan plan_exec_rows(const Params& o) {
   const std::string output_dir = o.text("output_dir");
   const bool shell = o.flag("shell");
@@ -243,7 +361,9 @@ RowPlan plan_exec_rows(const Params& o) {
   RowPlan plan;
   const std::string cmd = o.text("cmd");
   const std::vector<std::string> depends_params = comma_list(o.text("depends_param"));
+  const OutputSpec output = output_spec(o);
   if (cmd.empty()) {
+    if (output.name) throw UsageError("--output-name takes --cmd's placeholders: give --cmd");
     if (o.flag("unquoted")) throw UsageError("--unquoted is for --cmd templates");
     if (!depends_params.empty())
       throw UsageError("--depends-param names a {placeholder} of --cmd: give --cmd");
@@ -258,6 +378,7 @@ RowPlan plan_exec_rows(const Params& o) {
   for (const auto& name : tmpl->names())
     plan.inputs.push_back(Field{name, FieldType::string, "", ""});
   plan.inputs_name = "exec --cmd";
+  plan.keep_inputs = true;  // each placeholder's value a column, as is a CSV file's every column
   std::vector<int> path_inputs;
   for (const auto& name : depends_params) {
     const auto& names = tmpl->names();
@@ -268,11 +389,14 @@ RowPlan plan_exec_rows(const Params& o) {
   }
   auto depends = std::make_shared<Depends>(o.text("depends"), std::move(path_inputs));
   auto number = std::make_shared<std::uint64_t>(0);  // {#}: from 1, in the run's order
-  plan.map = [tmpl, shell, depends, number](const std::vector<Value>& in, std::vector<Value>& row) {
+  auto names = std::make_shared<OutputNames>(output.name, tmpl->names(), o.text("output_dir"));
+  plan.map = [tmpl, shell, depends, number, names](const std::vector<Value>& in,
+                                                   std::vector<Value>& row) {
     row.clear();
     row.emplace_back(std::in_place_type<std::string>, tmpl->fill(in, ++*number));
     row.emplace_back(std::in_place_type<bool>, shell);
     row.emplace_back(std::in_place_type<std::string>, depends->of(in));
+    names->check(in, std::get<std::string>(row[0]));
   };
   return plan;
 }
@@ -288,31 +412,53 @@ bool stopped_by_run(int sig) {
   return stop_signalled();
 }
 
-TaskFn exec_fn(const std::string& output_dir, double timeout) {
-  return [output_dir, timeout](const Params& p) {
+// The last few lines of a command's stderr, on one line: what a message
+// needs (a Python traceback's last lines name the exception); the whole
+// tail is in the stderr_tail column.
+std::string last_lines(const std::string& text) {
+  constexpr int kLines = 3;
+  std::vector<std::string_view> lines;
+  std::string_view rest(text);
+  while (!rest.empty() && lines.size() < kLines) {
+    while (!rest.empty() && (rest.back() == '\n' || rest.back() == '\r')) rest.remove_suffix(1);
+    const auto nl = rest.find_last_of('\n');
+    const std::string_view line = nl == std::string_view::npos ? rest : rest.substr(nl + 1);
+    if (!line.empty()) lines.push_back(line);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(0, nl);
+  }
+  std::string out;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+    out += (out.empty() ? "" : " | ") + std::string(*it);
+  if (out.size() > 1024) out = "..." + out.substr(out.size() - 1021);
+  return out;
+}
+
+TaskFn exec_fn(const OutputSpec& output, double timeout) {
+  return [output, timeout](const Params& p) {
     const auto t0 = std::chrono::steady_clock::now();
-    const Outcome o = run_command(p.text("command"), p.flag("shell"), output_dir, timeout);
-    if (o.timed_out) {
-      char secs[32];
-      std::snprintf(secs, sizeof secs, "%g", timeout);
-      throw std::runtime_error(std::string("timed out after ") + secs +
-                               " s (--task-timeout); stderr: " + o.err);
-    }
+    const std::string& command = p.text("command");
+    OutputFiles files(output, p, command);
+    const Outcome o = run_command(command, p.flag("shell"), files, timeout);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::vector<Value> values{std::int64_t{o.exit_code}, std::int64_t{o.signal}, secs, o.out,
+                              o.err};
+    const std::string err = o.err.empty() ? "" : "; stderr: " + last_lines(o.err);
+    if (o.timed_out) {
+      char limit[32];
+      std::snprintf(limit, sizeof limit, "%g", timeout);
+      throw TaskFailed(std::string("timed out after ") + limit + " s (--task-timeout)" + err,
+                       std::move(values));
+    }
     if (o.signal != 0 && stopped_by_run(o.signal)) {
       throw InterruptedError("cut short by the run's stop (signal " + std::to_string(o.signal) +
                              ")");
     }
-    if (o.signal != 0) {
-      throw std::runtime_error("killed by signal " + std::to_string(o.signal) +
-                               "; stderr: " + o.err);
-    }
-    if (o.exit_code != 0) {
-      throw std::runtime_error("exit code " + std::to_string(o.exit_code) + "; stderr: " + o.err);
-    }
-    return std::vector<Value>{std::int64_t{o.exit_code}, std::int64_t{o.signal}, secs, o.out,
-                              o.err};
+    if (o.signal != 0)
+      throw TaskFailed("killed by signal " + std::to_string(o.signal) + err, std::move(values));
+    if (o.exit_code != 0)
+      throw TaskFailed("exit code " + std::to_string(o.exit_code) + err, std::move(values));
+    return values;
   };
 }
 
@@ -335,7 +481,7 @@ CommandJob exec_job() {
         {"seconds", FieldType::float64, "s", "wall time"},
         {"stdout_tail", FieldType::string, "", "the last 4 KiB of standard output"},
         {"stderr_tail", FieldType::string, "", "the last 4 KiB of standard error"}}},
-      exec_fn("", 0)};
+      exec_fn({}, 0)};
   job.run_options = {
       {"cmd", FieldType::string, "",
        "a command template; {name} takes each task's value of name (from --grid, --param or "
@@ -347,6 +493,10 @@ CommandJob exec_job() {
       {"output_dir", FieldType::string, "",
        "keep each command's full stdout and stderr in DIR/<hash of the command>.out and .err "
        "(not part of the key)"},
+      {"output_name", FieldType::string, "",
+       "NAME: name the files in --output-dir NAME.out and NAME.err, NAME a template of --cmd's "
+       "placeholders ('/' in a value becomes '_'), e.g. {sample}_{alpha}; tasks of different "
+       "commands must get different names (not part of the key)"},
       {"task_timeout", FieldType::float64, "s",
        "SECONDS: a command still running then gets SIGTERM (SIGKILL 2 s later) and its task "
        "fails; retries apply (not part of the key)"},
@@ -359,7 +509,7 @@ CommandJob exec_job() {
   job.plan_rows = plan_exec_rows;
   job.bind = [](const Params& o) {
     if (o.number("task_timeout") < 0) throw UsageError("--task-timeout must be >= 0 seconds");
-    return exec_fn(o.text("output_dir"), o.number("task_timeout"));
+    return exec_fn(output_spec(o), o.number("task_timeout"));
   };
   return job;
 }

@@ -350,7 +350,8 @@ class Cli(unittest.TestCase):
         self.assertEqual(len(rows), 21)
         self.assertEqual([r["stdout_tail"] for r in rows[:20]], ["out%d\n" % i for i in range(20)])
         self.assertEqual(rows[20]["status"], "failed")
-        self.assertEqual(rows[20]["error"], "exit code 3; stderr: oops\n")
+        self.assertEqual(rows[20]["error"], "exit code 3; stderr: oops")
+        self.assertEqual((rows[20]["exit_code"], rows[20]["stderr_tail"]), (3, "oops\n"))
         p = self.mpibatch(*args, "--skip-failed", np=3)
         self.assertEqual(p.returncode, 4)
         with open(log) as f:
@@ -388,6 +389,39 @@ class Cli(unittest.TestCase):
         p = self.mpibatch("run", "sqrt", "--grid", "x=1", "--cmd", "echo", "--store", self.path("q.h5"))
         self.assertEqual(p.returncode, 2)
         self.assertIn("--cmd is an option of exec, not of job sqrt", p.stderr)
+
+    def test_exec_output_files_named_from_placeholders_never_through_a_symlink(self):
+        outdir = self.path("named")
+        os.mkdir(outdir)
+        victim = self.path("victim.txt")
+        with open(victim, "w") as f:
+            f.write("keep me")
+        os.symlink(victim, os.path.join(outdir, "s2_0.5.out"))  # planted where a task writes
+        store = self.path("n.h5")
+        p = self.mpibatch("run", "exec", "--cmd", "echo {sample} {alpha}", "--grid", "sample=s1,s2,a/b",
+                          "--grid", "alpha=0.1,0.5", "--output-dir", outdir, "--output-name", "{sample}_{alpha}",
+                          "--store", store, "--progress", "none", np=3)
+        self.assertEqual(p.returncode, 4, p.stderr)  # the one task whose file is a symlink fails
+        with open(victim) as f:
+            self.assertEqual(f.read(), "keep me")
+        with open(os.path.join(outdir, "a_b_0.1.out")) as f:
+            self.assertEqual(f.read(), "a/b 0.1\n")  # '/' in a value becomes '_'
+        failed = [r for r in self.export(store, "jsonl") if r["status"] == "failed"]
+        self.assertEqual([(r["sample"], r["alpha"]) for r in failed], [("s2", "0.5")])
+        self.assertIn("cannot write %s/s2_0.5.out" % outdir, failed[0]["error"])
+        self.assertEqual(sorted(n for n in os.listdir(outdir) if n.endswith(".out")),
+                         ["a_b_0.1.out", "a_b_0.5.out", "s1_0.1.out", "s1_0.5.out", "s2_0.1.out", "s2_0.5.out"])
+        # Two commands, one name: refused before anything runs.
+        p = self.mpibatch("run", "exec", "--cmd", "echo {sample} {alpha}", "--grid", "sample=s1",
+                          "--grid", "alpha=1,2", "--output-dir", outdir, "--output-name", "{sample}",
+                          "--store", self.path("dup.h5"), np=2, check=2)
+        self.assertIn("--output-name: %s/s1.out would hold the output of" % outdir, p.stderr)
+        for bad, says in ((("--output-name", "{x}"), "--output-name names files in --output-dir"),
+                          (("--output-dir", outdir, "--output-name", "{y}"), "{y} is not a placeholder of --cmd"),
+                          (("--output-dir", outdir, "--output-name", "d/{x}"), "a file name, without '/'")):
+            p = self.mpibatch("run", "exec", "--cmd", "echo {x}", "--grid", "x=1", *bad,
+                              "--store", self.path("bad.h5"), check=2)
+            self.assertIn(says, p.stderr)
 
     def test_exec_values_arrive_as_one_argument_each_substituted_once(self):
         hostile = ["b c.txt", "a' b 'c", "'", "{b}", "$(echo pwned).txt", "it's.txt", "", "x;y|z&", "\\n"]
@@ -435,6 +469,42 @@ class Cli(unittest.TestCase):
         rows = self.export(store, "jsonl")
         self.assertEqual([r["status"] for r in rows], ["ok", "failed"])
         self.assertTrue(rows[1]["error"].startswith("timed out after 1 s (--task-timeout)"), rows[1]["error"])
+        self.assertEqual((rows[1]["exit_code"], rows[1]["signal"]), (-1, 15))
+
+    def test_exec_failed_rows_carry_exit_code_signal_and_output(self):
+        import h5py
+        script = self.path("fit.py")
+        with open(script, "w") as f:
+            f.write("import sys\nprint('started', sys.argv[1])\n"
+                    "if sys.argv[1] == 'bad':\n    raise ValueError('bad sample ' + sys.argv[1])\n")
+        with open(self.path("cmds.txt"), "w") as f:
+            f.write("python3 %s good\npython3 %s bad\nsh -c 'echo out; exit 3'\nsh -c 'kill -9 $$'\n"
+                    % (script, script))
+        for np in (1, 2, 3, 4):
+            store = self.path("f%d.h5" % np)
+            p = self.mpibatch("run", "exec", "--tasks", self.path("cmds.txt"), "--store", store,
+                              "--progress", "none", np=np)
+            self.assertEqual(p.returncode, 4, p.stderr)
+            rows = self.export(store, "jsonl")
+            self.assertEqual([r["status"] for r in rows], ["ok", "failed", "failed", "failed"])
+            self.assertEqual([(r["exit_code"], r["signal"]) for r in rows], [(0, 0), (1, 0), (3, 0), (-1, 9)])
+            self.assertEqual(rows[1]["stdout_tail"], "started bad\n")
+            self.assertIn("Traceback (most recent call last)", rows[1]["stderr_tail"])
+            # The message keeps the traceback's last lines, ending with the exception.
+            self.assertTrue(rows[1]["error"].startswith("exit code 1; stderr: "), rows[1]["error"])
+            self.assertTrue(rows[1]["error"].endswith("ValueError: bad sample bad"), rows[1]["error"])
+            self.assertNotIn("\n", rows[1]["error"])
+            self.assertEqual(rows[2]["stdout_tail"], "out\n")
+            self.assertEqual(rows[3]["error"], "killed by signal 9")
+            self.assertGreater(rows[2]["seconds"], 0)
+        # The same in the store's columns, through h5py, and after a compaction.
+        self.mpibatch("compact", store, check=0)
+        with h5py.File(store, "r") as f:
+            g = f["jobs/exec/v2"]
+            by_cmd = dict(zip(g["params/command"].asstr()[:], zip(g["status"][:], g["results/exit_code"][:],
+                                                                    g["results/signal"][:])))
+        self.assertEqual(by_cmd["sh -c 'echo out; exit 3'"], (1, 3, 0))
+        self.assertEqual(by_cmd["sh -c 'kill -9 $$'"], (1, -1, 9))
 
     def test_exec_commands_cut_short_by_a_stop_are_not_failures(self):
         # Slurm signals every process of a job step, commands included: a stop
@@ -519,6 +589,61 @@ class Cli(unittest.TestCase):
                           "--store", self.path("bad.h5"))
         self.assertEqual(p.returncode, 2)
         self.assertIn("--depends %s: No such file" % self.path("none.txt"), p.stderr)
+
+    def test_exec_placeholders_and_task_file_columns_are_param_columns(self):
+        import h5py
+        def computed(p):
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return int(re.search(r"(\d+) computed", p.stderr).group(1))
+        for np in (1, 2, 3, 4):
+            store = self.path("g%d.h5" % np)
+            grid = ("run", "exec", "--cmd", "echo {x}-{y}", "--grid", "x=1..2", "--grid", "y=a,b",
+                    "--store", store, "--progress", "none")
+            self.assertEqual(computed(self.mpibatch(*grid, np=np)), 4)
+            rows = self.export(store, "jsonl")
+            self.assertEqual([(r["x"], r["y"], r["stdout_tail"]) for r in rows],
+                             [("1", "a", "1-a\n"), ("1", "b", "1-b\n"), ("2", "a", "2-a\n"), ("2", "b", "2-b\n")])
+        # A tasks file's every column is kept, those the template does not name too; they are
+        # not part of the key: new sample ids over the same commands rerun nothing.
+        with open(self.path("t.csv"), "w") as f:
+            f.write("f,sample\nA,s1\nB,s2\n")
+        args = ("run", "exec", "--cmd", "echo {f}", "--tasks", self.path("t.csv"), "--store", store,
+                "--progress", "none")
+        self.assertEqual(computed(self.mpibatch(*args, np=2)), 2)
+        rows = self.export(store, "csv")
+        self.assertEqual([(r["f"], r["sample"], r["stdout_tail"]) for r in rows],
+                         [("A", "s1", "A\n"), ("B", "s2", "B\n")])
+        self.assertEqual(rows[0]["x"], "")  # the store's columns of its earlier runs are empty here
+        with open(self.path("t.csv"), "w") as f:
+            f.write("f,sample\nA,s9\nB,s8\n")
+        self.assertEqual(computed(self.mpibatch(*args, np=2)), 0)
+        # Placeholders in another order than the store's columns land in theirs.
+        self.assertEqual(computed(self.mpibatch("run", "exec", "--cmd", "echo {y}{x}", "--grid", "x=9",
+                                                "--grid", "y=z", "--store", self.path("o.h5"), np=2)), 1)
+        self.mpibatch("run", "exec", "--cmd", "echo {x}{y}", "--grid", "x=8", "--grid", "y=w",
+                      "--store", self.path("o.h5"), np=2, check=0)
+        self.assertEqual([(r["x"], r["y"], r["stdout_tail"]) for r in self.export(self.path("o.h5"), "jsonl")],
+                         [("8", "w", "8w\n")])
+        self.mpibatch("run", "exec", "--cmd", "echo {y}{x}", "--grid", "x=9", "--grid", "y=z",
+                      "--store", self.path("o.h5"), np=2, check=0)
+        self.assertEqual([(r["x"], r["y"]) for r in self.export(self.path("o.h5"), "jsonl")], [("9", "z")])
+        # h5py reads every run's columns; rows of a run without a column read "" there.
+        with h5py.File(store, "r") as f:
+            g = f["jobs/exec/v2/params"]
+            got = sorted(zip(g["command"].asstr()[:], g["x"].asstr()[:], g["y"].asstr()[:],
+                             g["f"].asstr()[:], g["sample"].asstr()[:]))
+        self.assertEqual(got, [("echo 1-a", "1", "a", "", ""), ("echo 1-b", "1", "b", "", ""),
+                               ("echo 2-a", "2", "a", "", ""), ("echo 2-b", "2", "b", "", ""),
+                               ("echo A", "", "", "A", "s1"), ("echo B", "", "", "B", "s2")])
+        self.mpibatch("compact", store, check=0)
+        self.mpibatch("verify", store, check=0)
+        self.assertEqual([r["sample"] for r in self.export(store, "jsonl")], ["s1", "s2"])
+        # A column named like exec's own params is refused, naming it.
+        with open(self.path("bad.csv"), "w") as f:
+            f.write("f,command\nA,x\n")
+        p = self.mpibatch("run", "exec", "--cmd", "echo {f}", "--tasks", self.path("bad.csv"),
+                          "--store", self.path("bad.h5"), check=2)
+        self.assertIn("'command' is named like a param of job exec itself", p.stderr)
 
     def test_csv_classify_matches_the_serial_run_byte_for_byte(self):
         import random

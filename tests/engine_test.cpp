@@ -170,6 +170,41 @@ TEST(Engine, ExceptionsAreRecordedWithTheirMessagesAndFailedTasksRetriedNextRun)
   }
 }
 
+// A task may fail with result values (TaskFailed): they are stored in its
+// row; values that do not fit the result fields are dropped, as if it had
+// failed without any.
+TEST(Engine, TasksFailWithValuesThatFitTheirFields) {
+  SharedDir dir;
+  const Job<std::uint64_t, std::uint64_t> job{
+      .name = "fv", .fn = [](const std::uint64_t& i) -> std::uint64_t {
+        if (i % 4 == 1) throw TaskFailed("odd " + std::to_string(i), {Value(std::int64_t(i * 10))});
+        if (i % 4 == 3) throw TaskFailed("misfit", {Value(std::string("x"))});
+        if (i % 8 == 2) throw std::runtime_error("");
+        return i;
+      }};
+  const auto o = quiet(dir / "s.h5");
+  const RunSummary s = run(*g_env, job, std::views::iota(std::uint64_t{0}, std::uint64_t{400}), o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.failed, 250u);  // 100 + 100 + 50
+    Store st = Store::open(o.store, {.read_only = true});
+    const auto odd = st.get(job.key(21));
+    ASSERT_TRUE(odd.has_value());
+    EXPECT_EQ(odd->status, Status::failed);
+    EXPECT_EQ(odd->error, "odd 21");
+    ASSERT_EQ(odd->values.size(), 1u);
+    EXPECT_EQ(std::get<std::int64_t>(odd->values[0]), 210);
+    const auto misfit = st.get(job.key(23));
+    ASSERT_TRUE(misfit.has_value());
+    EXPECT_EQ(misfit->error, "misfit");
+    EXPECT_TRUE(misfit->values.empty());  // stand-ins are stored as no values
+    const auto empty = st.get(job.key(10));
+    ASSERT_TRUE(empty.has_value());
+    EXPECT_EQ(empty->status, Status::failed);
+    EXPECT_EQ(empty->error, "failed (an exception with an empty message)");
+    EXPECT_EQ(st.get(job.key(8))->status, Status::ok);
+  }
+}
+
 // A param function that throws fails only its task: the task keeps that
 // message, its params are stored as zeros, and the run goes on.
 TEST(Engine, ParamFunctionThatThrowsFailsOnlyItsTask) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -96,7 +97,7 @@ inline RecordBatch to_batch(const std::vector<Record>& records) {
     b.error_sizes.push_back(static_cast<std::uint32_t>(r.error.size()));
     const bool ok = r.status == Status::ok;
     std::get<0>(b.values[0]).push_back(ok ? std::get<std::int64_t>(r.values[0]) : 0);
-    std::get<1>(b.values[1]).push_back(ok ? std::get<double>(r.values[1]) : 0.0);
+    std::get<1>(b.values[1]).push_back(ok ? std::get<double>(r.values[1]) : std::nan(""));
     std::get<2>(b.values[2]).push_back(ok && std::get<bool>(r.values[2]) ? 1 : 0);
     std::get<3>(b.values[3]).push_back(ok ? std::get<std::string>(r.values[3]) : "");
     std::get<0>(b.params[0]).push_back(std::get<std::int64_t>(r.params[0]));

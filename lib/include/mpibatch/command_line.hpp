@@ -64,6 +64,10 @@ struct RowPlan {
   // inputs are the row. A run with a map keeps its task list (the rows
   // cannot be listed again from its spec alone).
   std::function<void(const std::vector<Value>& inputs, std::vector<Value>& row)> map;
+  // Whether the inputs are stored too, as param columns after the job's own
+  // that do not decide the result (see CommandJob::key_params), with the
+  // columns of a --tasks CSV file that no input names (strings). With a map.
+  bool keep_inputs = false;
 };
 
 // A task's function: one value per result field (in order, of the field's
@@ -96,6 +100,10 @@ struct CommandJob {
   // tasks run but not their results (exec's --output-dir): those stay out of
   // the rows, so out of the keys. Throws UsageError.
   std::function<TaskFn(const Params& run_options)> bind;
+  // How many leading params make a task's key; those after them are stored
+  // with it but do not decide its result (exec's placeholder values: a run
+  // adds them to info.params, see RowPlan::keep_inputs). 0: all of them.
+  std::size_t key_params = 0;
 };
 
 // Adds a job to this program's command line. Throws UsageError for a name

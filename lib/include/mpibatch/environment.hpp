@@ -31,6 +31,7 @@ class MPIBATCH_EXPORT Environment {
   // Collective: returns root's value on every rank (to agree on an option
   // check's outcome before any work). Waits without spinning. Throws MpiError.
   int broadcast(int value, int root = 0) const;
+  std::string broadcast(std::string bytes, int root = 0) const;
   // Ends every rank of the job with this exit status. Never returns.
   [[noreturn]] void abort(int status) const;
 

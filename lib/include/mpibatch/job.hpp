@@ -64,6 +64,9 @@ struct ErasedJob {
   std::function<Bytes(std::string_view input, std::vector<Value>& values,
                       std::vector<Value>& params)>
       call;
+  // Writes the part of an input that makes its key (task_key) to key_input;
+  // null: the whole input does.
+  std::function<void(std::string_view input, Bytes& key_input)> key_input;
 };
 
 }  // namespace detail

@@ -16,6 +16,7 @@
 #include <optional>
 #include <ranges>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mpibatch/environment.hpp"
@@ -95,6 +96,21 @@ class MPIBATCH_EXPORT InterruptedError : public Error {
  public:
   using Error::Error;
   int exit_status() const noexcept override { return kExitIncomplete; }
+};
+
+// A task's failure with result values as well as a message (a command's
+// exit code and output): thrown by a job whose results are columns (a
+// JobInfo's results), the values, one per result field, are stored in the
+// failed row's result columns. Values that do not fit the fields are
+// dropped: the row then holds NaN, 0, false and "", like any failed row.
+class MPIBATCH_EXPORT TaskFailed : public Error {
+ public:
+  TaskFailed(const std::string& message, std::vector<Value> values)
+      : Error(message), values_(std::move(values)) {}
+  const std::vector<Value>& values() const noexcept { return values_; }
+
+ private:
+  std::vector<Value> values_;
 };
 
 // Whether this process received a stop signal (SIGINT, SIGTERM, SIGUSR1)

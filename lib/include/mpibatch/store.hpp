@@ -33,12 +33,13 @@ struct StoreAccess;  // store_dispatch.hpp's functions reach the store through i
 // The on-disk format this build writes. 2: the store's file is a view whose
 // datasets join the tables in its sidecar. 3: tables also carry their key
 // index (/index), a job group has an error column only when a row failed,
-// and runs may record a task_spec instead of a task list. Stores of formats
-// 1 and 2 are read as they are (the first writer of a format-1 store moves
-// it to the view by a hard link, no copy); tables written from then on are
-// of format 3. A newer format is refused with StoreVersionError, so older
+// and runs may record a task_spec instead of a task list. 4: a failed row's
+// results are the values its task failed with (TaskFailed), not stand-ins.
+// Older stores are read as they are (the first writer of a format-1 store
+// moves it to the view by a hard link, no copy); tables written from then
+// on are of this format. A newer format is refused with StoreVersionError, so older
 // builds refuse what they could not read.
-inline constexpr std::int64_t kStoreFormat = 3;
+inline constexpr std::int64_t kStoreFormat = 4;
 
 enum class FieldType : std::uint8_t { int64, float64, boolean, string };
 // "int64", "float64", "bool", "string": the names stores and messages use.
@@ -83,7 +84,7 @@ struct Record {
   std::int64_t job_version = 1;
   Status status = Status::ok;
   Bytes result;               // the result's Boost archive (empty when failed)
-  std::vector<Value> values;  // one per result field of the job; empty when failed
+  std::vector<Value> values;  // one per result field (a failed task: what it failed with, or none)
   std::vector<Value> params;  // one per param field of the job (none if it has none)
   std::string error;          // the failure's message (empty when ok)
   std::int32_t rank = 0;      // MPI rank that computed it
@@ -186,9 +187,15 @@ class MPIBATCH_EXPORT Store {
   // adds to problems(); reads every key. Not for metadata_only readers.
   std::vector<Problem> check_files() const;
 
-  // Adds a job definition, or checks that an identical one exists.
-  // Throws UsageError when the same name and version has other fields.
-  void define_job(const JobInfo& job);
+  // Adds a job definition, or checks it against the stored one of the same
+  // name and version, which it may widen: params are descriptive columns
+  // (the key is the task's input), so a param of a new name is added after
+  // the stored ones (rows stored before read it as NaN, 0, false or ""),
+  // and one the job lacks is left to those values in its rows. Returns the
+  // stored definition: records must follow its param order. Valid until
+  // the next define_job. Throws UsageError when the description, the
+  // results or the type of a param of the same name differ.
+  const JobInfo& define_job(const JobInfo& job);
   std::vector<JobInfo> jobs() const;
   // nullptr when not defined. Valid until the next define_job.
   const JobInfo* find_job(const std::string& name, std::int64_t version) const;

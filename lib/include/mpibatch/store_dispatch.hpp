@@ -38,7 +38,9 @@ struct RecordBatch {
   std::vector<std::uint32_t> result_sizes;  // their sizes
   std::string errors;                       // the rows' error messages, one after another
   std::vector<std::uint32_t> error_sizes;
-  std::vector<ValueColumn> values;  // one column per result field of the job
+  // One column per result field; a failed row holds what its task failed
+  // with, or NaN, 0, false and "" (stored as no values).
+  std::vector<ValueColumn> values;
   std::vector<ValueColumn> params;  // one column per param field of the job
   std::size_t size() const { return keys.size(); }
 };

@@ -40,12 +40,17 @@ RunSummary run(const Environment& env, const CommandJob& job, const RowStream& r
                const RunOptions& options, std::optional<std::uint64_t> task_count) {
   // A task's input is its row of params (row_codec.hpp); its results travel
   // and are stored as columns only.
-  const detail::ErasedJob erased{job.info, [&job](std::string_view in, std::vector<Value>& values,
-                                                  std::vector<Value>& params) {
-                                   detail::decode_row(in, params);
-                                   values = job.fn(Params(job.info.params, params));
-                                   return Bytes();
-                                 }};
+  detail::ErasedJob erased{job.info, [&job](std::string_view in, std::vector<Value>& values,
+                                            std::vector<Value>& params) {
+                             detail::decode_row(in, params);
+                             values = job.fn(Params(job.info.params, params));
+                             return Bytes();
+                           }};
+  if (job.key_params > 0 && job.key_params < job.info.params.size()) {
+    erased.key_input = [n = job.key_params](std::string_view in, Bytes& key_input) {
+      detail::encode_row_prefix(in, n, key_input);
+    };
+  }
   std::vector<Value> row;
   const detail::TaskSource source = [&](Bytes& input) {
     if (!rows || !rows(row)) return false;

@@ -98,4 +98,11 @@ void decode_row(std::string_view bytes, std::vector<Value>& row) {
   if (!r.done()) throw Error("task input has bytes after its last value");
 }
 
+void encode_row_prefix(std::string_view bytes, std::size_t n, Bytes& out) {
+  thread_local std::vector<Value> row;
+  decode_row(bytes, row);
+  if (row.size() > n) row.resize(n);
+  encode_row(row, out);
+}
+
 }  // namespace mpibatch::detail

@@ -22,4 +22,8 @@ void encode_row(const std::vector<Value>& row, Bytes& out);
 // Throws Error when bytes are truncated, too long, or not a row.
 void decode_row(std::string_view bytes, std::vector<Value>& row);
 
+// Replaces out with the bytes of the row's first n values (a key's input
+// when the rest are descriptive params). Throws as decode_row.
+void encode_row_prefix(std::string_view bytes, std::size_t n, Bytes& out);
+
 }  // namespace mpibatch::detail

@@ -1,14 +1,18 @@
 // `mpibatch run`: a job over the tasks its options give, into a store.
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
+#include <regex>
+#include <sstream>
 
 #include "cli/run_spec.hpp"
 #include "cli/values.hpp"
 #include "cli/verbs.hpp"
+#include "mpibatch/csv.hpp"
 #include "mpibatch/mpibatch.hpp"
 
 namespace mpibatch::detail {
@@ -106,10 +110,24 @@ class RunTasks {
     TaskSpec spec = a.tasks;
     spec.params.insert(spec.params.end(), plan.params.begin(), plan.params.end());
     map_ = std::move(plan.map);
+    keep_inputs_ = plan.keep_inputs && map_;
+    if (keep_inputs_) add_file_columns(plan.inputs, spec.tasks_file);
     inputs_info_ = job.info;
     if (!plan.inputs.empty()) {
       inputs_info_.params = std::move(plan.inputs);
       if (!plan.inputs_name.empty()) inputs_info_.name = plan.inputs_name;
+    }
+    if (keep_inputs_) {
+      for (const Field& f : inputs_info_.params) {
+        for (const Field& own : job.info.params) {
+          if (own.name == f.name) {
+            throw UsageError(inputs_info_.name + ": '" + f.name +
+                             "' is named like a param of job " + job.info.name + " itself (" +
+                             names(job.info.params) + "), under which it is stored: rename it");
+          }
+        }
+      }
+      stored_inputs_ = inputs_info_.params;
     }
     rows_ = std::make_unique<TaskRows>(inputs_info_, spec);  // keeps a reference to it
     if (!map_) task_spec_ = task_spec_json(job.info, spec);
@@ -125,15 +143,47 @@ class RunTasks {
   // The job-level options of a job with its own tasks (empty otherwise).
   const std::vector<Value>& options() const { return options_; }
 
+  // Whether rows are made by a plan's map (RowPlan::map).
+  bool mapped() const { return static_cast<bool>(map_); }
+
+  // The inputs stored after the job's params (RowPlan::keep_inputs).
+  const std::vector<Field>& stored_inputs() const { return stored_inputs_; }
+
   bool next(std::vector<Value>& row) {
     if (stream_) return stream_(row);
     if (!map_) return rows_->next(row);
     if (!rows_->next(inputs_)) return false;
     map_(inputs_, row);
+    if (keep_inputs_) row.insert(row.end(), inputs_.begin(), inputs_.end());
     return true;
   }
 
  private:
+  // A CSV tasks file's columns that no input names become string inputs.
+  static void add_file_columns(std::vector<Field>& inputs, const std::string& file) {
+    if (!file.ends_with(".csv")) return;
+    CsvReader reader(file);
+    std::vector<std::string> header;
+    if (!reader.next(header)) return;  // TaskRows names the empty file
+    static const std::regex kName("[A-Za-z0-9_.+-]+");
+    for (const auto& name : header) {
+      if (std::any_of(inputs.begin(), inputs.end(), [&](const Field& f) { return f.name == name; }))
+        continue;
+      if (!std::regex_match(name, kName)) {
+        throw UsageError(file + " header: column '" + name +
+                         "' cannot name a stored param: use letters, digits and _ . + - only");
+      }
+      inputs.push_back(Field{name, FieldType::string, "", "a column of the tasks file"});
+    }
+  }
+  static std::string names(const std::vector<Field>& fields) {
+    std::string out;
+    for (const auto& f : fields) out += (out.empty() ? "" : ", ") + f.name;
+    return out;
+  }
+
+  bool keep_inputs_ = false;
+  std::vector<Field> stored_inputs_;
   std::vector<Value> options_;
   RowStream stream_;
   JobInfo inputs_info_;
@@ -287,6 +337,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
   CommandJob job;  // *cj, its function bound to the run options
   RunOptions o;
   std::optional<std::uint64_t> task_count;  // counted by the check pass
+  std::string stored_inputs;                // "name type-number\n" per RunTasks::stored_inputs()
   try {
     cj = &find_command_job(a.job);
     job = *cj;
@@ -297,9 +348,11 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     o = run_options(a, env, argc, argv);
     if (env.rank() == 0) {
       RunTasks rows(*cj, a);
+      for (const Field& f : rows.stored_inputs())
+        stored_inputs += f.name + " " + std::to_string(static_cast<int>(f.type)) + "\n";
       o.task_spec = rows.task_spec();
       task_count = rows.count();
-      if (!task_count) {
+      if (!task_count || rows.mapped()) {  // a plan's map may refuse a row too
         std::vector<Value> row;
         task_count = 0;
         while (rows.next(row)) ++*task_count;
@@ -316,6 +369,13 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     return status;
   }
 
+  // Every rank's job stores the inputs rank 0's rows keep, after its own params.
+  std::istringstream inputs(env.broadcast(stored_inputs));
+  std::string name;
+  for (int type = 0; inputs >> name >> type;) {
+    job.key_params = cj->info.params.size();
+    job.info.params.push_back(Field{name, static_cast<FieldType>(type), "", ""});
+  }
   std::unique_ptr<RunTasks> rows;
   RowStream stream;
   if (env.rank() == 0) {

@@ -51,6 +51,11 @@ int Environment::broadcast(int value, int root) const {
   return value;
 }
 
+std::string Environment::broadcast(std::string bytes, int root) const {
+  detail::mpi::bcast_bytes(comm(), bytes, root);
+  return bytes;
+}
+
 void Environment::init(int* argc, char*** argv) {
   int initialized = 0;
   detail::mpi::check(MPI_Initialized(&initialized), "MPI_Initialized");

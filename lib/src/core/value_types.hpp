@@ -82,6 +82,23 @@ inline ValueColumn empty_column(FieldType type) {
       type, [](auto t) -> ValueColumn { return std::vector<typename decltype(t)::element>{}; });
 }
 
+// What a failed task's result cell holds when it failed without values:
+// NaN, 0, false or "". A failed row whose cells all are is stored and read
+// back with no values.
+template <class T>
+bool is_stand_in(const T& v) {
+  if constexpr (std::is_same_v<T, double>)
+    return v != v;
+  else
+    return v == T{};
+}
+inline bool is_stand_in(const Value& v) {
+  return std::visit([](const auto& x) { return is_stand_in(x); }, v);
+}
+inline bool is_stand_in(const ValueColumn& c, std::size_t row) {
+  return std::visit([row](const auto& col) { return is_stand_in(col[row]); }, c);
+}
+
 // Why values (or columns, one per field) do not fit fields: their number, or
 // the first field whose value has another type; "" when they fit. what names
 // the kind of field ("result", "param"); callers put "<whose>: " before it.

@@ -2,6 +2,7 @@
 // task's values checked against its job's fields, the results as columns.
 #include <chrono>
 #include <exception>
+#include <limits>
 
 #include "core/value_types.hpp"
 #include "engine/channel.hpp"
@@ -29,15 +30,18 @@ std::vector<ValueColumn> empty_columns(const std::vector<Field>& fields, std::si
   return columns;
 }
 
-// Appends one row: values (checked against the columns' types), or each
-// column's zero when values is null (a failed task).
+// Appends one row: values (checked against the columns' types), or the
+// stand-ins of a failed task when values is null (NaN, 0, false, "").
 void push_row(std::vector<ValueColumn>& columns, const std::vector<Value>* values) {
   for (std::size_t f = 0; f < columns.size(); ++f) {
     std::visit(
         [&](auto& column) {
           using T = typename std::decay_t<decltype(column)>::value_type;
           if (values == nullptr) {
-            column.push_back(T{});
+            if constexpr (std::is_same_v<T, double>)
+              column.push_back(std::numeric_limits<double>::quiet_NaN());
+            else
+              column.push_back(T{});
           } else if constexpr (std::is_same_v<T, std::uint8_t>) {
             column.push_back(std::get<bool>((*values)[f]) ? 1 : 0);
           } else {
@@ -76,20 +80,30 @@ ResultBatch compute(const ErasedJob& job, const Batch& batch) {
     values.clear();
     params.clear();
     std::string error;
+    bool threw = true;
     try {
       if (tasks_interrupted()) throw InterruptedError("not started: the run is stopping");
       result = job.call(input, values, params);
       check_values(job.info.name, "result", job.info.results, values);
       if (result.size() > 0xFFFFFFFFu) throw Error("a result larger than 4 GiB cannot be stored");
+      threw = false;
+    } catch (const TaskFailed& e) {
+      error = e.what();
+      values = e.values();
+      if (!misfit(job.info.results, values, "result").empty()) values.clear();
     } catch (const InterruptedError& e) {
+      values.clear();
       error = e.what();
       out.interrupted.push_back(static_cast<std::uint32_t>(i));
       note_interrupted();
     } catch (const std::exception& e) {
+      values.clear();  // stand-ins, whatever the task had filled in
       error = e.what();
     } catch (...) {
+      values.clear();
       error = "unknown exception (not derived from std::exception)";
     }
+    if (threw && error.empty()) error = "failed (an exception with an empty message)";
     const auto te = Clock::now();
     r.start_time.push_back(wall0 + std::chrono::duration<double>(ts - t0).count());
     r.duration.push_back(std::chrono::duration<double>(te - ts).count());
@@ -109,7 +123,7 @@ ResultBatch compute(const ErasedJob& job, const Batch& batch) {
     if (ok) r.results += result;
     r.error_sizes.push_back(static_cast<std::uint32_t>(error.size()));
     r.errors += error;
-    push_row(r.values, ok ? &values : nullptr);
+    push_row(r.values, ok || !values.empty() ? &values : nullptr);
   }
   out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return out;

@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
+#include <limits>
 #include <optional>
 #include <thread>
 
+#include "core/value_types.hpp"
 #include "engine/batch_sizer.hpp"
 #include "engine/channel.hpp"
 #include "engine/progress.hpp"
@@ -90,6 +92,18 @@ class Master {
         sizer_(opt.batch, opt.batch_seconds),
         progress_(opt.progress, opt.progress_file, job.info.name),
         in_flight_(static_cast<std::size_t>(channel.workers())) {
+    // The store's definition of the job may have more params, or another
+    // order (Store::define_job widens it): this run's columns go to theirs.
+    if (const JobInfo* stored = store_.find_job(job.info.name, job.info.version);
+        stored != nullptr && stored->params != job.info.params) {
+      for (const Field& f : stored->params) {
+        const auto& mine = job.info.params;
+        const auto it = std::find_if(mine.begin(), mine.end(),
+                                     [&f](const Field& m) { return m.name == f.name; });
+        param_slots_.push_back(it == mine.end() ? -1 : static_cast<int>(it - mine.begin()));
+      }
+      stored_params_ = stored->params;
+    }
     // Room for every task's key at once, not rehashing the index as it grows.
     // The larger of the keys stored and the task count never exceeds what the
     // index will hold: a resumed run (its keys already in) asks for nothing.
@@ -197,7 +211,7 @@ class Master {
     while (!source_done_ && queue_.size() < window) {
       chunk.clear();
       keys.clear();
-      Bytes input;
+      Bytes input, key_input;
       while (chunk.size() < 4096) {
         if (!source_(input)) {
           source_done_ = true;
@@ -205,7 +219,12 @@ class Master {
         }
         Task t;
         t.index = next_index_++;
-        t.key = task_key(job_.info.name, job_.info.version, input);
+        if (job_.key_input) {
+          job_.key_input(input, key_input);
+          t.key = task_key(job_.info.name, job_.info.version, key_input);
+        } else {
+          t.key = task_key(job_.info.name, job_.info.version, input);
+        }
         t.input = std::move(input);
         keys.push_back(t.key);
         chunk.push_back(std::move(t));
@@ -330,7 +349,30 @@ class Master {
     const auto rank = static_cast<std::size_t>(channel_.rank(w));
     if (per_rank_.size() <= rank) per_rank_.resize(rank + 1);
     per_rank_[rank] += static_cast<std::int64_t>(b.keys.size());
+    if (!stored_params_.empty()) to_stored_params(b);
     dispatch::append(store_, b, claims);
+  }
+
+  void to_stored_params(RecordBatch& b) const {
+    std::vector<ValueColumn> params;
+    for (std::size_t f = 0; f < param_slots_.size(); ++f) {
+      const int slot = param_slots_[f];
+      if (slot >= 0) {
+        params.push_back(std::move(b.params[static_cast<std::size_t>(slot)]));
+        continue;
+      }
+      params.push_back(empty_column(stored_params_[f].type));
+      std::visit(
+          [n = b.size()](auto& column) {
+            using T = typename std::decay_t<decltype(column)>::value_type;
+            if constexpr (std::is_same_v<T, double>)
+              column.assign(n, std::numeric_limits<double>::quiet_NaN());
+            else
+              column.assign(n, T{});
+          },
+          params.back());
+    }
+    b.params = std::move(params);
   }
 
   // --halt: this run's failures reached the count or the rate asked for.
@@ -386,6 +428,8 @@ class Master {
   Channel& channel_;
   Store& store_;
   std::int64_t run_id_;
+  std::vector<Field> stored_params_;  // when the store's differ from the job's:
+  std::vector<int> param_slots_;      // each one's column in the job's, or -1
   BatchSizer sizer_;
   Progress progress_;
   std::deque<Task> queue_;

@@ -61,6 +61,17 @@ void bcast_int(MPI_Comm comm, int& value, int root) {
   wait(request);
 }
 
+void bcast_bytes(MPI_Comm comm, std::string& bytes, int root) {
+  if (bytes.size() > static_cast<std::size_t>(INT32_MAX))
+    throw MpiError("a broadcast of " + std::to_string(bytes.size()) + " bytes is over 2 GiB");
+  int size = static_cast<int>(bytes.size());
+  bcast_int(comm, size, root);
+  bytes.resize(static_cast<std::size_t>(size));
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Ibcast(bytes.data(), size, MPI_BYTE, root, comm, &request), "MPI_Ibcast");
+  wait(request);
+}
+
 Outbox::~Outbox() {
   // Cancel what never completed (only on error paths: normal ends drain first).
   for (auto& p : pending_) {

@@ -1,5 +1,7 @@
 #include "store/frame_codec.hpp"
 
+#include <algorithm>
+
 #include "core/value_types.hpp"
 #include "mpibatch/error.hpp"
 #include "store/row_columns.hpp"
@@ -268,8 +270,11 @@ void encode_records(std::string& out, const RecordBatch& b, std::uint32_t job_id
     error_at += b.error_sizes[i];
     put_head(e, {b.keys[i], job_id, b.status[i], b.rank[i], b.start_time[i], b.duration[i], b.run,
                  failed ? std::string_view() : result, error});
-    e.put_varint(failed ? 0 : b.values.size());
-    for (std::size_t c = 0; !failed && c < b.values.size(); ++c) put_cell(e, b.values[c], i);
+    // A failed row's values only when it failed with some (TaskFailed).
+    const bool values = !failed || !std::all_of(b.values.begin(), b.values.end(),
+                                                [i](const auto& c) { return is_stand_in(c, i); });
+    e.put_varint(values ? b.values.size() : 0);
+    for (std::size_t c = 0; values && c < b.values.size(); ++c) put_cell(e, b.values[c], i);
     e.put_varint(b.params.size());
     for (const auto& column : b.params) put_cell(e, column, i);
   }

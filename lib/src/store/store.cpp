@@ -38,6 +38,27 @@ void validate_job(const JobInfo& job) {
 
 }  // namespace
 
+namespace detail {
+
+std::string widen(JobInfo& stored, const JobInfo& job) {
+  if (job.description != stored.description) return "another description";
+  if (job.results != stored.results) return "other result fields";
+  std::vector<Field> added;
+  for (const Field& f : job.params) {
+    const auto it = std::find_if(stored.params.begin(), stored.params.end(),
+                                 [&f](const Field& s) { return s.name == f.name; });
+    if (it == stored.params.end()) {
+      added.push_back(f);
+    } else if (it->type != f.type) {
+      return "param '" + f.name + "' of type " + to_string(it->type) + ", not " + to_string(f.type);
+    }
+  }
+  stored.params.insert(stored.params.end(), added.begin(), added.end());
+  return {};
+}
+
+}  // namespace detail
+
 const char* to_string(FieldType type) {
   switch (type) {
     case FieldType::int64:
@@ -213,20 +234,28 @@ const std::vector<Problem>& Store::problems() const {
   return impl_->problems;
 }
 
-void Store::define_job(const JobInfo& job) {
+const JobInfo& Store::define_job(const JobInfo& job) {
   impl_->require_writer("define a job");
   validate_job(job);
-  for (const auto& j : impl_->jobs) {
-    if (j.name == job.name && j.version == job.version) {
-      if (j == job) return;
+  for (auto& j : impl_->jobs) {
+    if (j.name != job.name || j.version != job.version) continue;
+    JobInfo wider = j;
+    if (const std::string why = widen(wider, job); !why.empty()) {
       throw UsageError("job " + job.name + " v" + std::to_string(job.version) +
-                       " is already defined in store " + impl_->path.string() +
-                       " with other fields or description; give it a new version");
+                       " is already defined in store " + impl_->path.string() + " with " + why +
+                       "; give it a new version");
     }
+    if (wider != j) {
+      j = std::move(wider);
+      impl_->log_job_id(j, /*again=*/true);
+      impl_->uncommitted = true;
+    }
+    return j;
   }
   impl_->jobs.push_back(job);
   impl_->log_job_id(job);
   impl_->uncommitted = true;
+  return impl_->jobs.back();
 }
 
 std::vector<JobInfo> Store::jobs() const {

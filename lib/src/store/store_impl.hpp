@@ -33,6 +33,11 @@ namespace mpibatch {
 
 namespace detail {
 
+// Merges job's definition into stored, the definition of the same name and
+// version (see Store::define_job): params of new names are added after the
+// stored ones. Returns why it cannot ("another description", ...), or "".
+std::string widen(JobInfo& stored, const JobInfo& job);
+
 // Where a key's newest record is: table, group within the table, failed bit,
 // row. 8 bytes so the index stays small. A memtable has the number of the
 // table it will become, and its rows are its entries; those row numbers stay
@@ -323,7 +328,9 @@ struct Store::Impl {
   void start_log();
 
   // The current log's id of a job, writing its definition first if needed.
-  std::uint32_t log_job_id(const JobInfo& job);
+  // The job's id in the current log, its definition logged on first use
+  // (and again, under the same id, when again: a widened definition).
+  std::uint32_t log_job_id(const JobInfo& job, bool again = false);
 
   // ------------------------------------------------------------ writing
 

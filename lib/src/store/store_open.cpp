@@ -14,8 +14,16 @@ namespace mpibatch {
 using namespace detail;
 
 void Store::Impl::add_job(const JobInfo& job) {
-  for (const auto& j : jobs)
-    if (j.name == job.name && j.version == job.version) return;
+  for (auto& j : jobs) {
+    if (j.name == job.name && j.version == job.version) {
+      // A table or log of a narrower (older) definition, or a widened one.
+      if (const std::string why = detail::widen(j, job); !why.empty()) {
+        problems.push_back({path.string(), "job " + job.name + " v" + std::to_string(job.version) +
+                                               " is defined twice, with " + why});
+      }
+      return;
+    }
+  }
   jobs.push_back(job);
 }
 
@@ -247,10 +255,10 @@ void Store::Impl::start_log() {
   log_job_ids.clear();
 }
 
-std::uint32_t Store::Impl::log_job_id(const JobInfo& job) {
+std::uint32_t Store::Impl::log_job_id(const JobInfo& job, bool again) {
   auto [it, added] =
       log_job_ids.try_emplace(job.id(), static_cast<std::uint32_t>(log_job_ids.size()));
-  if (added) {
+  if (added || again) {
     log->add([&](std::string& out) { detail::encode_job(out, it->second, job); });
   }
   return it->second;

@@ -23,9 +23,9 @@ const JobInfo& Store::Impl::job_of(const std::string& name, std::int64_t version
 
 void Store::Impl::check_record(const Record& r, const JobInfo& job) const {
   std::string why = misfit(job.params, r.params, "param");
-  if (why.empty() && r.status == Status::failed && !r.values.empty())
-    why = "a failed record carries result values";
-  if (why.empty() && r.status != Status::failed) why = misfit(job.results, r.values, "result");
+  // A failed record's values are optional: those its task failed with.
+  if (why.empty() && (r.status != Status::failed || !r.values.empty()))
+    why = misfit(job.results, r.values, "result");
   if (!why.empty()) throw UsageError("record of job " + r.job + ": " + why);
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/value_types.hpp"
 #include "mpibatch/error.hpp"
 #include "mpibatch/version.hpp"
 #include "store/file_util.hpp"
@@ -298,9 +299,9 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
                             Store::sidecar(path).filename().string() +
                             " (the MANIFEST and the tables) is missing");
   }
-  const auto format = h5::read_attr_int(file_.get(), "mpibatch_format");
-  if (format > kStoreFormat) {
-    throw StoreVersionError(name + ": store format version " + std::to_string(format) +
+  format_ = h5::read_attr_int(file_.get(), "mpibatch_format");
+  if (format_ > kStoreFormat) {
+    throw StoreVersionError(name + ": store format version " + std::to_string(format_) +
                             " is newer than this mpibatch reads (" + std::to_string(kStoreFormat) +
                             "); upgrade mpibatch");
   }
@@ -507,9 +508,14 @@ std::vector<Record> TableReader::read_selected(
     h5::reclaim(str.get(), strs.data(), n);
   }
 
-  // Results of failed rows are stand-ins: not read back. Params always are.
-  read_values(read, col, "results/", grp.job.results, out, &Record::values, true);
+  // Before format 4, results of failed rows were stand-ins: not read back.
+  read_values(read, col, "results/", grp.job.results, out, &Record::values, format_ < 4);
   read_values(read, col, "params/", grp.job.params, out, &Record::params, false);
+  for (Record& r : out) {
+    if (r.status == Status::failed && std::all_of(r.values.begin(), r.values.end(),
+                                                  [](const Value& v) { return is_stand_in(v); }))
+      r.values.clear();
+  }
   return out;
 }
 

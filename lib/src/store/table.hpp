@@ -77,6 +77,7 @@ class TableReader {
   };
   const std::filesystem::path& path() const { return path_; }
   std::int64_t through_seq() const { return through_seq_; }
+  std::int64_t format() const { return format_; }
   const std::vector<Group>& groups() const { return groups_; }
   const std::vector<RunInfo>& runs() const { return runs_; }
   // Rows of each run's task list in this table.
@@ -109,6 +110,7 @@ class TableReader {
   std::filesystem::path path_;
   h5::Handle file_;
   std::int64_t through_seq_ = 0;
+  std::int64_t format_ = 0;
   std::vector<Group> groups_;
   std::vector<RunInfo> runs_;
   std::map<std::int64_t, hsize_t> task_rows_;

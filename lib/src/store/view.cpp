@@ -87,8 +87,13 @@ void job_group(hid_t file, const JobInfo& job, const std::vector<ViewSource>& so
     h5::Handle sg = h5::create_group(g.get(), sub);
     for (const Field& f : *fields) {
       h5::Handle t = field_type(f.type);
-      column(sg.get(), f.name, t.get(), f.type == FieldType::float64 ? &nan : nullptr,
-             sub + "/" + f.name);
+      const auto has = [&](const ViewSource& s) {
+        if (fields != &job.params) return true;
+        const auto it = s.params.find(id);
+        return it != s.params.end() && it->second.count(f.name) != 0;
+      };
+      virtual_column(sg.get(), f.name, t.get(), f.type == FieldType::float64 ? &nan : nullptr,
+                     sources, rows, "/" + path + "/" + sub + "/" + f.name, has);
       h5::Handle d(
           h5::check_id(H5Dopen2(sg.get(), f.name.c_str(), H5P_DEFAULT), "H5Dopen2", f.name));
       h5::write_attr(d.get(), "units", f.unit);
