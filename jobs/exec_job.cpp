@@ -2,224 +2,32 @@
 // only when shell is true), with its exit code, signal, duration and the
 // last few KiB of its output recorded. A non-zero exit or a signal fails
 // the task, with the code and the end of stderr in the message.
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <mutex>
+#include <regex>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
 #include "builtin_jobs.hpp"
+#include "exec_json.hpp"
+#include "exec_process.hpp"
 #include "exec_template.hpp"
 #include "mpibatch/command_line.hpp"
 #include "mpibatch/error.hpp"
 
-extern char** environ;
-
 namespace mpibatch::jobs {
 
 namespace {
-
-constexpr std::size_t kTail = 4096;
-
-void keep_tail(std::string& tail, const char* data, std::size_t n) {
-  tail.append(data, n);
-  if (tail.size() > 2 * kTail) tail.erase(0, tail.size() - kTail);
-}
-
-struct Outcome {
-  int exit_code = -1;
-  int signal = 0;
-  bool timed_out = false;
-  std::string out, err;
-};
-
-// Where full output goes (--output-dir), opened on first use (rank 0 makes
-// it after the workers bound their function) and then kept: files are
-// opened relative to it, never through a symlink in their place.
-class OutputDir {
- public:
-  explicit OutputDir(std::string path) : path_(std::move(path)) {}
-  ~OutputDir() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  const std::string& path() const { return path_; }
-  int fd() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (fd_ < 0) fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd_ < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
-    return fd_;
-  }
-
- private:
-  std::string path_;
-  std::mutex mutex_;
-  int fd_ = -1;
-};
-
-// --output-name: a task's output file name from its placeholder values,
-// each '/' in them made '_'. Throws std::runtime_error (the task fails)
-// for a name that is empty, "." or "..".
-std::string output_name(const CommandTemplate& name, const std::vector<Value>& values) {
-  std::vector<Value> safe = values;
-  for (auto& v : safe)
-    std::replace(std::get<std::string>(v).begin(), std::get<std::string>(v).end(), '/', '_');
-  std::string out = name.fill(safe);
-  if (out.empty() || out == "." || out == "..")
-    throw std::runtime_error("--output-name gives the file name '" + out + "'");
-  return out;
-}
-
-std::string hash_name(const std::string& command) {
-  char name[32];
-  std::snprintf(name, sizeof name, "%016llx",
-                static_cast<unsigned long long>(XXH64(command.data(), command.size(), 0)));
-  return name;
-}
-
-// What to do with a command's full output: nothing, or DIR/NAME.out and .err.
-struct OutputSpec {
-  std::shared_ptr<OutputDir> dir;               // null: no files
-  std::shared_ptr<const CommandTemplate> name;  // null: the command's xxh64
-};
-
-// The files of one command, truncated if they exist (a rerun replaces them).
-struct OutputFiles {
-  std::FILE* f[2] = {nullptr, nullptr};
-  OutputFiles(const OutputSpec& spec, const Params& p, const std::string& command) {
-    if (!spec.dir) return;
-    std::string base = hash_name(command);
-    if (spec.name) {
-      std::vector<Value> values;
-      for (const auto& n : spec.name->names()) values.emplace_back(p.text(n));
-      base = output_name(*spec.name, values);
-    }
-    const int dir = spec.dir->fd();
-    for (int i = 0; i < 2; ++i) {
-      const std::string file = base + (i == 0 ? ".out" : ".err");
-      const int fd =
-          ::openat(dir, file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-      if (fd >= 0) f[i] = ::fdopen(fd, "wb");
-      if (f[i] == nullptr) {
-        const int err = errno;
-        if (fd >= 0) ::close(fd);
-        throw std::runtime_error("cannot write " + spec.dir->path() + "/" + file + ": " +
-                                 std::strerror(err));
-      }
-    }
-  }
-  ~OutputFiles() {
-    for (auto* x : f)
-      if (x != nullptr) std::fclose(x);
-  }
-};
-
-// timeout (seconds, 0: none): then SIGTERM, and SIGKILL 2 s later.
-Outcome run_command(const std::string& command, bool shell, OutputFiles& files, double timeout) {
-  std::vector<std::string> words =
-      shell ? std::vector<std::string>{"/bin/sh", "-c", command} : split_words(command);
-  if (words.empty()) throw std::runtime_error("empty command");
-  std::vector<char*> argv;
-  for (auto& w : words) argv.push_back(w.data());
-  argv.push_back(nullptr);
-
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  // Nothing else of ours: an inherited descriptor (Open MPI's singleton pipe,
-  // a store's file) would outlive us in a command left running.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  // Default dispositions and an empty mask: workers ignore the stop signals
-  // (the master decides), but a command must be stoppable like any other.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t all, none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = 0;
-  const int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (rc != 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
-    throw std::runtime_error("cannot run '" + words[0] + "': " + std::strerror(rc));
-  }
-  Outcome o;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  int open_fds = 2;
-  char buf[1 << 14];
-  using Clock = std::chrono::steady_clock;
-  auto deadline = timeout > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                   std::chrono::duration<double>(timeout))
-                              : Clock::time_point::max();
-  int kills = 0;
-  while (open_fds > 0) {
-    int wait_ms = -1;
-    if (deadline != Clock::time_point::max()) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) {
-        if (kills == 2) break;  // a child of the command keeps the pipes open
-        ::kill(pid, kills == 0 ? SIGTERM : SIGKILL);
-        o.timed_out = true;
-        deadline = Clock::now() + std::chrono::seconds(kills == 0 ? 2 : 1);
-        ++kills;
-        continue;
-      }
-      wait_ms = static_cast<int>(std::min<long long>(left, 1 << 30));
-    }
-    if (::poll(fds, 2, wait_ms) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        keep_tail(i == 0 ? o.out : o.err, buf, static_cast<std::size_t>(n));
-        if (files.f[i] != nullptr) std::fwrite(buf, 1, static_cast<std::size_t>(n), files.f[i]);
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& fd : fds)
-    if (fd.fd >= 0) ::close(fd.fd);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) o.signal = WTERMSIG(status);
-  for (auto* t : {&o.out, &o.err})
-    if (t->size() > kTail) t->erase(0, t->size() - kTail);
-  return o;
-}
 
 std::string hex(XXH128_hash_t h) {
   char out[33];
@@ -344,13 +152,80 @@ class OutputNames {
   std::unordered_map<std::uint64_t, std::uint64_t> seen_;
 };
 
+// A template of raw values (--workdir, --env's values) over the inputs.
+class InputTemplate {
+ public:
+  InputTemplate(const std::string& text, std::vector<Field>& inputs)
+      : t_(text, CommandTemplate::Mode::raw, /*constant_ok=*/true) {
+    for (const auto& n : t_.names()) {
+      auto it =
+          std::find_if(inputs.begin(), inputs.end(), [&](const Field& f) { return f.name == n; });
+      if (it == inputs.end()) it = inputs.insert(it, Field{n, FieldType::string, "", ""});
+      slots_.push_back(static_cast<std::size_t>(it - inputs.begin()));
+    }
+  }
+  std::string fill(const std::vector<Value>& in) const {
+    std::vector<Value> values;
+    for (auto s : slots_) values.push_back(in.at(s));
+    return t_.fill(values);
+  }
+
+ private:
+  CommandTemplate t_;
+  std::vector<std::size_t> slots_;
+};
+
+// --workdir, --env and --json-result: params after (command, shell,
+// depends), part of the key, and present only when given, so that the keys
+// of runs without them stay as they were.
+class Keyed {
+ public:
+  Keyed(const Params& o, std::vector<Field>& inputs, const std::vector<Field>& results) {
+    if (const std::string& w = o.text("workdir"); !w.empty()) {
+      workdir_ = std::make_unique<InputTemplate>(w, inputs);
+      fields.push_back(Field{"workdir", FieldType::string, "", "the working folder (--workdir)"});
+    }
+    std::istringstream lines(o.text("env"));
+    for (std::string line; std::getline(lines, line);) {
+      static const std::regex kName("[A-Za-z_][A-Za-z0-9_]*");
+      const auto eq = line.find('=');
+      if (eq == std::string::npos || !std::regex_match(line.substr(0, eq), kName))
+        throw UsageError("--env '" + line + "': expected NAME=VALUE, NAME of letters, digits, _");
+      env_.emplace_back(line.substr(0, eq + 1), InputTemplate(line.substr(eq + 1), inputs));
+    }
+    if (!env_.empty())
+      fields.push_back(Field{"env", FieldType::string, "", "NAME=VALUE lines set (--env)"});
+    if (const std::string& j = o.text("json_result"); !j.empty()) {
+      json_fields = json_result_fields(j, results);
+      json_ = json_result_spec(json_fields);
+      fields.push_back(Field{"json_result", FieldType::string, "", "--json-result's fields"});
+    }
+  }
+  void values(const std::vector<Value>& in, std::vector<Value>& row) const {
+    if (workdir_) row.emplace_back(std::in_place_type<std::string>, workdir_->fill(in));
+    if (!env_.empty()) {
+      std::string env;
+      for (const auto& [name, value] : env_)
+        env += (env.empty() ? "" : "\n") + name + value.fill(in);
+      row.emplace_back(std::in_place_type<std::string>, std::move(env));
+    }
+    if (!json_.empty()) row.emplace_back(std::in_place_type<std::string>, json_);
+  }
+  std::vector<Field> fields, json_fields;
+
+ private:
+  std::unique_ptr<InputTemplate> workdir_;
+  std::vector<std::pair<std::string, InputTemplate>> env_;
+  std::string json_;
+};
+
 // --cmd TEMPLATE: each task's command is the template with its {name}
 // placeholders taking the task's values (exec_template.hpp: each value one
 // argument, or shell-quoted, unless --unquoted); without --cmd, tasks give
-// the command itself. A row's key is (command, shell, depends): what decides
-// the result, nothing else (--output-dir is bound on every rank instead);
-// the inputs follow them in the row, stored but not keyed.
-RowPlan plan_exec_rows(const Params& o) {
+// the command itself. A row's key is (command, shell, depends) and what
+// Keyed adds: what decides the result, nothing else (--output-dir is bound
+// on every rank instead); the inputs follow, stored but not keyed.
+RowPlan plan_exec_rows(const Params& o, const std::vector<Field>& results) {
   const std::string output_dir = o.text("output_dir");
   const bool shell = o.flag("shell");
   if (!output_dir.empty()) {
@@ -362,23 +237,37 @@ RowPlan plan_exec_rows(const Params& o) {
   const std::string cmd = o.text("cmd");
   const std::vector<std::string> depends_params = comma_list(o.text("depends_param"));
   const OutputSpec output = output_spec(o);
+  using Mode = CommandTemplate::Mode;
+  std::shared_ptr<const CommandTemplate> tmpl;
   if (cmd.empty()) {
     if (output.name) throw UsageError("--output-name takes --cmd's placeholders: give --cmd");
     if (o.flag("unquoted")) throw UsageError("--unquoted is for --cmd templates");
     if (!depends_params.empty())
       throw UsageError("--depends-param names a {placeholder} of --cmd: give --cmd");
-    Depends depends(o.text("depends"), {});
-    plan.params = {std::string("shell=") + (shell ? "true" : "false"), "depends=" + depends.of({})};
-    return plan;
+    plan.inputs.push_back(Field{"command", FieldType::string, "", ""});
+    plan.inputs_name = "exec";
+  } else {
+    tmpl = std::make_shared<const CommandTemplate>(cmd,
+                                                   o.flag("unquoted") ? Mode::raw
+                                                   : shell            ? Mode::shell
+                                                                      : Mode::words,
+                                                   /*constant_ok=*/true);
+    for (const auto& name : tmpl->names())
+      plan.inputs.push_back(Field{name, FieldType::string, "", ""});
+    plan.inputs_name = "exec --cmd";
+    plan.keep_inputs = true;  // each placeholder's value a column, as is a CSV file's every column
   }
-  using Mode = CommandTemplate::Mode;
-  const auto tmpl = std::make_shared<const CommandTemplate>(cmd, o.flag("unquoted") ? Mode::raw
-                                                                 : shell            ? Mode::shell
-                                                                                    : Mode::words);
-  for (const auto& name : tmpl->names())
-    plan.inputs.push_back(Field{name, FieldType::string, "", ""});
-  plan.inputs_name = "exec --cmd";
-  plan.keep_inputs = true;  // each placeholder's value a column, as is a CSV file's every column
+  const std::size_t cmd_inputs = plan.inputs.size();
+  auto keyed = std::make_shared<const Keyed>(o, plan.inputs, results);
+  if (!tmpl && plan.inputs.size() > cmd_inputs)
+    throw UsageError("--workdir and --env take --cmd's placeholders: give --cmd");
+  if (tmpl && plan.inputs.empty()) {
+    throw UsageError("--cmd '" + cmd +
+                     "' has no {placeholder}, nor have --workdir or --env: every task would be "
+                     "the same");
+  }
+  plan.keyed = keyed->fields;
+  plan.results = keyed->json_fields;
   std::vector<int> path_inputs;
   for (const auto& name : depends_params) {
     const auto& names = tmpl->names();
@@ -389,13 +278,19 @@ RowPlan plan_exec_rows(const Params& o) {
   }
   auto depends = std::make_shared<Depends>(o.text("depends"), std::move(path_inputs));
   auto number = std::make_shared<std::uint64_t>(0);  // {#}: from 1, in the run's order
-  auto names = std::make_shared<OutputNames>(output.name, tmpl->names(), o.text("output_dir"));
-  plan.map = [tmpl, shell, depends, number, names](const std::vector<Value>& in,
-                                                   std::vector<Value>& row) {
+  std::vector<std::string> input_names;
+  for (const auto& f : plan.inputs) input_names.push_back(f.name);
+  auto names = std::make_shared<OutputNames>(output.name, input_names, output_dir);
+  plan.map = [tmpl, shell, depends, number, names, keyed](const std::vector<Value>& in,
+                                                          std::vector<Value>& row) {
     row.clear();
-    row.emplace_back(std::in_place_type<std::string>, tmpl->fill(in, ++*number));
+    if (tmpl)
+      row.emplace_back(std::in_place_type<std::string>, tmpl->fill(in, ++*number));
+    else
+      row.push_back(in.at(0));
     row.emplace_back(std::in_place_type<bool>, shell);
     row.emplace_back(std::in_place_type<std::string>, depends->of(in));
+    keyed->values(in, row);
     names->check(in, std::get<std::string>(row[0]));
   };
   return plan;
@@ -433,31 +328,62 @@ std::string last_lines(const std::string& text) {
   return out;
 }
 
-TaskFn exec_fn(const OutputSpec& output, double timeout) {
-  return [output, timeout](const Params& p) {
+// What a bound exec runs with besides a task's params.
+struct ExecOptions {
+  OutputSpec output;
+  double timeout = 0;       // seconds, 0: none
+  std::vector<Field> json;  // --json-result's fields
+};
+
+TaskFn exec_fn(const ExecOptions& x) {
+  return [x](const Params& p) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string& command = p.text("command");
-    OutputFiles files(output, p, command);
-    const Outcome o = run_command(command, p.flag("shell"), files, timeout);
+    Launch launch;
+    std::vector<Value> values;
+    try {
+      if (p.has("workdir")) launch.workdir = p.text("workdir");
+      if (p.has("env")) {
+        std::istringstream lines(p.text("env"));
+        for (std::string line; std::getline(lines, line);) launch.env.push_back(line);
+      }
+    } catch (const UsageError& e) {
+      throw std::runtime_error(e.what());
+    }
+    OutputFiles files(x.output, p, command);
+    const Outcome o = run_command(command, p.flag("shell"), launch, files, x.timeout);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::vector<Value> values{std::int64_t{o.exit_code}, std::int64_t{o.signal}, secs, o.out,
-                              o.err};
+    values = {std::int64_t{o.exit_code}, std::int64_t{o.signal}, secs, o.out, o.err};
+    auto failed = [&](const std::string& why) {
+      for (const Field& f : x.json)
+        values.push_back(f.type == FieldType::float64   ? Value(std::nan(""))
+                         : f.type == FieldType::int64   ? Value(std::int64_t{0})
+                         : f.type == FieldType::boolean ? Value(false)
+                                                        : Value(std::string()));
+      return TaskFailed(why, std::move(values));
+    };
     const std::string err = o.err.empty() ? "" : "; stderr: " + last_lines(o.err);
     if (o.timed_out) {
       char limit[32];
-      std::snprintf(limit, sizeof limit, "%g", timeout);
-      throw TaskFailed(std::string("timed out after ") + limit + " s (--task-timeout)" + err,
-                       std::move(values));
+      std::snprintf(limit, sizeof limit, "%g", x.timeout);
+      throw failed(std::string("timed out after ") + limit + " s (--task-timeout)" + err);
     }
     if (o.signal != 0 && stopped_by_run(o.signal)) {
       throw InterruptedError("cut short by the run's stop (signal " + std::to_string(o.signal) +
                              ")");
     }
-    if (o.signal != 0)
-      throw TaskFailed("killed by signal " + std::to_string(o.signal) + err, std::move(values));
-    if (o.exit_code != 0)
-      throw TaskFailed("exit code " + std::to_string(o.exit_code) + err, std::move(values));
+    if (o.signal != 0) throw failed("killed by signal " + std::to_string(o.signal) + err);
+    if (o.exit_code != 0) throw failed("exit code " + std::to_string(o.exit_code) + err);
+    if (!x.json.empty()) {
+      std::vector<Value> json;
+      try {
+        json = json_result_values(x.json, o.out);
+      } catch (const std::runtime_error& e) {
+        throw failed(e.what());
+      }
+      values.insert(values.end(), json.begin(), json.end());
+    }
     return values;
   };
 }
@@ -481,7 +407,7 @@ CommandJob exec_job() {
         {"seconds", FieldType::float64, "s", "wall time"},
         {"stdout_tail", FieldType::string, "", "the last 4 KiB of standard output"},
         {"stderr_tail", FieldType::string, "", "the last 4 KiB of standard error"}}},
-      exec_fn({}, 0)};
+      exec_fn({})};
   job.run_options = {
       {"cmd", FieldType::string, "",
        "a command template; {name} takes each task's value of name (from --grid, --param or "
@@ -497,6 +423,15 @@ CommandJob exec_job() {
        "NAME: name the files in --output-dir NAME.out and NAME.err, NAME a template of --cmd's "
        "placeholders ('/' in a value becomes '_'), e.g. {sample}_{alpha}; tasks of different "
        "commands must get different names (not part of the key)"},
+      {"workdir", FieldType::string, "",
+       "DIR: run each command in DIR, a template of --cmd's placeholders (e.g. runs/{sample}); "
+       "part of the key"},
+      {"env", FieldType::string, "*",
+       "NAME=VALUE: set NAME in each command's environment, VALUE a template of --cmd's "
+       "placeholders (repeatable); part of the key"},
+      {"json_result", FieldType::string, "",
+       "NAME[:TYPE],...: result columns from the last line of each command's stdout, a JSON "
+       "object (TYPE float, int, bool or str; default float); part of the key"},
       {"task_timeout", FieldType::float64, "s",
        "SECONDS: a command still running then gets SIGTERM (SIGKILL 2 s later) and its task "
        "fails; retries apply (not part of the key)"},
@@ -506,10 +441,14 @@ CommandJob exec_job() {
       {"depends_param", FieldType::string, "",
        "NAME[,NAME...]: --cmd placeholders whose values are files a task depends on; a change "
        "of one reruns exactly the tasks that name it"}};
-  job.plan_rows = plan_exec_rows;
+  job.plan_rows = [results = job.info.results](const Params& o) {
+    return plan_exec_rows(o, results);
+  };
   job.bind = [](const Params& o) {
     if (o.number("task_timeout") < 0) throw UsageError("--task-timeout must be >= 0 seconds");
-    return exec_fn(output_spec(o), o.number("task_timeout"));
+    return exec_fn({output_spec(o), o.number("task_timeout"),
+                    o.text("json_result").empty() ? std::vector<Field>()
+                                                  : json_result_fields(o.text("json_result"), {})});
   };
   return job;
 }

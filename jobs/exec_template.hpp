@@ -31,9 +31,12 @@ class CommandTemplate {
     raw     // --unquoted: values pasted into the text as they are
   };
   // Parses text's {name} placeholders (a name of letters, digits and _;
-  // {#} is the task's number; other braces are text). Throws UsageError for an unterminated quote
-  // (words mode) or a template without placeholders.
-  CommandTemplate(const std::string& text, Mode mode);
+  // {#} is the task's number; {} is {1}, a one-column input's value; a
+  // name followed by . / // or /. takes, as in GNU Parallel, the value
+  // without extension, its base name, its folder, or the base name without
+  // extension; other braces are text). Throws UsageError for an unterminated quote
+  // (words mode) or a template without placeholders (unless constant_ok).
+  CommandTemplate(const std::string& text, Mode mode, bool constant_ok = false);
   // The placeholders' names, in order of first appearance.
   const std::vector<std::string>& names() const { return names_; }
   // The command line for values (strings, one per name, in names() order)
@@ -44,7 +47,7 @@ class CommandTemplate {
  private:
   static constexpr int kNumber = -2;
   struct Piece {
-    std::string text;  // literal text, or empty for a placeholder
+    std::string text;  // literal text, or a placeholder's transform ("", ".", "/", "//", "/.")
     int name = -1;     // index in names_, -1 for literal text, kNumber for {#}
   };
   std::vector<std::vector<Piece>> words_;  // one "word" (the whole text) unless words mode

@@ -423,6 +423,74 @@ class Cli(unittest.TestCase):
                               "--store", self.path("bad.h5"), check=2)
             self.assertIn(says, p.stderr)
 
+    def test_exec_parallel_habits_workdir_env_and_json_results(self):
+        import h5py
+        def computed(p):
+            self.assertIn(p.returncode, (0, 4), p.stderr)
+            return int(re.search(r"(\d+) computed", p.stderr).group(1))
+        # {} and Parallel's {.} {/} {//} {/.} over a plain list of files.
+        with open(self.path("files.txt"), "w") as f:
+            f.write("in/a.b/x y.jpg\nc.txt\n")
+        store = self.path("p.h5")
+        self.mpibatch("run", "exec", "--cmd", "echo {} {.} {/} {//} {/.}", "--tasks", self.path("files.txt"),
+                      "--store", store, "--progress", "none", np=2, check=0)
+        rows = self.export(store, "jsonl")
+        self.assertEqual([r["stdout_tail"] for r in rows],
+                         ["in/a.b/x y.jpg in/a.b/x y x y.jpg in/a.b x y\n", "c.txt c c.txt . c\n"])
+        self.assertEqual([r["1"] for r in rows], ["in/a.b/x y.jpg", "c.txt"])
+        # --workdir and --env per task, from placeholders; both are part of the key.
+        for d in ("w1", "w2"):
+            os.mkdir(self.path(d))
+        store = self.path("w.h5")
+        args = ("run", "exec", "--shell", "--cmd", "echo $PWD $MB_X $MB_Y", "--grid", "d=w1,w2",
+                "--workdir", self.path("{d}"), "--env", "MB_X=x{d}", "--env", "MB_Y=it's",
+                "--store", store, "--progress", "none")
+        self.assertEqual(computed(self.mpibatch(*args, np=3)), 2)
+        rows = self.export(store, "jsonl")
+        self.assertEqual([r["stdout_tail"] for r in rows],
+                         ["%s xw1 it's\n" % self.path("w1"), "%s xw2 it's\n" % self.path("w2")])
+        self.assertEqual(rows[0]["env"], "MB_X=xw1\nMB_Y=it's")
+        self.assertEqual(computed(self.mpibatch(*args, np=3)), 0)
+        self.assertEqual(computed(self.mpibatch(*args[:-2], "--env", "MB_Z=1", *args[-2:], np=3)), 2)
+        p = self.mpibatch("run", "exec", "--cmd", "true {d}", "--grid", "d=nowhere", "--workdir",
+                          self.path("{d}"), "--store", self.path("nw.h5"), "--progress", "none", np=2, check=4)
+        self.assertIn("cannot run 'true' in %s: No such file" % self.path("nowhere"),
+                      self.export(self.path("nw.h5"), "jsonl")[0]["error"])
+        # --json-result: a Python script's last line of output as typed columns.
+        script = self.path("fit.py")
+        with open(script, "w") as f:
+            f.write("import json, sys\n"
+                    "a = float(sys.argv[1])\n"
+                    "print('fitting', a)\n"
+                    "if a > 1: raise ValueError('alpha too large: %s' % a)\n"
+                    "print(json.dumps({'loss': a * a, 'iters': int(10 * a), 'ok': True, 'note': 'a=%g' % a}))\n")
+        store = self.path("j.h5")
+        args = ("run", "exec", "--cmd", "python3 %s {alpha}" % script, "--grid", "alpha=0.5,1,2",
+                "--json-result", "loss,iters:int,ok:bool,note:str", "--store", store, "--progress", "none")
+        p = self.mpibatch(*args, np=2, check=4)
+        rows = self.export(store, "jsonl")
+        self.assertEqual([(r["alpha"], r["loss"], r["iters"], r["ok"], r["note"], r["status"]) for r in rows],
+                         [("0.5", 0.25, 5, True, "a=0.5", "ok"), ("1", 1.0, 10, True, "a=1", "ok"),
+                          ("2", None, 0, False, "", "failed")])
+        self.assertTrue(rows[2]["error"].endswith("ValueError: alpha too large: 2.0"), rows[2]["error"])
+        self.assertEqual(rows[2]["exit_code"], 1)
+        with h5py.File(store, "r") as f:
+            g = f["jobs/exec/v2/results"]
+            self.assertEqual(g["iters"].dtype.kind, "i")
+            self.assertEqual(g["ok"].dtype, bool)
+            self.assertEqual(sorted(g["loss"][:].tolist())[:2], [0.25, 1.0])
+        # A missing key or another type fails the task, naming it.
+        p = self.mpibatch("run", "exec", "--cmd", "echo {j}", "--grid", 'j={"loss": "high"},{"iters": 3}',
+                          "--json-result", "loss", "--store", self.path("jb.h5"), "--progress", "none", check=4)
+        errors = sorted(r["error"] for r in self.export(self.path("jb.h5"), "jsonl"))
+        self.assertEqual(errors, ['--json-result: \'loss\' is "high", not float64',
+                                  '--json-result: no \'loss\' in {"iters":3}'])
+        for bad, says in (("loss:complex", "a type of float, int, bool or str"),
+                          ("exit_code", "a result of exec itself"), ("a,a", "given twice")):
+            p = self.mpibatch("run", "exec", "--cmd", "echo {x}", "--grid", "x=1", "--json-result", bad,
+                              "--store", self.path("bad.h5"), check=2)
+            self.assertIn(says, p.stderr)
+
     def test_exec_values_arrive_as_one_argument_each_substituted_once(self):
         hostile = ["b c.txt", "a' b 'c", "'", "{b}", "$(echo pwned).txt", "it's.txt", "", "x;y|z&", "\\n"]
         with open(self.path("vals.jsonl"), "w") as f:

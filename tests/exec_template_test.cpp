@@ -70,6 +70,20 @@ TEST(ExecTemplate, TaskNumberIsNotAnInput) {
   EXPECT_THROW(CommandTemplate("echo {#}", Mode::words), UsageError);  // no input: one task
 }
 
+TEST(ExecTemplate, ParallelsReplacementStrings) {
+  const CommandTemplate t("convert {} {.}.png {/} {//} {/.} {1}", Mode::words);
+  EXPECT_EQ(t.names(), std::vector<std::string>{"1"});  // {} is {1}
+  EXPECT_EQ(t.fill(strings({"in/a.b/x y.jpg"})),
+            "convert 'in/a.b/x y.jpg' 'in/a.b/x y.png' 'x y.jpg' in/a.b 'x y' 'in/a.b/x y.jpg'");
+  // A dot in a folder's name is no extension; a name without a folder has "." as its folder.
+  EXPECT_EQ(t.fill(strings({"a.b/c"})), "convert a.b/c a.b/c.png c a.b c a.b/c");
+  EXPECT_EQ(t.fill(strings({"c"})), "convert c c.png c . c c");
+  EXPECT_EQ(t.fill(strings({"/c.d"})), "convert /c.d /c.png c.d / c /c.d");
+  const CommandTemplate named("gzip -c {f} > {f/.}.gz", Mode::shell);
+  EXPECT_EQ(named.names(), std::vector<std::string>{"f"});
+  EXPECT_EQ(named.fill(strings({"d/it's.txt"})), "gzip -c 'd/it'\\''s.txt' > 'it'\\''s'.gz");
+}
+
 TEST(ExecTemplate, TemplateErrors) {
   EXPECT_THROW(CommandTemplate("echo hello", Mode::words), UsageError);
   EXPECT_THROW(CommandTemplate("echo 'unterminated {x}", Mode::words), UsageError);

@@ -2,6 +2,8 @@
 // a run may add some (exec's placeholders) without a new job version.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -65,6 +67,26 @@ TEST_F(StoreSchema, ParamsWidenAcrossTablesLogsAndCompaction) {
   EXPECT_EQ(s.get(demo_key(5))->params, five);
   EXPECT_EQ(s.get(demo_key(29))->params, tagged(29).params);
   EXPECT_EQ(s.size(), 30u);
+  EXPECT_TRUE(s.check_files().empty());
+}
+
+TEST_F(StoreSchema, ResultsWidenTooAndOlderRowsReadNaN) {
+  Store s = Store::open(dir / "s.h5");
+  s.define_job(demo_job());
+  append_range(s, 0, 10);
+  s.commit();
+  JobInfo more = demo_job();
+  more.results.push_back(Field{"score", FieldType::float64, "", "added later"});
+  ASSERT_EQ(s.define_job(more).results.size(), 5u);
+  Record r = demo_record(12);
+  r.values.emplace_back(2.5);
+  s.append(std::span(&r, 1));
+  s.commit();
+  s.compact();
+  EXPECT_EQ(std::get<double>(s.get(demo_key(12))->values.at(4)), 2.5);
+  const auto old = s.get(demo_key(1));
+  ASSERT_EQ(old->values.size(), 5u);
+  EXPECT_TRUE(std::isnan(std::get<double>(old->values[4])));
   EXPECT_TRUE(s.check_files().empty());
 }
 

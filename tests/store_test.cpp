@@ -262,7 +262,7 @@ TEST_F(StoreBasics, JobsAndRecordsAreChecked) {
   s.define_job(demo_job());
   s.define_job(demo_job());  // identical: fine
   JobInfo changed = demo_job();
-  changed.results.pop_back();
+  changed.results.back().type = FieldType::int64;
   EXPECT_THROW(s.define_job(changed), UsageError);
   changed.version = 2;
   EXPECT_NO_THROW(s.define_job(changed));

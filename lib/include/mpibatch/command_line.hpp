@@ -39,6 +39,8 @@ class MPIBATCH_EXPORT Params {
   double number(std::string_view name) const;  // float64, or int64 converted
   bool flag(std::string_view name) const;
   const std::string& text(std::string_view name) const;
+  // Whether a parameter of that name has a value (a run may add params).
+  bool has(std::string_view name) const;
   const std::vector<Value>& values() const { return values_; }
 
  private:
@@ -68,6 +70,11 @@ struct RowPlan {
   // that do not decide the result (see CommandJob::key_params), with the
   // columns of a --tasks CSV file that no input names (strings). With a map.
   bool keep_inputs = false;
+  // Params the map writes after the job's own, part of the key (exec's
+  // --workdir), and result fields the task function gives after the job's
+  // own (exec's --json-result): what a run adds to the job's fields.
+  std::vector<Field> keyed;
+  std::vector<Field> results;
 };
 
 // A task's function: one value per result field (in order, of the field's
@@ -90,7 +97,8 @@ struct CommandJob {
   // results in task order. Throws Error.
   std::function<void(const Params& options, const Store& store, std::int64_t run)> finish;
   // Optional: options of `run` and `submit` that only this job takes, as
-  // --NAME VALUE (--NAME alone for a bool; '_' in NAME written '-'), and a
+  // --NAME VALUE (--NAME alone for a bool; '_' in NAME written '-'; a string
+  // of unit "*" repeatable, its values joined by newlines), and a
   // function of their values (unset ones are 0, false or "") that plans the
   // rows. Called on rank 0, before any work. Throws UsageError.
   std::vector<Field> run_options;

@@ -188,13 +188,13 @@ class MPIBATCH_EXPORT Store {
   std::vector<Problem> check_files() const;
 
   // Adds a job definition, or checks it against the stored one of the same
-  // name and version, which it may widen: params are descriptive columns
-  // (the key is the task's input), so a param of a new name is added after
-  // the stored ones (rows stored before read it as NaN, 0, false or ""),
-  // and one the job lacks is left to those values in its rows. Returns the
-  // stored definition: records must follow its param order. Valid until
-  // the next define_job. Throws UsageError when the description, the
-  // results or the type of a param of the same name differ.
+  // name and version, which it may widen: columns are described by name (the
+  // key is the task's input), so a param or result of a new name is added
+  // after the stored ones (rows stored before read it as NaN, 0, false or
+  // ""), and one the job lacks is left to those values in its rows. Returns
+  // the stored definition: records must follow its field order. Valid until
+  // the next define_job. Throws UsageError when the description or the type
+  // of a field of the same name differ.
   const JobInfo& define_job(const JobInfo& job);
   std::vector<JobInfo> jobs() const;
   // nullptr when not defined. Valid until the next define_job.

@@ -90,6 +90,43 @@ std::vector<Value> parse_run_options(const CommandJob& job,
   return out;
 }
 
+// What a run adds to its job's fields: params its plan's map writes after
+// the job's own (keyed), the inputs it keeps (kept, not in the key), and
+// result fields. Rank 0's plan finds them; every rank's job needs them.
+struct AddedFields {
+  std::vector<Field> keyed, kept, results;
+
+  std::string encode() const {
+    std::string out;
+    for (const auto& [tag, fields] : {std::pair{'K', &keyed}, {'P', &kept}, {'R', &results}})
+      for (const Field& f : *fields)
+        out += std::string(1, tag) + " " + std::to_string(static_cast<int>(f.type)) + " " + f.name +
+               "\n";
+    return out;
+  }
+  static AddedFields decode(const std::string& text) {
+    AddedFields a;
+    std::istringstream in(text);
+    char tag = 0;
+    int type = 0;
+    std::string name;
+    while (in >> tag >> type >> name) {
+      auto& fields = tag == 'K' ? a.keyed : tag == 'P' ? a.kept : a.results;
+      fields.push_back(Field{name, static_cast<FieldType>(type), "", ""});
+    }
+    return a;
+  }
+  // job, a copy of base, with these fields after its own.
+  void apply(const CommandJob& base, CommandJob& job) const {
+    job.info.params = base.info.params;
+    job.info.params.insert(job.info.params.end(), keyed.begin(), keyed.end());
+    job.info.params.insert(job.info.params.end(), kept.begin(), kept.end());
+    job.info.results = base.info.results;
+    job.info.results.insert(job.info.results.end(), results.begin(), results.end());
+    job.key_params = kept.empty() ? 0 : base.info.params.size() + keyed.size();
+  }
+};
+
 // The rows of `run`: from --grid, --param and --tasks (through the job's
 // plan_rows, if it has one), or from the job's own tasks function.
 class RunTasks {
@@ -117,17 +154,17 @@ class RunTasks {
       inputs_info_.params = std::move(plan.inputs);
       if (!plan.inputs_name.empty()) inputs_info_.name = plan.inputs_name;
     }
-    if (keep_inputs_) {
-      for (const Field& f : inputs_info_.params) {
-        for (const Field& own : job.info.params) {
-          if (own.name == f.name) {
-            throw UsageError(inputs_info_.name + ": '" + f.name +
-                             "' is named like a param of job " + job.info.name + " itself (" +
-                             names(job.info.params) + "), under which it is stored: rename it");
-          }
-        }
-      }
-      stored_inputs_ = inputs_info_.params;
+    added_.keyed = std::move(plan.keyed);
+    added_.results = std::move(plan.results);
+    if (keep_inputs_) added_.kept = inputs_info_.params;
+    std::vector<Field> params = job.info.params;
+    params.insert(params.end(), added_.keyed.begin(), added_.keyed.end());
+    for (const Field& f : added_.kept) {
+      if (std::any_of(params.begin(), params.end(),
+                      [&](const Field& p) { return p.name == f.name; }))
+        throw UsageError(inputs_info_.name + ": '" + f.name + "' is named like a param of job " +
+                         job.info.name + " itself (" + names(params) +
+                         "), under which it is stored: rename it");
     }
     rows_ = std::make_unique<TaskRows>(inputs_info_, spec);  // keeps a reference to it
     if (!map_) task_spec_ = task_spec_json(job.info, spec);
@@ -146,8 +183,8 @@ class RunTasks {
   // Whether rows are made by a plan's map (RowPlan::map).
   bool mapped() const { return static_cast<bool>(map_); }
 
-  // The inputs stored after the job's params (RowPlan::keep_inputs).
-  const std::vector<Field>& stored_inputs() const { return stored_inputs_; }
+  // What the run adds to the job's fields.
+  const AddedFields& added() const { return added_; }
 
   bool next(std::vector<Value>& row) {
     if (stream_) return stream_(row);
@@ -183,7 +220,7 @@ class RunTasks {
   }
 
   bool keep_inputs_ = false;
-  std::vector<Field> stored_inputs_;
+  AddedFields added_;
   std::vector<Value> options_;
   RowStream stream_;
   JobInfo inputs_info_;
@@ -280,6 +317,11 @@ void add_run_options(CLI::App* sub, RunArgs& ra) {
       const std::string help = job.info.name + ": " + f.description;
       if (f.type == FieldType::boolean)
         sub->add_flag(flag, help);
+      else if (f.unit == "*")  // repeatable: the values joined by newlines
+        sub->add_option(flag, help)
+            ->type_name("TEXT")
+            ->multi_option_policy(CLI::MultiOptionPolicy::Join)
+            ->delimiter('\n');
       else
         sub->add_option(flag, help)
             ->type_name(f.type == FieldType::string ? "TEXT"
@@ -337,7 +379,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
   CommandJob job;  // *cj, its function bound to the run options
   RunOptions o;
   std::optional<std::uint64_t> task_count;  // counted by the check pass
-  std::string stored_inputs;                // "name type-number\n" per RunTasks::stored_inputs()
+  std::string added;                        // AddedFields::encode() of rank 0's rows
   try {
     cj = &find_command_job(a.job);
     job = *cj;
@@ -348,8 +390,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     o = run_options(a, env, argc, argv);
     if (env.rank() == 0) {
       RunTasks rows(*cj, a);
-      for (const Field& f : rows.stored_inputs())
-        stored_inputs += f.name + " " + std::to_string(static_cast<int>(f.type)) + "\n";
+      added = rows.added().encode();
       o.task_spec = rows.task_spec();
       task_count = rows.count();
       if (!task_count || rows.mapped()) {  // a plan's map may refuse a row too
@@ -369,13 +410,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     return status;
   }
 
-  // Every rank's job stores the inputs rank 0's rows keep, after its own params.
-  std::istringstream inputs(env.broadcast(stored_inputs));
-  std::string name;
-  for (int type = 0; inputs >> name >> type;) {
-    job.key_params = cj->info.params.size();
-    job.info.params.push_back(Field{name, static_cast<FieldType>(type), "", ""});
-  }
+  AddedFields::decode(env.broadcast(added)).apply(*cj, job);
   std::unique_ptr<RunTasks> rows;
   RowStream stream;
   if (env.rank() == 0) {

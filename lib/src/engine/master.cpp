@@ -9,13 +9,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
-#include <limits>
 #include <optional>
 #include <thread>
 
-#include "core/value_types.hpp"
 #include "engine/batch_sizer.hpp"
 #include "engine/channel.hpp"
+#include "engine/field_map.hpp"
 #include "engine/progress.hpp"
 #include "engine/stop_signals.hpp"
 #include "mpi/messaging.hpp"
@@ -92,17 +91,9 @@ class Master {
         sizer_(opt.batch, opt.batch_seconds),
         progress_(opt.progress, opt.progress_file, job.info.name),
         in_flight_(static_cast<std::size_t>(channel.workers())) {
-    // The store's definition of the job may have more params, or another
-    // order (Store::define_job widens it): this run's columns go to theirs.
-    if (const JobInfo* stored = store_.find_job(job.info.name, job.info.version);
-        stored != nullptr && stored->params != job.info.params) {
-      for (const Field& f : stored->params) {
-        const auto& mine = job.info.params;
-        const auto it = std::find_if(mine.begin(), mine.end(),
-                                     [&f](const Field& m) { return m.name == f.name; });
-        param_slots_.push_back(it == mine.end() ? -1 : static_cast<int>(it - mine.begin()));
-      }
-      stored_params_ = stored->params;
+    if (const JobInfo* stored = store_.find_job(job.info.name, job.info.version)) {
+      to_stored_params_ = FieldMap(job.info.params, stored->params);
+      to_stored_results_ = FieldMap(job.info.results, stored->results);
     }
     // Room for every task's key at once, not rehashing the index as it grows.
     // The larger of the keys stored and the task count never exceeds what the
@@ -349,30 +340,9 @@ class Master {
     const auto rank = static_cast<std::size_t>(channel_.rank(w));
     if (per_rank_.size() <= rank) per_rank_.resize(rank + 1);
     per_rank_[rank] += static_cast<std::int64_t>(b.keys.size());
-    if (!stored_params_.empty()) to_stored_params(b);
+    to_stored_params_.apply(b.params, b.size());
+    to_stored_results_.apply(b.values, b.size());
     dispatch::append(store_, b, claims);
-  }
-
-  void to_stored_params(RecordBatch& b) const {
-    std::vector<ValueColumn> params;
-    for (std::size_t f = 0; f < param_slots_.size(); ++f) {
-      const int slot = param_slots_[f];
-      if (slot >= 0) {
-        params.push_back(std::move(b.params[static_cast<std::size_t>(slot)]));
-        continue;
-      }
-      params.push_back(empty_column(stored_params_[f].type));
-      std::visit(
-          [n = b.size()](auto& column) {
-            using T = typename std::decay_t<decltype(column)>::value_type;
-            if constexpr (std::is_same_v<T, double>)
-              column.assign(n, std::numeric_limits<double>::quiet_NaN());
-            else
-              column.assign(n, T{});
-          },
-          params.back());
-    }
-    b.params = std::move(params);
   }
 
   // --halt: this run's failures reached the count or the rate asked for.
@@ -428,8 +398,7 @@ class Master {
   Channel& channel_;
   Store& store_;
   std::int64_t run_id_;
-  std::vector<Field> stored_params_;  // when the store's differ from the job's:
-  std::vector<int> param_slots_;      // each one's column in the job's, or -1
+  FieldMap to_stored_params_, to_stored_results_;  // Store::define_job may widen
   BatchSizer sizer_;
   Progress progress_;
   std::deque<Task> queue_;

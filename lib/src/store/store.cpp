@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <regex>
+#include <tuple>
 
 #include "core/prefetch.hpp"
 #include "hdf5/hdf5.hpp"
@@ -42,18 +43,21 @@ namespace detail {
 
 std::string widen(JobInfo& stored, const JobInfo& job) {
   if (job.description != stored.description) return "another description";
-  if (job.results != stored.results) return "other result fields";
-  std::vector<Field> added;
-  for (const Field& f : job.params) {
-    const auto it = std::find_if(stored.params.begin(), stored.params.end(),
-                                 [&f](const Field& s) { return s.name == f.name; });
-    if (it == stored.params.end()) {
-      added.push_back(f);
-    } else if (it->type != f.type) {
-      return "param '" + f.name + "' of type " + to_string(it->type) + ", not " + to_string(f.type);
+  for (const auto& [mine, theirs, what] : {std::tuple{&stored.params, &job.params, "param"},
+                                           std::tuple{&stored.results, &job.results, "result"}}) {
+    std::vector<Field> added;
+    for (const Field& f : *theirs) {
+      const auto it = std::find_if(mine->begin(), mine->end(),
+                                   [&f](const Field& s) { return s.name == f.name; });
+      if (it == mine->end()) {
+        added.push_back(f);
+      } else if (it->type != f.type) {
+        return std::string(what) + " '" + f.name + "' of type " + to_string(it->type) + ", not " +
+               to_string(f.type);
+      }
     }
+    mine->insert(mine->end(), added.begin(), added.end());
   }
-  stored.params.insert(stored.params.end(), added.begin(), added.end());
   return {};
 }
 

@@ -34,7 +34,7 @@ namespace mpibatch {
 namespace detail {
 
 // Merges job's definition into stored, the definition of the same name and
-// version (see Store::define_job): params of new names are added after the
+// version (see Store::define_job): params and results of new names are added after the
 // stored ones. Returns why it cannot ("another description", ...), or "".
 std::string widen(JobInfo& stored, const JobInfo& job);
 

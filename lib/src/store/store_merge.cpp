@@ -112,8 +112,9 @@ std::vector<detail::ViewSource> Store::Impl::view_sources() const {
     for (const auto& g : t->groups()) {
       src.rows[g.job.id()] = g.rows;
       if (!g.has_error) src.no_errors.insert(g.job.id());
-      auto& params = src.params[g.job.id()];
-      for (const Field& f : g.job.params) params.insert(f.name);
+      auto& fields = src.fields[g.job.id()];
+      for (const Field& f : g.job.params) fields.insert("params/" + f.name);
+      for (const Field& f : g.job.results) fields.insert("results/" + f.name);
     }
     src.tasks = t->task_rows();
     sources.push_back(std::move(src));

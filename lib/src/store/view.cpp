@@ -88,9 +88,8 @@ void job_group(hid_t file, const JobInfo& job, const std::vector<ViewSource>& so
     for (const Field& f : *fields) {
       h5::Handle t = field_type(f.type);
       const auto has = [&](const ViewSource& s) {
-        if (fields != &job.params) return true;
-        const auto it = s.params.find(id);
-        return it != s.params.end() && it->second.count(f.name) != 0;
+        const auto it = s.fields.find(id);
+        return it != s.fields.end() && it->second.count(sub + "/" + f.name) != 0;
       };
       virtual_column(sg.get(), f.name, t.get(), f.type == FieldType::float64 ? &nan : nullptr,
                      sources, rows, "/" + path + "/" + sub + "/" + f.name, has);

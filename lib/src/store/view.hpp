@@ -27,10 +27,10 @@ struct ViewSource {
   // Job versions whose group has no error column (no row failed): the view
   // reads their rows' errors as its fill value, an empty string.
   std::set<JobId> no_errors;
-  // Per job version, the params its group has: a table written before the
-  // job's definition was widened lacks the newer ones, which the view reads
-  // as their fill values (NaN, 0, false, "").
-  std::map<JobId, std::set<std::string>> params;
+  // Per job version, the columns its group has ("params/x", "results/y"): a
+  // table written before the job's definition was widened lacks the newer
+  // ones, which the view reads as their fill values (NaN, 0, false, "").
+  std::map<JobId, std::set<std::string>> fields;
 };
 
 // Writes the view to path (through path.tmp, fsync'd and renamed), with a
