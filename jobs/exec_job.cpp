@@ -2,9 +2,11 @@
 // only when shell is true), with its exit code, signal, duration and the
 // last few KiB of its output recorded. A non-zero exit or a signal fails
 // the task, with the code and the end of stderr in the message.
+#include <sys/stat.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -12,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
@@ -36,11 +39,28 @@ std::string hex(XXH128_hash_t h) {
   return out;
 }
 
-// The digest of a file's bytes (XXH3-128, hex). Throws UsageError naming
-// the file when it cannot be read.
+// The digest of a file's bytes (XXH3-128, hex). Rank 0 plans the rows twice
+// (the check, then the run): a digest is read once and reused while the
+// file's device, inode, size and modification time stay the same. Throws
+// UsageError naming the file when it cannot be read.
 std::string file_digest(const std::string& path, const std::string& option) {
+  using Stamp = std::array<std::int64_t, 5>;
+  static std::mutex mutex;
+  static std::unordered_map<std::string, std::pair<Stamp, std::string>> taken;
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) throw UsageError(option + " " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  Stamp stamp{};
+  if (::fstat(::fileno(f), &st) == 0) {
+    stamp = {static_cast<std::int64_t>(st.st_dev), static_cast<std::int64_t>(st.st_ino),
+             static_cast<std::int64_t>(st.st_size), static_cast<std::int64_t>(st.st_mtim.tv_sec),
+             static_cast<std::int64_t>(st.st_mtim.tv_nsec)};
+    std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = taken.find(path); it != taken.end() && it->second.first == stamp) {
+      std::fclose(f);
+      return it->second.second;
+    }
+  }
   XXH3_state_t* state = XXH3_createState();
   XXH3_128bits_reset(state);
   char buf[1 << 16];
@@ -51,6 +71,8 @@ std::string file_digest(const std::string& path, const std::string& option) {
   const XXH128_hash_t h = XXH3_128bits_digest(state);
   XXH3_freeState(state);
   if (failed) throw UsageError(option + " " + path + ": read error");
+  std::lock_guard<std::mutex> lock(mutex);
+  if (stamp != Stamp{}) taken[path] = {stamp, hex(h)};
   return hex(h);
 }
 

@@ -231,6 +231,46 @@ TEST(Engine, ParamFunctionThatThrowsFailsOnlyItsTask) {
   }
 }
 
+// A task whose work a stop cut short (InterruptedError) is no result: the
+// run stops resumable (exit 3), the task is not stored, and the next run
+// computes it and what was left.
+TEST(Engine, InterruptedTaskStopsTheRunAndRunsAgainOnResume) {
+  SharedDir dir;
+  const fs::path mark = dir / "interrupted";
+  const Job<std::uint64_t, std::uint64_t> job{
+      .name = "cut", .fn = [mark](const std::uint64_t& i) {
+        if (i == 37) {
+          const int fd = ::open(mark.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+          if (fd >= 0) {
+            ::close(fd);
+            throw InterruptedError("cut short by the run's stop");
+          }
+        }
+        return i * 3;
+      }};
+  const auto o = quiet(dir / "s.h5");
+  const auto tasks = std::views::iota(std::uint64_t{0}, std::uint64_t{400});
+  RunSummary s = run(*g_env, job, tasks, o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.state, RunState::stopped);
+    EXPECT_EQ(s.exit_status, kExitIncomplete);
+    EXPECT_EQ(s.failed, 0u);
+    Store st = Store::open(o.store, {.read_only = true});
+    EXPECT_FALSE(st.get(job.key(37)).has_value());
+    EXPECT_LT(st.size(), 400u);
+  }
+  s = run(*g_env, job, tasks, o);
+  if (g_env->rank() == 0) {
+    EXPECT_EQ(s.state, RunState::finished);
+    EXPECT_EQ(s.exit_status, kExitOk);
+    EXPECT_GE(s.computed, 1u);
+    EXPECT_EQ(s.computed + s.cached, 400u);
+    Store st = Store::open(o.store, {.read_only = true});
+    EXPECT_EQ(std::get<std::int64_t>(st.get(job.key(37))->values.at(0)), 111);
+    EXPECT_EQ(st.size(), 400u);
+  }
+}
+
 TEST(Engine, RetriesHappen) {
   SharedDir dir;
   const fs::path marks = dir / "marks";
