@@ -706,6 +706,14 @@ class Cli(unittest.TestCase):
         self.mpibatch("compact", store, check=0)
         self.mpibatch("verify", store, check=0)
         self.assertEqual([r["sample"] for r in self.export(store, "jsonl")], ["s1", "s2"])
+        # JSON lines too: every key is a column; numbers serve placeholders as their JSON text.
+        with open(self.path("t.jsonl"), "w") as f:
+            f.write('{"f": "C", "n": 3, "tag": "t1"}\n{"f": "D", "n": 4.5, "tag": "t2"}\n')
+        jl = self.path("jl.h5")
+        self.mpibatch("run", "exec", "--cmd", "echo {f} {n}", "--tasks", self.path("t.jsonl"), "--store", jl,
+                      "--progress", "none", np=2, check=0)
+        self.assertEqual([(r["f"], r["n"], r["tag"], r["stdout_tail"]) for r in self.export(jl, "jsonl")],
+                         [("C", "3", "t1", "C 3\n"), ("D", "4.5", "t2", "D 4.5\n")])
         # A column named like exec's own params is refused, naming it.
         with open(self.path("bad.csv"), "w") as f:
             f.write("f,command\nA,x\n")

@@ -3,8 +3,10 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <sstream>
@@ -196,18 +198,28 @@ class RunTasks {
   }
 
  private:
-  // A CSV tasks file's columns that no input names become string inputs.
+  // A tasks file's columns (a CSV header's, the keys of JSON lines) that no
+  // input names become string inputs.
   static void add_file_columns(std::vector<Field>& inputs, const std::string& file) {
-    if (!file.ends_with(".csv")) return;
-    CsvReader reader(file);
     std::vector<std::string> header;
-    if (!reader.next(header)) return;  // TaskRows names the empty file
+    if (file.ends_with(".csv")) {
+      CsvReader reader(file);
+      if (!reader.next(header)) return;  // TaskRows names the empty file
+    } else if (file.ends_with(".jsonl") || file.ends_with(".ndjson") || file.ends_with(".json")) {
+      std::ifstream in(file);  // TaskRows names a file it cannot open, or a bad line
+      for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (!j.is_object()) continue;
+        for (const auto& [key, value] : j.items())
+          if (std::find(header.begin(), header.end(), key) == header.end()) header.push_back(key);
+      }
+    }
     static const std::regex kName("[A-Za-z0-9_.+-]+");
     for (const auto& name : header) {
       if (std::any_of(inputs.begin(), inputs.end(), [&](const Field& f) { return f.name == name; }))
         continue;
       if (!std::regex_match(name, kName)) {
-        throw UsageError(file + " header: column '" + name +
+        throw UsageError(file + ": column '" + name +
                          "' cannot name a stored param: use letters, digits and _ . + - only");
       }
       inputs.push_back(Field{name, FieldType::string, "", "a column of the tasks file"});

@@ -150,9 +150,12 @@ class JsonRows : public LineRows {
           const bool fits = std::is_same_v<T, std::int64_t> ? v.is_number_integer()
                             : std::is_same_v<T, double>     ? v.is_number()
                             : std::is_same_v<T, bool>       ? v.is_boolean()
-                                                            : v.is_string();
+                                                            : v.is_primitive() && !v.is_null();
           if (!fits) wrong();
-          row.emplace_back(std::in_place_type<T>, v.get<T>());
+          if constexpr (std::is_same_v<T, std::string>)  // a number or bool as its JSON text
+            row.emplace_back(std::in_place_type<T>, v.is_string() ? v.get<T>() : v.dump());
+          else
+            row.emplace_back(std::in_place_type<T>, v.get<T>());
         });
       }
       return true;
