@@ -124,13 +124,19 @@ OutputSpec output_spec(const Params& o) {
   }
   spec.dir = std::make_shared<OutputDir>(o.text("output_dir"));
   if (!name.empty()) {
-    if (name.find('/') != std::string::npos)
-      throw UsageError("--output-name '" + name + "': a file name, without '/'");
     spec.name = std::make_shared<const CommandTemplate>(name, CommandTemplate::Mode::raw);
     if (name.find("{#}") != std::string::npos)
       throw UsageError("--output-name '" + name + "': {#} cannot name files (use placeholders)");
   }
   return spec;
+}
+
+// What tells tasks apart for their output files: the command, and its
+// folder and environment when the run sets them (null: not set).
+std::string task_identity(const std::string& command, const std::string* workdir,
+                          const std::string* env) {
+  if (workdir == nullptr && env == nullptr) return command;
+  return command + '\0' + (workdir ? *workdir : "") + '\0' + (env ? *env : "");
 }
 
 // Rank 0's check that --output-name gives tasks of different commands
@@ -149,7 +155,9 @@ class OutputNames {
       slots_.push_back(static_cast<std::size_t>(it - inputs.begin()));
     }
   }
-  void check(const std::vector<Value>& inputs, const std::string& command) {
+  // identity: what tells tasks apart (task_identity()).
+  void check(const std::vector<Value>& inputs, const std::string& command,
+             const std::string& identity) {
     if (!name_) return;
     std::vector<Value> values;
     for (auto s : slots_) values.push_back(inputs.at(s));
@@ -159,11 +167,11 @@ class OutputNames {
     } catch (const std::runtime_error& e) {
       throw UsageError(std::string(e.what()) + " for the command " + command);
     }
-    const auto [it, added] = seen_.try_emplace(XXH3_64bits(name.data(), name.size()),
-                                               XXH3_64bits(command.data(), command.size()));
-    if (!added && it->second != XXH3_64bits(command.data(), command.size())) {
+    const auto id = XXH3_64bits(identity.data(), identity.size());
+    const auto [it, added] = seen_.try_emplace(XXH3_64bits(name.data(), name.size()), id);
+    if (!added && it->second != id) {
       throw UsageError("--output-name: " + dir_ + "/" + name + ".out would hold the output of " +
-                       command + " and of an earlier task's other command; add a placeholder");
+                       command + " and of an earlier, other task; add a placeholder");
     }
   }
 
@@ -223,15 +231,35 @@ class Keyed {
       fields.push_back(Field{"json_result", FieldType::string, "", "--json-result's fields"});
     }
   }
+  // Appends the keyed values to row (after command, shell and depends).
+  // Throws UsageError for a value a folder or a variable cannot hold.
   void values(const std::vector<Value>& in, std::vector<Value>& row) const {
-    if (workdir_) row.emplace_back(std::in_place_type<std::string>, workdir_->fill(in));
+    if (workdir_) {
+      std::string dir = workdir_->fill(in);
+      if (dir.find('\0') != std::string::npos)
+        throw UsageError("--workdir: a task's folder holds a NUL byte");
+      row.emplace_back(std::in_place_type<std::string>, std::move(dir));
+    }
     if (!env_.empty()) {
       std::string env;
-      for (const auto& [name, value] : env_)
-        env += (env.empty() ? "" : "\n") + name + value.fill(in);
+      for (const auto& [name, value] : env_) {
+        const std::string v = value.fill(in);
+        if (v.find_first_of(std::string_view("\n\0", 2)) != std::string::npos) {
+          throw UsageError("--env " + name + ": a task's value holds a newline or a NUL byte, " +
+                           "which an environment variable cannot");
+        }
+        env += (env.empty() ? "" : "\n") + name + v;
+      }
       row.emplace_back(std::in_place_type<std::string>, std::move(env));
     }
     if (!json_.empty()) row.emplace_back(std::in_place_type<std::string>, json_);
+  }
+  // The task's identity (task_identity()) from its row, as values() made it.
+  std::string identity(const std::vector<Value>& row) const {
+    std::size_t at = 3;
+    const std::string* dir = workdir_ ? &std::get<std::string>(row.at(at++)) : nullptr;
+    const std::string* env = env_.empty() ? nullptr : &std::get<std::string>(row.at(at++));
+    return task_identity(std::get<std::string>(row.at(0)), dir, env);
   }
   std::vector<Field> fields, json_fields;
 
@@ -313,7 +341,7 @@ RowPlan plan_exec_rows(const Params& o, const std::vector<Field>& results) {
     row.emplace_back(std::in_place_type<bool>, shell);
     row.emplace_back(std::in_place_type<std::string>, depends->of(in));
     keyed->values(in, row);
-    names->check(in, std::get<std::string>(row[0]));
+    names->check(in, std::get<std::string>(row[0]), keyed->identity(row));
   };
   return plan;
 }
@@ -355,6 +383,8 @@ struct ExecOptions {
   OutputSpec output;
   double timeout = 0;       // seconds, 0: none
   std::vector<Field> json;  // --json-result's fields
+  bool workdir = false;     // tasks have a workdir param (--workdir)
+  bool env = false;         // and an env param (--env)
 };
 
 TaskFn exec_fn(const ExecOptions& x) {
@@ -363,16 +393,14 @@ TaskFn exec_fn(const ExecOptions& x) {
     const std::string& command = p.text("command");
     Launch launch;
     std::vector<Value> values;
-    try {
-      if (p.has("workdir")) launch.workdir = p.text("workdir");
-      if (p.has("env")) {
-        std::istringstream lines(p.text("env"));
-        for (std::string line; std::getline(lines, line);) launch.env.push_back(line);
-      }
-    } catch (const UsageError& e) {
-      throw std::runtime_error(e.what());
+    if (x.workdir) launch.workdir = p.text("workdir");
+    if (x.env) {
+      std::istringstream lines(p.text("env"));
+      for (std::string line; std::getline(lines, line);) launch.env.push_back(line);
     }
-    OutputFiles files(x.output, p, command);
+    OutputFiles files(x.output, p,
+                      task_identity(command, x.workdir ? &launch.workdir : nullptr,
+                                    x.env ? &p.text("env") : nullptr));
     const Outcome o = run_command(command, p.flag("shell"), launch, files, x.timeout);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -400,7 +428,7 @@ TaskFn exec_fn(const ExecOptions& x) {
     if (!x.json.empty()) {
       std::vector<Value> json;
       try {
-        json = json_result_values(x.json, o.out);
+        json = json_result_values(x.json, o.last_line);
       } catch (const std::runtime_error& e) {
         throw failed(e.what());
       }
@@ -470,7 +498,8 @@ CommandJob exec_job() {
     if (o.number("task_timeout") < 0) throw UsageError("--task-timeout must be >= 0 seconds");
     return exec_fn({output_spec(o), o.number("task_timeout"),
                     o.text("json_result").empty() ? std::vector<Field>()
-                                                  : json_result_fields(o.text("json_result"), {})});
+                                                  : json_result_fields(o.text("json_result"), {}),
+                    !o.text("workdir").empty(), !o.text("env").empty()});
   };
   return job;
 }

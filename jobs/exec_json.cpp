@@ -21,6 +21,42 @@ constexpr TypeName kTypes[] = {{"float", FieldType::float64},
                                {"bool", FieldType::boolean},
                                {"str", FieldType::string}};
 
+// Python's json.dumps writes NaN, Infinity and -Infinity, which JSON has
+// not: outside strings, they become null (read as NaN) and the strings
+// "Infinity" and "-Infinity", which a float field reads as such.
+std::string python_floats(const std::string& line) {
+  std::string out;
+  bool in_string = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < line.size())
+        out += line[++i];
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    const std::string_view rest = std::string_view(line).substr(i);
+    if (c == '"') {
+      in_string = true;
+      out += c;
+    } else if (rest.starts_with("NaN")) {
+      out += "null";
+      i += 2;
+    } else if (rest.starts_with("-Infinity")) {
+      out += "\"-Infinity\"";
+      i += 8;
+    } else if (rest.starts_with("Infinity")) {
+      out += "\"Infinity\"";
+      i += 7;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<Field> json_result_fields(const std::string& spec, const std::vector<Field>& taken) {
@@ -59,19 +95,12 @@ std::string json_result_spec(const std::vector<Field>& fields) {
   return out;
 }
 
-std::vector<Value> json_result_values(const std::vector<Field>& fields, const std::string& out) {
-  std::string_view rest(out);
-  std::string_view line;
-  while (!rest.empty() && line.find_first_not_of(" \t\r") == std::string_view::npos) {
-    while (!rest.empty() && rest.back() == '\n') rest.remove_suffix(1);
-    const auto nl = rest.find_last_of('\n');
-    line = nl == std::string_view::npos ? rest : rest.substr(nl + 1);
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(0, nl);
-  }
-  const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+std::vector<Value> json_result_values(const std::vector<Field>& fields, const std::string& line) {
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) j = nlohmann::json::parse(python_floats(line), nullptr, false);
   if (!j.is_object()) {
     throw std::runtime_error("--json-result: the last line of stdout is not a JSON object: " +
-                             std::string(line.substr(0, 200)));
+                             line.substr(0, 200));
   }
   std::vector<Value> values;
   for (const Field& f : fields) {
@@ -86,6 +115,10 @@ std::vector<Value> json_result_values(const std::vector<Field>& fields, const st
       case FieldType::float64:
         if (it->is_null()) {  // Python's json writes NaN as NaN, which is not JSON; null is
           values.emplace_back(std::nan(""));
+          break;
+        }
+        if (it->is_string() && (*it == "Infinity" || *it == "-Infinity")) {
+          values.emplace_back(*it == "Infinity" ? HUGE_VAL : -HUGE_VAL);
           break;
         }
         if (!it->is_number()) throw wrong();

@@ -17,8 +17,9 @@ std::vector<Field> json_result_fields(const std::string& spec, const std::vector
 // "name:type,..." for fields: the spec as the key sees it.
 std::string json_result_spec(const std::vector<Field>& fields);
 
-// fields' values from the last line of out that is not blank, a JSON object.
-// Throws std::runtime_error naming what is missing or of another type.
-std::vector<Value> json_result_values(const std::vector<Field>& fields, const std::string& out);
+// fields' values from line, a JSON object (Python's NaN, Infinity and
+// -Infinity read as such). Throws std::runtime_error naming what is missing
+// or of another type.
+std::vector<Value> json_result_values(const std::vector<Field>& fields, const std::string& line);
 
 }  // namespace mpibatch::jobs

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -40,14 +41,41 @@ std::vector<char*> environment(const std::vector<std::string>& settings) {
     const std::string_view entry(*e);
     const bool replaced = std::any_of(settings.begin(), settings.end(), [&](const std::string& s) {
       const auto eq = s.find('=');
-      return entry.size() > eq && entry.substr(0, eq + 1) == std::string_view(s).substr(0, eq + 1);
+      return eq != std::string::npos && entry.size() > eq &&
+             entry.substr(0, eq + 1) == std::string_view(s).substr(0, eq + 1);
     });
     if (!replaced) out.push_back(*e);
   }
-  for (const auto& s : settings) out.push_back(const_cast<char*>(s.c_str()));
+  for (const auto& s : settings)
+    if (s.find('=') != std::string::npos) out.push_back(const_cast<char*>(s.c_str()));
   out.push_back(nullptr);
   return out;
 }
+
+// Keeps the last line that is not blank of what passes through add().
+class LastLine {
+ public:
+  explicit LastLine(std::string& last) : last_(last) {}
+  void add(const char* data, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (data[i] == '\n') {
+        finish();
+      } else if (line_.size() < kMaxLine) {
+        line_ += data[i];
+      }
+    }
+  }
+
+  // Ends the line so far (output need not end with a newline).
+  void finish() {
+    if (line_.find_first_not_of(" \t\r") != std::string::npos) last_.swap(line_);
+    line_.clear();
+  }
+
+ private:
+  std::string& last_;
+  std::string line_;
+};
 
 }  // namespace
 
@@ -63,18 +91,20 @@ int OutputDir::fd() {
 }
 
 std::string output_name(const CommandTemplate& name, const std::vector<Value>& values) {
-  std::vector<Value> safe = values;
-  for (auto& v : safe)
-    std::replace(std::get<std::string>(v).begin(), std::get<std::string>(v).end(), '/', '_');
-  std::string out = name.fill(safe);
-  if (out.empty() || out == "." || out == "..")
-    throw std::runtime_error("--output-name gives the file name '" + out + "'");
+  std::string out = name.fill(values);
+  std::replace(out.begin(), out.end(), '/', '_');
+  std::replace(out.begin(), out.end(), '\0', '_');
+  if (out.empty() || out == "." || out == ".." || out.size() > 250) {
+    throw std::runtime_error(
+        "--output-name gives the file name '" + out.substr(0, 60) +
+        (out.size() > 60 ? "...' (" + std::to_string(out.size()) + " bytes)" : "'"));
+  }
   return out;
 }
 
-OutputFiles::OutputFiles(const OutputSpec& spec, const Params& p, const std::string& command) {
+OutputFiles::OutputFiles(const OutputSpec& spec, const Params& p, const std::string& identity) {
   if (!spec.dir) return;
-  std::string base = hash_name(command);
+  std::string base = hash_name(identity);
   if (spec.name) {
     std::vector<Value> values;
     for (const auto& n : spec.name->names()) values.emplace_back(p.text(n));
@@ -83,14 +113,24 @@ OutputFiles::OutputFiles(const OutputSpec& spec, const Params& p, const std::str
   const int dir = spec.dir->fd();
   for (int i = 0; i < 2; ++i) {
     const std::string file = base + (i == 0 ? ".out" : ".err");
+    const std::string where = spec.dir->path() + "/" + file;
     const int fd =
-        ::openat(dir, file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0) f_[i] = ::fdopen(fd, "wb");
+        ::openat(dir, file.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0) {  // ENXIO: a FIFO no one reads
+      throw std::runtime_error("cannot write " + where + ": " +
+                               (errno == ENXIO ? "not a regular file" : std::strerror(errno)));
+    }
+    struct stat st {};
+    const char* wrong = ::fstat(fd, &st) != 0  ? "cannot fstat it"
+                        : !S_ISREG(st.st_mode) ? "not a regular file"
+                        : st.st_nlink > 1      ? "a hard link (it has other names)"
+                                               : nullptr;
+    if (wrong == nullptr && (::ftruncate(fd, 0) != 0 || ::fcntl(fd, F_SETFL, 0) != 0))
+      wrong = std::strerror(errno);
+    if (wrong == nullptr) f_[i] = ::fdopen(fd, "wb");
     if (f_[i] == nullptr) {
-      const int err = errno;
-      if (fd >= 0) ::close(fd);
-      throw std::runtime_error("cannot write " + spec.dir->path() + "/" + file + ": " +
-                               std::strerror(err));
+      ::close(fd);
+      throw std::runtime_error("cannot write " + where + ": " + (wrong ? wrong : "fdopen"));
     }
   }
 }
@@ -152,6 +192,7 @@ Outcome run_command(const std::string& command, bool shell, const Launch& launch
                              std::strerror(rc));
   }
   Outcome o;
+  LastLine lines(o.last_line);
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   int open_fds = 2;
   char buf[1 << 14];
@@ -184,6 +225,7 @@ Outcome run_command(const std::string& command, bool shell, const Launch& launch
       const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
       if (n > 0) {
         keep_tail(i == 0 ? o.out : o.err, buf, static_cast<std::size_t>(n));
+        if (i == 0) lines.add(buf, static_cast<std::size_t>(n));
         files.write(i, buf, static_cast<std::size_t>(n));
       } else if (n == 0 || errno != EINTR) {
         ::close(fds[i].fd);
@@ -201,6 +243,7 @@ Outcome run_command(const std::string& command, bool shell, const Launch& launch
   if (WIFSIGNALED(status)) o.signal = WTERMSIG(status);
   for (auto* t : {&o.out, &o.err})
     if (t->size() > kTail) t->erase(0, t->size() - kTail);
+  lines.finish();
   return o;
 }
 

@@ -20,7 +20,12 @@ struct Outcome {
   int signal = 0;
   bool timed_out = false;
   std::string out, err;  // the last kTail bytes
+  // stdout's last line that is not blank (at most kMaxLine bytes; longer
+  // ones are cut to their first kMaxLine), for --json-result.
+  std::string last_line;
 };
+
+constexpr std::size_t kMaxLine = 1 << 20;
 
 // Where full output goes (--output-dir), opened on first use (rank 0 makes
 // it after the workers bound their function) and then kept: files are
@@ -48,15 +53,18 @@ struct OutputSpec {
 };
 
 // --output-name: a task's file name from its placeholder values, each '/'
-// in them made '_'. Throws std::runtime_error for "", "." or "..".
+// in it made '_'. Throws std::runtime_error for "", "." or "..", or a name
+// over 250 bytes.
 std::string output_name(const CommandTemplate& name, const std::vector<Value>& values);
 
-// A command's output files, truncated if they exist (a rerun replaces
-// them), opened with O_NOFOLLOW relative to the folder. Throws
-// std::runtime_error naming the file.
+// A command's output files, replaced if they exist (a rerun's), opened
+// relative to the folder: never through a symlink, never a file that is
+// not a regular one (a FIFO would block) or has other names (a hard link).
+// identity names the task for the default name (its command, and its
+// workdir and env when given). Throws std::runtime_error naming the file.
 class OutputFiles {
  public:
-  OutputFiles(const OutputSpec& spec, const Params& p, const std::string& command);
+  OutputFiles(const OutputSpec& spec, const Params& p, const std::string& identity);
   ~OutputFiles();
   OutputFiles(const OutputFiles&) = delete;
   OutputFiles& operator=(const OutputFiles&) = delete;

@@ -411,6 +411,31 @@ class Cli(unittest.TestCase):
         self.assertIn("cannot write %s/s2_0.5.out" % outdir, failed[0]["error"])
         self.assertEqual(sorted(n for n in os.listdir(outdir) if n.endswith(".out")),
                          ["a_b_0.1.out", "a_b_0.5.out", "s1_0.1.out", "s1_0.5.out", "s2_0.1.out", "s2_0.5.out"])
+        # A FIFO or a hard link planted where a task writes fails that task, without a hang and
+        # without touching the file's other name; Parallel's {f/.} works in names too.
+        os.mkfifo(os.path.join(outdir, "p_fifo.out"))
+        os.link(victim, os.path.join(outdir, "p_link.out"))
+        p = self.mpibatch("run", "exec", "--cmd", "echo {f}", "--grid", "f=fifo,link,d/e.txt",
+                          "--output-dir", outdir, "--output-name", "p_{f/.}", "--store", self.path("fl.h5"),
+                          "--progress", "none", np=2)
+        self.assertEqual(p.returncode, 4, p.stderr)
+        errors = sorted(r["error"] for r in self.export(self.path("fl.h5"), "jsonl") if r["status"] == "failed")
+        self.assertEqual(errors, ["cannot write %s/p_fifo.out: not a regular file" % outdir,
+                                  "cannot write %s/p_link.out: a hard link (it has other names)" % outdir])
+        with open(victim) as f:
+            self.assertEqual(f.read(), "keep me")
+        self.assertTrue(os.path.exists(os.path.join(outdir, "p_e.out")))
+        # Tasks that differ only by --env get files of their own.
+        envdir = self.path("envout")
+        self.mpibatch("run", "exec", "--shell", "--cmd", "echo $A {x}", "--grid", "a=1,2", "--grid", "x=z",
+                      "--env", "A={a}", "--output-dir", envdir, "--store", self.path("ev.h5"),
+                      "--progress", "none", np=2, check=0)
+        outs = []
+        for n in sorted(os.listdir(envdir)):
+            if n.endswith(".out"):
+                with open(os.path.join(envdir, n)) as f:
+                    outs.append(f.read())
+        self.assertEqual(sorted(outs), ["1 z\n", "2 z\n"])
         # Two commands, one name: refused before anything runs.
         p = self.mpibatch("run", "exec", "--cmd", "echo {sample} {alpha}", "--grid", "sample=s1",
                           "--grid", "alpha=1,2", "--output-dir", outdir, "--output-name", "{sample}",
@@ -418,7 +443,7 @@ class Cli(unittest.TestCase):
         self.assertIn("--output-name: %s/s1.out would hold the output of" % outdir, p.stderr)
         for bad, says in ((("--output-name", "{x}"), "--output-name names files in --output-dir"),
                           (("--output-dir", outdir, "--output-name", "{y}"), "{y} is not a placeholder of --cmd"),
-                          (("--output-dir", outdir, "--output-name", "d/{x}"), "a file name, without '/'")):
+                          (("--output-dir", outdir, "--output-name", "{x}" + "y" * 300), "(301 bytes)")):
             p = self.mpibatch("run", "exec", "--cmd", "echo {x}", "--grid", "x=1", *bad,
                               "--store", self.path("bad.h5"), check=2)
             self.assertIn(says, p.stderr)
@@ -485,6 +510,30 @@ class Cli(unittest.TestCase):
         errors = sorted(r["error"] for r in self.export(self.path("jb.h5"), "jsonl"))
         self.assertEqual(errors, ['--json-result: \'loss\' is "high", not float64',
                                   '--json-result: no \'loss\' in {"iters":3}'])
+        # Python's NaN and Infinity, and a last line longer than the 4 KiB tail, are read.
+        with open(self.path("nan.py"), "w") as f:
+            f.write("import json\nprint(json.dumps({'a': float('nan'), 'b': float('inf'), 'pad': 'x' * 6000}))\n")
+        self.mpibatch("run", "exec", "--cmd", "python3 %s {i}" % self.path("nan.py"), "--grid", "i=1",
+                      "--json-result", "a,b,pad:str", "--store", self.path("nan.h5"), "--progress", "none",
+                      check=0)
+        with h5py.File(self.path("nan.h5"), "r") as f:
+            g = f["jobs/exec/v2/results"]
+            self.assertTrue(math.isnan(g["a"][0]) and math.isinf(g["b"][0]) and len(g["pad"][0]) == 6000)
+        # A value that would smuggle a second variable into --env is refused; so are columns
+        # export could not tell apart.
+        with open(self.path("inj.jsonl"), "w") as f:
+            f.write('{"v": "x\\nLD_PRELOAD=/tmp/evil.so"}\n')
+        p = self.mpibatch("run", "exec", "--cmd", "env", "--tasks", self.path("inj.jsonl"), "--env", "V={v}",
+                          "--store", self.path("inj.h5"), check=2)
+        self.assertIn("--env V=: a task's value holds a newline", p.stderr)
+        with open(self.path("cols.csv"), "w") as f:
+            f.write("f,status\nA,x\n")
+        p = self.mpibatch("run", "exec", "--cmd", "echo {f}", "--tasks", self.path("cols.csv"),
+                          "--store", self.path("cols.h5"), check=2)
+        self.assertIn("two columns would be named 'status'", p.stderr)
+        p = self.mpibatch("run", "exec", "--cmd", "echo {loss}", "--grid", "loss=1", "--json-result", "loss",
+                          "--store", self.path("cols.h5"), check=2)
+        self.assertIn("two columns would be named 'loss'", p.stderr)
         for bad, says in (("loss:complex", "a type of float, int, bool or str"),
                           ("exit_code", "a result of exec itself"), ("a,a", "given twice")):
             p = self.mpibatch("run", "exec", "--cmd", "echo {x}", "--grid", "x=1", "--json-result", bad,

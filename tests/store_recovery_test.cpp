@@ -53,15 +53,15 @@ TEST_F(StoreRecovery, LogOfANewerFormatIsRefusedWithItsVersion) {
   {
     std::fstream log(Store::sidecar(path) / "000000000001.log",
                      std::ios::in | std::ios::out | std::ios::binary);
-    const std::uint64_t newer = 3;
+    const std::uint64_t newer = 4;
     log.seekp(8);  // after the magic
     log.write(reinterpret_cast<const char*>(&newer), sizeof newer);
   }
   try {
     Store::open(path, {.read_only = true});
-    FAIL() << "a log of format 3 was opened";
+    FAIL() << "a log of format 4 was opened";
   } catch (const StoreVersionError& e) {
-    EXPECT_NE(std::string(e.what()).find("log format version 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("log format version 4"), std::string::npos) << e.what();
   }
 }
 

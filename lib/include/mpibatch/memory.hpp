@@ -53,7 +53,15 @@ class Cached {
   friend class Memory;
   Cached(std::shared_ptr<Store> store, Job<In, Out> job, double commit_seconds)
       : store_(std::move(store)), job_(std::move(job)), commit_seconds_(commit_seconds) {
-    store_->define_job(job_.info());
+    // Records here follow the job's own field order: a stored definition in
+    // another order, or wider (Store::define_job), is refused.
+    const JobInfo info = job_.info();
+    const JobInfo& stored = store_->define_job(info);
+    if (stored.params != info.params || stored.results != info.results) {
+      throw UsageError("job " + info.name + " v" + std::to_string(info.version) + " is in store " +
+                       store_->path().string() +
+                       " with other fields or another order; give it a new version");
+    }
   }
   void save(Record rec) {
     std::vector<Record> one;

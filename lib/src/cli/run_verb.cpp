@@ -168,6 +168,19 @@ class RunTasks {
                          job.info.name + " itself (" + names(params) +
                          "), under which it is stored: rename it");
     }
+    // Every column of `export` has its own name: key, the params, the results, status, error.
+    std::vector<std::string> taken{"key", "status", "error"};
+    const std::vector<const std::vector<Field>*> all{&params, &added_.kept, &job.info.results,
+                                                     &added_.results};
+    for (const std::vector<Field>* fields : all) {
+      for (const Field& f : *fields) {
+        if (std::find(taken.begin(), taken.end(), f.name) != taken.end()) {
+          throw UsageError(job.info.name + ": two columns would be named '" + f.name +
+                           "' (a param, a result, or export's key, status or error): rename one");
+        }
+        taken.push_back(f.name);
+      }
+    }
     rows_ = std::make_unique<TaskRows>(inputs_info_, spec);  // keeps a reference to it
     if (!map_) task_spec_ = task_spec_json(job.info, spec);
   }

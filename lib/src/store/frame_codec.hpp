@@ -24,8 +24,10 @@ enum class FrameType : std::uint8_t { job = 1, records = 2, run = 3, tasks = 4, 
 
 // The log's own format, in its header. 2: a record's ids, rank, run, counts
 // and lengths are varints (a third fewer bytes to write and sync than 1,
-// which fixed them at 4 or 8 bytes). Logs of format 1 are still replayed.
-inline constexpr std::uint64_t kLogFormat = 2;
+// which fixed them at 4 or 8 bytes). 3: the same encoding, but a job may be
+// defined again wider, and a failed record may carry result values: builds
+// that would drop those refuse the log. Older logs are still replayed.
+inline constexpr std::uint64_t kLogFormat = 3;
 
 // Writes into memory the caller has made room for: no bounds checks, no
 // size updates (the record hot path, which sizes a whole batch at once).
