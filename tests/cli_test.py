@@ -504,6 +504,11 @@ class Cli(unittest.TestCase):
             self.assertEqual(g["iters"].dtype.kind, "i")
             self.assertEqual(g["ok"].dtype, bool)
             self.assertEqual(sorted(g["loss"][:].tolist())[:2], [0.25, 1.0])
+        # Another type for a stored column is refused before the run, saying how to go on.
+        p = self.mpibatch("run", "exec", "--cmd", "python3 %s {alpha}" % script, "--grid", "alpha=0.5",
+                          "--json-result", "loss:int", "--store", store, check=2)
+        self.assertIn("result 'loss' of type float64, not int64; give the job a new version, or use another "
+                      "store", p.stderr)
         # A missing key or another type fails the task, naming it.
         p = self.mpibatch("run", "exec", "--cmd", "echo {j}", "--grid", 'j={"loss": "high"},{"iters": 3}',
                           "--json-result", "loss", "--store", self.path("jb.h5"), "--progress", "none", check=4)

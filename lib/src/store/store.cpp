@@ -247,7 +247,7 @@ const JobInfo& Store::define_job(const JobInfo& job) {
     if (const std::string why = widen(wider, job); !why.empty()) {
       throw UsageError("job " + job.name + " v" + std::to_string(job.version) +
                        " is already defined in store " + impl_->path.string() + " with " + why +
-                       "; give it a new version");
+                       "; give the job a new version, or use another store");
     }
     if (wider != j) {
       j = std::move(wider);

@@ -69,9 +69,10 @@ constexpr std::uint32_t kNoTable = 0xFFFFFFFFu;
 // (job k from first[k], in the table's group group[k]).
 struct Remap {
   static constexpr std::uint32_t kGone = 0xFFFFFFFFu;  // superseded, not written
-  std::vector<std::uint32_t> pos;
+  std::vector<std::uint32_t> pos;  // empty when entry e is row e (one job, none superseded)
   std::vector<std::uint32_t> first;
   std::vector<std::uint32_t> group;
+  std::uint32_t at(std::uint32_t entry) const { return pos.empty() ? entry : pos[entry]; }
 };
 
 // A Loc made concrete: a memtable's entry, or a table's group and row.

@@ -247,7 +247,7 @@ Place Store::Impl::place(Loc loc) const {
   for (int slot = 0; slot < 2; ++slot)
     if (mem_table[slot] == t) return Place{slot, t, 0, loc.row()};
   if (const Remap* m = remaps[t].get()) {
-    const std::uint32_t pos = m->pos[loc.row()];
+    const std::uint32_t pos = m->at(static_cast<std::uint32_t>(loc.row()));
     const auto k = static_cast<std::size_t>(
         std::upper_bound(m->first.begin(), m->first.end(), pos) - m->first.begin() - 1);
     return Place{-1, t, m->group[k], pos - m->first[k]};

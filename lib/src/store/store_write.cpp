@@ -59,10 +59,17 @@ void Store::Impl::start_flush() {
     f->remap = std::make_unique<Remap>();
     f->remap->pos.assign(frozen->entries.size(), Remap::kGone);
     std::uint32_t pos = 0;
+    bool identity = true;
     for (const auto& [job, live] : f->live) {
       f->remap->first.push_back(pos);
-      for (const auto& r : live) f->remap->pos[r.row] = pos++;
+      for (const auto& r : live) {
+        identity = identity && r.row == pos;
+        f->remap->pos[r.row] = pos++;
+      }
     }
+    // The usual segment: a run's records, none superseded. Its remap would
+    // keep 4 bytes a record for as long as the writer runs.
+    if (identity && pos == frozen->entries.size()) std::vector<std::uint32_t>().swap(f->remap->pos);
     const std::string name = seq_name(f->seq, ".h5");
     detail::TableWriter w(dir / (name + ".tmp"), f->seq, opt.compress);
     w.add_jobs(jobs_copy);
