@@ -139,9 +139,9 @@ std::string task_identity(const std::string& command, const std::string* workdir
   return command + '\0' + (workdir ? *workdir : "") + '\0' + (env ? *env : "");
 }
 
-// Rank 0's check that --output-name gives tasks of different commands
-// different files (a task run twice writes its own again): a hash of each
-// name and of its command, 16 bytes a name.
+// Rank 0's check that tasks which differ get different output files (a
+// task run twice writes its own again), by --output-name or by the default
+// hash names: a hash of each name and of its task, 16 bytes a task.
 class OutputNames {
  public:
   OutputNames(std::shared_ptr<const CommandTemplate> name, const std::vector<std::string>& inputs,
@@ -158,20 +158,24 @@ class OutputNames {
   // identity: what tells tasks apart (task_identity()).
   void check(const std::vector<Value>& inputs, const std::string& command,
              const std::string& identity) {
-    if (!name_) return;
-    std::vector<Value> values;
-    for (auto s : slots_) values.push_back(inputs.at(s));
-    std::string name;
-    try {
-      name = output_name(*name_, values);
-    } catch (const std::runtime_error& e) {
-      throw UsageError(std::string(e.what()) + " for the command " + command);
+    if (dir_.empty()) return;
+    std::string name = hash_name(identity);
+    if (name_) {
+      std::vector<Value> values;
+      for (auto s : slots_) values.push_back(inputs.at(s));
+      try {
+        name = output_name(*name_, values);
+      } catch (const std::runtime_error& e) {
+        throw UsageError(std::string(e.what()) + " for the command " + command);
+      }
     }
     const auto id = XXH3_64bits(identity.data(), identity.size());
     const auto [it, added] = seen_.try_emplace(XXH3_64bits(name.data(), name.size()), id);
     if (!added && it->second != id) {
-      throw UsageError("--output-name: " + dir_ + "/" + name + ".out would hold the output of " +
-                       command + " and of an earlier, other task; add a placeholder");
+      throw UsageError(std::string(name_ ? "--output-name" : "--output-dir") + ": " + dir_ + "/" +
+                       name + ".out would hold the output of " + command +
+                       " and of an earlier, other task; " +
+                       (name_ ? "add a placeholder" : "give --output-name"));
     }
   }
 

@@ -26,13 +26,6 @@ void keep_tail(std::string& tail, const char* data, std::size_t n) {
   if (tail.size() > 2 * kTail) tail.erase(0, tail.size() - kTail);
 }
 
-std::string hash_name(const std::string& command) {
-  char name[32];
-  std::snprintf(name, sizeof name, "%016llx",
-                static_cast<unsigned long long>(XXH64(command.data(), command.size(), 0)));
-  return name;
-}
-
 // Our environment with settings ("NAME=VALUE") over it, as posix_spawn takes
 // it: pointers into environ and into settings, which must outlive it.
 std::vector<char*> environment(const std::vector<std::string>& settings) {
@@ -78,6 +71,13 @@ class LastLine {
 };
 
 }  // namespace
+
+std::string hash_name(const std::string& identity) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%016llx",
+                static_cast<unsigned long long>(XXH64(identity.data(), identity.size(), 0)));
+  return name;
+}
 
 OutputDir::~OutputDir() {
   if (fd_ >= 0) ::close(fd_);

@@ -52,6 +52,10 @@ struct OutputSpec {
   std::shared_ptr<const CommandTemplate> name;  // null: the command's xxh64
 };
 
+// A task's file name without --output-name: the xxh64 of its identity
+// (its command, and its workdir and env when given), in hex.
+std::string hash_name(const std::string& identity);
+
 // --output-name: a task's file name from its placeholder values, each '/'
 // in it made '_'. Throws std::runtime_error for "", "." or "..", or a name
 // over 250 bytes.
