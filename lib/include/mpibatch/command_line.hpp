@@ -39,8 +39,6 @@ class MPIBATCH_EXPORT Params {
   double number(std::string_view name) const;  // float64, or int64 converted
   bool flag(std::string_view name) const;
   const std::string& text(std::string_view name) const;
-  // Whether a parameter of that name has a value (a run may add params).
-  bool has(std::string_view name) const;
   const std::vector<Value>& values() const { return values_; }
 
  private:

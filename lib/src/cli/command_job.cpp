@@ -11,12 +11,6 @@ const Value& Params::at(std::string_view name) const {
     if (fields_[i].name == name && i < values_.size()) return values_[i];
   throw UsageError("no parameter '" + std::string(name) + "'");
 }
-bool Params::has(std::string_view name) const {
-  for (std::size_t i = 0; i < fields_.size(); ++i)
-    if (fields_[i].name == name) return i < values_.size();
-  return false;
-}
-
 namespace {
 
 template <class T>
