@@ -17,7 +17,7 @@ with tempfile.TemporaryDirectory() as tmp:
     tables = sorted(t for t in os.listdir(path + ".d") if t.endswith(".h5"))
     assert len(tables) >= 5, tables  # the base and a segment a thousand records
     with h5py.File(path, "r") as f:
-        assert f.attrs["mpibatch_format"] == 4
+        assert f.attrs["mpibatch_format"] == 5
         g = f["jobs/demo/v1"]
         assert g.attrs["name"] == "demo" and g.attrs["version"] == 1
         assert list(g.attrs["result_names"]) == ["n", "half", "even", "label"]

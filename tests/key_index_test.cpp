@@ -27,9 +27,9 @@ using mpibatch::test_support::TempDir;
 // A table of two job versions: n1 rows of version 1, then n2 of version 2
 // (appended in two batches each, interleaved), every 11th failed.
 fs::path write_table(const fs::path& dir, std::uint64_t n1, std::uint64_t n2,
-                     std::vector<TaskKey> replacing = {}) {
+                     std::vector<TaskKey> replacing = {}, int deflate = 0) {
   const fs::path path = dir / "t.h5";
-  detail::TableWriter w(dir / "t.h5.tmp", 1);
+  detail::TableWriter w(dir / "t.h5.tmp", 1, deflate);
   w.add_jobs({demo_job(1), demo_job(2)});
   auto batch = [&](std::int64_t version, std::uint64_t from, std::uint64_t to) {
     std::vector<Record> recs;
@@ -79,21 +79,65 @@ void delete_link(const fs::path& file, const char* link) {
   ASSERT_GE(H5Fclose(f), 0);
 }
 
+// Compressed or not: an uncompressed table's index reads the keys from its
+// key columns (tagged), a compressed one's keeps a sorted copy.
 TEST(KeyIndex, ATableIndexesEveryKeyWhereItIsStoredAndIsMapped) {
   TempDir dir;
-  for (const auto& [n1, n2] :
-       {std::pair<std::uint64_t, std::uint64_t>{0, 0}, {1, 0}, {7, 3}, {5000, 20000}}) {
-    const TaskKey replaced = demo_key(99999);
-    const auto path = write_table(dir.path(), n1, n2, {replaced});
-    detail::TableReader t(path);
-    expect_finds_every_key(t, n1, n2);
-    EXPECT_TRUE(t.check_index().empty()) << t.check_index().front();
-    EXPECT_TRUE(t.key_index().in_file());
-    EXPECT_EQ(t.key_index().mapped(), n1 + n2 > 0);
-    EXPECT_EQ(t.key_index().replacing(), std::vector<TaskKey>{replaced});
-    const auto keys = t.key_index().keys();
-    EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
+  for (const int deflate : {0, 4})
+    for (const auto& [n1, n2] :
+         {std::pair<std::uint64_t, std::uint64_t>{0, 0}, {1, 0}, {7, 3}, {5000, 20000}}) {
+      const TaskKey replaced = demo_key(99999);
+      const auto path = write_table(dir.path(), n1, n2, {replaced}, deflate);
+      detail::TableReader t(path);
+      expect_finds_every_key(t, n1, n2);
+      EXPECT_TRUE(t.check_index().empty()) << t.check_index().front();
+      EXPECT_TRUE(t.key_index().in_file());
+      EXPECT_EQ(t.key_index().tagged(), deflate == 0);
+      EXPECT_EQ(t.key_index().mapped(), n1 + n2 > 0);
+      EXPECT_EQ(t.key_index().replacing(), std::vector<TaskKey>{replaced});
+      const auto keys = t.key_index().keys();
+      EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
+    }
+}
+
+// The uncompressed layout: no copy of the keys in /index, the key columns
+// contiguous; a key damaged in its column is not found, and check says where.
+// (Like every column's values, a key that stays in its place in the
+// order, tag and bucket would not be seen: tables carry no checksums.)
+TEST(KeyIndex, AnUncompressedTableKeepsItsKeysOnlyInItsKeyColumns) {
+  TempDir dir;
+  const auto path = write_table(dir.path(), 3000, 1000);
+  {
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    EXPECT_EQ(H5Lexists(f, "/index/keys", H5P_DEFAULT), 0);
+    EXPECT_GT(H5Lexists(f, "/index/tags", H5P_DEFAULT), 0);
+    const hid_t ds = H5Dopen2(f, "/jobs/demo/v1/key", H5P_DEFAULT);
+    ASSERT_GE(ds, 0);
+    const hid_t dcpl = H5Dget_create_plist(ds);
+    EXPECT_EQ(H5Pget_layout(dcpl), H5D_CONTIGUOUS);
+    H5Pclose(dcpl);
+    // Row 5's key becomes another's.
+    const hid_t type = H5Dget_type(ds);
+    std::vector<TaskKey> keys(3000);
+    ASSERT_GE(H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, keys.data()), 0);
+    EXPECT_EQ(keys[5], demo_key(5));
+    keys[5].hi ^= std::uint64_t{1} << 63;
+    ASSERT_GE(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, keys.data()), 0);
+    H5Tclose(type);
+    H5Dclose(ds);
+    H5Fclose(f);
   }
+  detail::TableReader t(path);
+  EXPECT_TRUE(t.key_index().tagged());
+  EXPECT_TRUE(t.key_index().mapped());
+  EXPECT_FALSE(t.key_index().find(demo_key(5)).has_value());
+  EXPECT_TRUE(t.key_index().find(demo_key(6)).has_value());
+  const auto problems = t.check_index();
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems.front().find("is not indexed where it is stored"), std::string::npos)
+      << problems.front();
+  EXPECT_NE(t.key_index().check().find("out of order"), std::string::npos) << t.key_index().check();
 }
 
 TEST(KeyIndex, ATableWithoutOneIsIndexedFromItsKeyColumns) {

@@ -72,7 +72,7 @@ TEST(StoreFormat, AStoreOfFormatOneMovesToTheViewByAHardLink) {
   Store r = Store::open(path, {.read_only = true});
   EXPECT_TRUE(r.problems().empty());
   EXPECT_EQ(r.size(), 30u);
-  EXPECT_EQ(*r.get(demo_key(7)), demo_record(7, 1));
+  EXPECT_EQ(*r.get(demo_key(7)), test_support::fixture_record(7, 1));
 }
 
 TEST(StoreFormat, AViewWithoutItsTablesIsNamedNotReadAsData) {
@@ -264,6 +264,73 @@ TEST(StoreMerge, MergedSegmentsKeepTheLatestRecordAndTaskLists) {
     });
     EXPECT_EQ(seen, (std::vector<TaskKey>{demo_key(r), demo_key(100000 + r)}));
   }
+}
+
+}  // namespace
+
+namespace {
+
+// Bytes of a column's type in each of the store's tables holding job demo v1.
+std::vector<std::size_t> column_widths(const fs::path& store, const char* column) {
+  std::vector<std::size_t> out;
+  for (const auto& t : mpibatch::test_support::tables(store)) {
+    const hid_t f = H5Fopen(t.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    EXPECT_GE(f, 0) << t;
+    const std::string path = std::string("/jobs/demo/v1/") + column;
+    if (H5Lexists(f, "/jobs/demo", H5P_DEFAULT) > 0 &&
+        H5Lexists(f, path.c_str(), H5P_DEFAULT) > 0) {
+      const hid_t ds = H5Dopen2(f, path.c_str(), H5P_DEFAULT);
+      const hid_t type = H5Dget_type(ds);
+      if (H5Sget_simple_extent_npoints(H5Dget_space(ds)) > 0) out.push_back(H5Tget_size(type));
+      H5Tclose(type);
+      H5Dclose(ds);
+    }
+    H5Fclose(f);
+  }
+  return out;
+}
+
+// Rank and run columns take 16 bits where every value fits; a table with a
+// rank that does not gets 32, and so does a merge it is part of. Values
+// read back exactly either way.
+TEST(StoreFormat, RankAndRunColumnsAreNarrowWhereTheirValuesFit) {
+  TempDir dir;
+  const auto path = dir / "s.h5";
+  {
+    Store s = Store::open(path);
+    s.define_job(demo_job());
+    std::vector<Record> batch;
+    for (std::uint64_t i = 0; i < 100; ++i) batch.push_back(demo_record(i, 7));
+    s.append(batch);
+  }
+  EXPECT_EQ(column_widths(path, "rank"), std::vector<std::size_t>{2});
+  EXPECT_EQ(column_widths(path, "run"), std::vector<std::size_t>{2});
+  EXPECT_EQ(column_widths(path, "duration"), std::vector<std::size_t>{4});
+  Record wide = demo_record(100, 40000);
+  wide.rank = 70000;
+  {
+    Store s = Store::open(path);
+    s.append({wide});
+  }
+  auto sorted = [](std::vector<std::size_t> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  EXPECT_EQ(sorted(column_widths(path, "rank")), (std::vector<std::size_t>{2, 4}));
+  EXPECT_EQ(sorted(column_widths(path, "run")), (std::vector<std::size_t>{2, 4}));
+  {
+    Store s = Store::open(path);
+    EXPECT_EQ(*s.get(demo_key(100)), wide);
+    EXPECT_EQ(*s.get(demo_key(7)), demo_record(7, 7));
+    s.compact();
+    EXPECT_EQ(*s.get(demo_key(100)), wide);
+    EXPECT_EQ(*s.get(demo_key(7)), demo_record(7, 7));
+  }
+  EXPECT_EQ(column_widths(path, "rank"), std::vector<std::size_t>{4});
+  EXPECT_EQ(column_widths(path, "run"), std::vector<std::size_t>{4});
+  const Store r = Store::open(path, {.read_only = true});
+  EXPECT_EQ(*r.get(demo_key(100)), wide);
+  EXPECT_EQ(r.size(), 101u);
 }
 
 }  // namespace

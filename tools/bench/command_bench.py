@@ -3,8 +3,8 @@
 
 Runs each workload alternately with its peers, REPS times, and prints a Markdown table of
 medians (wall clock from the shell: mpirun's start-up, the check pass and the store's final
-work included). Peers: joblib (loky, 2 workers, default batching), mpi4py.futures (2 workers),
-a plain serial Python loop; install them with `tools/setup.sh --bench`.
+work included). Peers: joblib (loky, 2 workers, default batching), mpi4py.futures (2 workers), GNU Parallel
+(2 jobs), a plain serial Python loop; install them with `tools/setup.sh --bench`.
 
   /usr/bin/python3 tools/bench/command_bench.py [--reps 3] [--tasks 1000000] [--store-dir /tmp]
 
@@ -13,8 +13,10 @@ Workloads on 2 workers (`mpirun -n 3 --oversubscribe`: rank 0 dispatches and sle
   rerun N     the same command again: every task from the store
   add 10      10 new tasks against the store of N records
   status      `mpibatch status` on that store (wall time and peak memory)
-GNU Parallel starts a process per task (about 400/s here, so 10^6 tasks would take 40 min):
-it is compared on commands by tools/bench/exec_vs_parallel.sh.
+GNU Parallel starts a process per task (about 400/s here, so 10^6 tasks would take 40 min), so
+for trivial tasks its users reach for --pipe: the task list, one value a line, cut into blocks,
+each piped through a Python filter; results to a file. It is compared on one command per task
+by tools/bench/exec_vs_parallel.sh.
 """
 import argparse
 import os
@@ -43,6 +45,11 @@ def f(x): return math.sqrt(x * x)
 if __name__ == "__main__":
     with MPIPoolExecutor() as ex:
         list(ex.map(f, (float(i) for i in range(int(sys.argv[1]))), chunksize=1000))
+"""
+FILTER = """
+import math, sys
+def f(x): return math.sqrt(x * x)
+sys.stdout.writelines("%r\\n" % f(float(line)) for line in sys.stdin)
 """
 SERIAL = """
 import math, sys
@@ -82,12 +89,14 @@ def main():
     store = os.path.join(work, "sqrt.h5")
     run = MPIRUN + [MPIBATCH, "run", "sqrt", "--store", store, "--progress", "none"]
     scripts = {}
-    for name, text in (("joblib", JOBLIB), ("mpi4py", MPI4PY), ("serial", SERIAL)):
+    for name, text in (("joblib", JOBLIB), ("mpi4py", MPI4PY), ("filter", FILTER), ("serial", SERIAL)):
         scripts[name] = os.path.join(work, "peer_" + name + ".py")  # not joblib.py: it would shadow joblib
         with open(scripts[name], "w") as f:
             f.write(text)
     figures = {k: [] for k in ("new", "rerun", "add", "status", "status_kib", "joblib",
-                               "mpi4py", "serial", "bytes")}
+                               "mpi4py", "parallel", "serial", "bytes")}
+    pipe = "seq 0 %d | parallel --pipe -j2 --block 1M %s %s > %s" % (
+        n - 1, PY, scripts["filter"], os.path.join(work, "parallel.out"))
     try:
         for rep in range(a.reps):
             shutil.rmtree(store + ".d", ignore_errors=True)
@@ -102,6 +111,7 @@ def main():
             figures["add"].append(timed(run + ["--grid", "x=%d..%d" % (n + 10 * rep, n + 10 * rep + 9)], env)[0])
             figures["joblib"].append(timed([PY, scripts["joblib"], str(n)], env)[0])
             figures["mpi4py"].append(timed(MPIRUN + [PY, "-m", "mpi4py.futures", scripts["mpi4py"], str(n)], env)[0])
+            figures["parallel"].append(timed(["sh", "-c", pipe], env)[0])
             figures["serial"].append(timed([PY, scripts["serial"], str(n)], env)[0])
             print("rep %d: %s" % (rep + 1, {k: round(v[-1], 3) for k, v in figures.items()}), file=sys.stderr)
     finally:
@@ -114,7 +124,7 @@ def main():
     print("| what | wall clock (s) | range | tasks/s | mpibatch against it |")
     print("| --- | --- | --- | --- | --- |")
     def row(label, key, ratio=True):
-        rate = "%.0f" % (n / med[key]) if key in ("new", "rerun", "joblib", "mpi4py", "serial") else "-"
+        rate = "%.0f" % (n / med[key]) if key in ("new", "rerun", "joblib", "mpi4py", "parallel", "serial") else "-"
         r = "%.2fx" % (med[key] / med["new"]) if ratio else "-"
         print("| %s | %.2f | %s | %s | %s |" % (label, med[key], rng[key], rate, r))
     row("mpibatch: `%s`" % cmd, "new", False)
@@ -124,6 +134,8 @@ def main():
           (med["status_kib"] / 1024, med["status"], rng["status"]))
     row("joblib `Parallel(n_jobs=2)`, default batching, results in memory", "joblib")
     row("mpi4py.futures, 2 workers, chunksize 1000, results in memory", "mpi4py")
+    row("GNU Parallel `seq 0 %d \\| parallel --pipe -j2 --block 1M python3 filter.py > out` "
+        "(a Python filter per 1 MB block of lines), results in a file" % (n - 1), "parallel")
     row("serial Python loop, results in memory", "serial")
     print("\nStore size: %.0f bytes a task (every file of the store over the number of tasks)." % med["bytes"])
 

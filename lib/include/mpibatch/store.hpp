@@ -35,11 +35,13 @@ struct StoreAccess;  // store_dispatch.hpp's functions reach the store through i
 // index (/index), a job group has an error column only when a row failed,
 // and runs may record a task_spec instead of a task list. 4: a failed row's
 // results are the values its task failed with (TaskFailed), not stand-ins.
-// Older stores are read as they are (the first writer of a format-1 store
-// moves it to the view by a hard link, no copy); tables written from then
-// on are of this format. A newer format is refused with StoreVersionError, so older
-// builds refuse what they could not read.
-inline constexpr std::int64_t kStoreFormat = 4;
+// 5: an uncompressed table's key columns are contiguous and its key index
+// reads them in place (no copy of the keys); duration is float32, rank and
+// run int16 where every row's value fits. Older stores are read as they are (the first writer of a
+// format-1 store moves it to the view by a hard link, no copy); tables written from then on are of
+// this format. A newer format is refused with StoreVersionError, so older builds refuse what they
+// could not read.
+inline constexpr std::int64_t kStoreFormat = 5;
 
 enum class FieldType : std::uint8_t { int64, float64, boolean, string };
 // "int64", "float64", "bool", "string": the names stores and messages use.
@@ -89,7 +91,7 @@ struct Record {
   std::string error;          // the failure's message (empty when ok)
   std::int32_t rank = 0;      // MPI rank that computed it
   double start_time = 0;      // seconds since the Unix epoch
-  double duration = 0;        // seconds
+  double duration = 0;        // seconds; stored as float32 (rounded when appended)
   std::int64_t run = 0;       // id of the run that computed it
   bool operator==(const Record&) const = default;
 };

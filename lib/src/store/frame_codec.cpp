@@ -161,7 +161,9 @@ void put_head(E& e, const RecordHead& h) {
   e.put(h.status);
   e.put_signed(h.rank);
   e.put(h.start_time);
-  e.put(h.duration);
+  // Tables keep durations as float32: rounded here, a record reads the same
+  // before its segment is written and after.
+  e.put(static_cast<double>(static_cast<float>(h.duration)));
   e.put_signed(h.run);
   e.put_varstr(h.result);
   e.put_varstr(h.error);

@@ -16,11 +16,18 @@ namespace {
 constexpr std::uint32_t kFailedBit = 0x80000000u;
 constexpr std::size_t kWriteChunk = std::size_t{1} << 20;
 
-// 2^bits buckets of about four keys: a bucket's keys fill a cache line.
-unsigned bucket_bits(std::size_t n) {
+// 2^bits buckets of 4 to 8 keys (a bucket's keys fill a cache line), or
+// in the tagged layout of 16 to 32 tags (a bucket's tags fill one too).
+unsigned bucket_bits(std::size_t n, bool tagged) {
+  const std::size_t least = tagged ? 32 : 8;
   unsigned b = 0;
-  while (b < 30 && (std::size_t{8} << b) <= n) ++b;
+  while (b < 30 && (least << b) <= n) ++b;
   return b;
+}
+
+// Bits of the key that its bucket does not give (the bucket takes the top of hi).
+std::uint8_t tag_of(const TaskKey& key) {
+  return static_cast<std::uint8_t>(key.lo >> 56);
 }
 
 std::size_t bucket_of(const TaskKey& key, unsigned bits) {
@@ -114,7 +121,7 @@ void KeyIndexWriter::prepare(const std::vector<std::uint64_t>& group_rows) {
     p.row =
         static_cast<std::uint32_t>(first[p.group] + (p.row & ~kFailedBit)) | (p.row & kFailedBit);
   }
-  bits_ = bucket_bits(pending_.size());
+  bits_ = bucket_bits(pending_.size(), in_columns_);
   buckets_ = sort_entries(std::span<Pending>(pending_), bits_);
   prepared_ = true;
 }
@@ -132,10 +139,16 @@ void KeyIndexWriter::write(hid_t file,
   const std::vector<std::uint32_t>& buckets = buckets_;
 
   h5::Handle g = h5::create_group(file, "index");
-  h5::write_attr(g.get(), "description",
-                 std::string("mpibatch's key index: keys sorted, each with its row (counted over "
-                             "the groups in this order; bit 31: failed), bucket starts by the "
-                             "key's top bits, and keys whose rows replace an older table's"));
+  h5::write_attr(
+      g.get(), "description",
+      std::string(in_columns_
+                      ? "mpibatch's key index: in key order, each key's row (counted over the "
+                        "groups in this order; bit 31: failed) and tag (its lo >> 56), bucket "
+                        "starts by the key's top bits, and keys whose rows replace an older "
+                        "table's; the keys are the groups' key columns"
+                      : "mpibatch's key index: keys sorted, each with its row (counted over "
+                        "the groups in this order; bit 31: failed), bucket starts by the "
+                        "key's top bits, and keys whose rows replace an older table's"));
   std::vector<std::string> paths;
   std::vector<std::int64_t> rows;
   for (const auto& [path, n] : groups) {
@@ -147,25 +160,67 @@ void KeyIndexWriter::write(hid_t file,
   h5::write_attr(g.get(), "bucket_bits", static_cast<std::int64_t>(bits));
   h5::Handle key = h5::key_type();
   const hsize_t n = entries.size();
-  h5::Handle keys_ds = contiguous(g.get(), "keys", key.get(), n);
+  h5::Handle keys_ds, tags_ds;
+  if (in_columns_) {
+    tags_ds = contiguous(g.get(), "tags", H5T_NATIVE_UINT8, n);
+  } else {
+    keys_ds = contiguous(g.get(), "keys", key.get(), n);
+  }
   h5::Handle rows_ds = contiguous(g.get(), "rows", H5T_NATIVE_UINT32, n);
   std::vector<TaskKey> kbuf;
   std::vector<std::uint32_t> rbuf;
+  std::vector<std::uint8_t> tbuf;
   for (std::size_t at = 0; at < entries.size(); at += kWriteChunk) {
     const std::size_t end = std::min(entries.size(), at + kWriteChunk);
     kbuf.clear();
     rbuf.clear();
+    tbuf.clear();
     for (std::size_t i = at; i < end; ++i) {
-      kbuf.push_back(entries[i].key);
+      if (in_columns_) {
+        tbuf.push_back(tag_of(entries[i].key));
+      } else {
+        kbuf.push_back(entries[i].key);
+      }
       rbuf.push_back(entries[i].row);
     }
-    write_slab(keys_ds.get(), key.get(), at, end - at, kbuf.data());
+    if (in_columns_) {
+      write_slab(tags_ds.get(), H5T_NATIVE_UINT8, at, end - at, tbuf.data());
+    } else {
+      write_slab(keys_ds.get(), key.get(), at, end - at, kbuf.data());
+    }
     write_slab(rows_ds.get(), H5T_NATIVE_UINT32, at, end - at, rbuf.data());
   }
   h5::Handle b = contiguous(g.get(), "buckets", H5T_NATIVE_UINT32, buckets.size());
   write_slab(b.get(), H5T_NATIVE_UINT32, 0, buckets.size(), buckets.data());
   h5::Handle r = contiguous(g.get(), "replacing", key.get(), replacing.size());
   write_slab(r.get(), key.get(), 0, replacing.size(), replacing.data());
+  if (in_columns_) write_key_columns(file, groups);
+}
+
+void KeyIndexWriter::write_key_columns(
+    hid_t file, const std::vector<std::pair<std::string, std::uint64_t>>& groups) const {
+  // Each row's entry: the sorted entries, turned back into row order.
+  constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+  std::vector<std::uint32_t> entry_of(pending_.size(), kNone);
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    const std::uint32_t row = pending_[i].row & ~kFailedBit;
+    if (row >= entry_of.size() || entry_of[row] != kNone)
+      throw StoreError("key index: row " + std::to_string(row) + " given twice or out of range");
+    entry_of[row] = static_cast<std::uint32_t>(i);
+  }
+  h5::Handle key = h5::key_type();
+  std::vector<TaskKey> buf;
+  std::uint64_t first = 0;
+  for (const auto& [path, n] : groups) {
+    h5::Handle ds = contiguous(file, (path + "/key").c_str(), key.get(), n);
+    for (std::uint64_t at = 0; at < n; at += kWriteChunk) {
+      const std::uint64_t end = std::min<std::uint64_t>(n, at + kWriteChunk);
+      buf.clear();
+      for (std::uint64_t r = at; r < end; ++r) buf.push_back(pending_[entry_of[first + r]].key);
+      write_slab(ds.get(), key.get(), at, end - at, buf.data());
+    }
+    first += n;
+  }
 }
 
 // ---------------------------------------------------------------- reading
@@ -227,52 +282,90 @@ std::unique_ptr<KeyIndex> KeyIndex::open(
     throw bad("it covers " + std::to_string(total) + " rows of " + std::to_string(table_rows));
 
   h5::Handle key = h5::key_type();
-  h5::Handle keys = open_ds(g.get(), "keys", where + "/keys");
-  h5::Handle rws = open_ds(g.get(), "rows", where + "/rows");
-  h5::Handle bks = open_ds(g.get(), "buckets", where + "/buckets");
-  x->n_ = h5::dataset_size(keys.get());
+  x->tagged_ = !h5::exists(g.get(), "keys");
+  // The arrays, each with its element size: in the tagged layout the keys
+  // are the groups' key columns, one extent each.
+  struct Extent {
+    h5::Handle ds;
+    hid_t type;
+    std::uint64_t count;
+    std::optional<haddr_t> at;
+  };
+  std::vector<Extent> arrays;
+  auto add = [&](h5::Handle ds, hid_t type, std::uint64_t count) {
+    if (h5::dataset_size(ds.get()) != count) throw bad("datasets of the wrong sizes");
+    const auto at = in_place(ds.get(), type);
+    arrays.push_back({std::move(ds), type, count, at});
+  };
   const std::size_t nb = (std::size_t{1} << x->bits_) + 1;
-  if (x->n_ != total || h5::dataset_size(rws.get()) != total || h5::dataset_size(bks.get()) != nb)
-    throw bad("datasets of the wrong sizes");
+  x->n_ = total;
+  add(open_ds(g.get(), "rows", where + "/rows"), H5T_NATIVE_UINT32, total);
+  add(open_ds(g.get(), "buckets", where + "/buckets"), H5T_NATIVE_UINT32, nb);
+  if (x->tagged_) {
+    add(open_ds(g.get(), "tags", where + "/tags"), H5T_NATIVE_UINT8, total);
+    for (std::size_t k = 0; k < paths.size(); ++k)
+      add(open_ds(file, (paths[k] + "/key").c_str(), path.string() + ":/" + paths[k] + "/key"),
+          key.get(), static_cast<std::uint64_t>(rows[k]));
+  } else {
+    add(open_ds(g.get(), "keys", where + "/keys"), key.get(), total);
+  }
   x->replacing_.resize(h5::dataset_size(open_ds(g.get(), "replacing", where).get()));
   h5::read_rows(open_ds(g.get(), "replacing", where).get(), key.get(), 0, x->replacing_.size(),
                 x->replacing_.data());
 
-  const auto at_keys = in_place(keys.get(), key.get());
-  const auto at_rows = in_place(rws.get(), H5T_NATIVE_UINT32);
-  const auto at_buckets = in_place(bks.get(), H5T_NATIVE_UINT32);
-  if (x->n_ > 0 && at_keys && at_rows && at_buckets) {
+  const bool in_place_all = std::all_of(arrays.begin(), arrays.end(), [](const Extent& a) {
+    return a.at.has_value() || a.count == 0;
+  });
+  std::vector<const char*> where_at(arrays.size(), nullptr);
+  if (x->n_ > 0 && in_place_all) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st {};
     if (fd >= 0 && ::fstat(fd, &st) == 0) {
       const auto size = static_cast<std::uint64_t>(st.st_size);
       // Each extent within the file (subtractions: a damaged offset cannot overflow).
-      auto within = [size](haddr_t at, std::uint64_t bytes) {
-        return bytes <= size && at <= size - bytes;
-      };
-      const bool fits = within(*at_keys, 16 * std::uint64_t{x->n_}) &&
-                        within(*at_rows, 4 * std::uint64_t{x->n_}) &&
-                        within(*at_buckets, 4 * std::uint64_t{nb});
+      const bool fits = std::all_of(arrays.begin(), arrays.end(), [&](const Extent& a) {
+        const std::uint64_t bytes = a.count * H5Tget_size(a.type);
+        return a.count == 0 || (bytes <= size && *a.at <= size - bytes);
+      });
       void* m = fits ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
       if (m != MAP_FAILED) {
         x->map_ = m;
         x->map_size_ = size;
-        const char* base = static_cast<const char*>(m);
-        x->keys_ = base + *at_keys;
-        x->rows_ = base + *at_rows;
-        x->buckets_ = base + *at_buckets;
+        for (std::size_t a = 0; a < arrays.size(); ++a)
+          if (arrays[a].count > 0) where_at[a] = static_cast<const char*>(m) + *arrays[a].at;
       }
     }
     if (fd >= 0) ::close(fd);
   }
   if (x->map_ == nullptr) {  // not in a layout to use in place: read it
-    x->own_keys_.resize(x->n_);
     x->own_rows_.resize(x->n_);
     x->own_buckets_.resize(nb);
-    h5::read_rows(keys.get(), key.get(), 0, x->n_, x->own_keys_.data());
-    h5::read_rows(rws.get(), H5T_NATIVE_UINT32, 0, x->n_, x->own_rows_.data());
-    h5::read_rows(bks.get(), H5T_NATIVE_UINT32, 0, nb, x->own_buckets_.data());
-    x->point_at_own();
+    h5::read_rows(arrays[0].ds.get(), H5T_NATIVE_UINT32, 0, x->n_, x->own_rows_.data());
+    h5::read_rows(arrays[1].ds.get(), H5T_NATIVE_UINT32, 0, nb, x->own_buckets_.data());
+    where_at[0] = reinterpret_cast<const char*>(x->own_rows_.data());
+    where_at[1] = reinterpret_cast<const char*>(x->own_buckets_.data());
+    x->own_keys_.resize(x->n_);
+    if (x->tagged_) {
+      x->own_tags_.resize(x->n_);
+      h5::read_rows(arrays[2].ds.get(), H5T_NATIVE_UINT8, 0, x->n_, x->own_tags_.data());
+      where_at[2] = reinterpret_cast<const char*>(x->own_tags_.data());
+      for (std::size_t k = 0; k < paths.size(); ++k) {
+        TaskKey* to = x->own_keys_.data() + x->first_[k];
+        h5::read_rows(arrays[3 + k].ds.get(), key.get(), 0, arrays[3 + k].count, to);
+        where_at[3 + k] = reinterpret_cast<const char*>(to);
+      }
+    } else {
+      h5::read_rows(arrays[2].ds.get(), key.get(), 0, x->n_, x->own_keys_.data());
+      where_at[2] = reinterpret_cast<const char*>(x->own_keys_.data());
+    }
+  }
+  x->rows_ = where_at[0];
+  x->buckets_ = where_at[1];
+  if (x->tagged_) {
+    x->tags_ = where_at[2];
+    x->group_keys_.assign(where_at.begin() + 3, where_at.end());
+  } else {
+    x->keys_ = where_at[2];
   }
   if (u32_at(x->buckets_, 0) != 0 || u32_at(x->buckets_, nb - 1) != x->n_)
     throw bad("bucket starts out of range");
@@ -299,7 +392,7 @@ std::unique_ptr<KeyIndex> KeyIndex::build(
     total += keys.size();
   }
   x->n_ = entries.size();
-  x->bits_ = bucket_bits(x->n_);
+  x->bits_ = bucket_bits(x->n_, false);
   x->own_buckets_ = sort_entries(std::span<Entry>(entries), x->bits_);
   x->own_keys_.reserve(x->n_);
   x->own_rows_.reserve(x->n_);
@@ -318,8 +411,9 @@ void KeyIndex::point_at_own() {
 }
 
 std::vector<TaskKey> KeyIndex::keys() const {
-  std::vector<TaskKey> out(n_);
-  if (n_ > 0) std::memcpy(out.data(), keys_, 16 * n_);
+  std::vector<TaskKey> out;
+  out.reserve(n_);
+  for_each([&out](const TaskKey& key, TableHit) { out.push_back(key); });
   return out;
 }
 
@@ -330,8 +424,31 @@ void KeyIndex::prefetch(const TaskKey& key, int stage) const {
     __builtin_prefetch(buckets_ + 4 * b);
   } else {
     const std::uint32_t lo = u32_at(buckets_, b);
-    if (lo < n_) __builtin_prefetch(keys_ + 16 * std::size_t{lo});
+    if (lo < n_) __builtin_prefetch(tagged_ ? tags_ + lo : keys_ + 16 * std::size_t{lo});
   }
+}
+
+std::string KeyIndex::check() const {
+  std::size_t i = 0, b = 0;
+  std::optional<TaskKey> last;
+  std::string problem;
+  for_each([&](const TaskKey& key, TableHit hit) {
+    if (!problem.empty()) return;
+    while (b + 1 < (std::size_t{1} << bits_) && u32_at(buckets_, b + 1) <= i) ++b;
+    const std::string where = "key index: entry " + std::to_string(i) + " (group " +
+                              std::to_string(hit.group) + ", row " + std::to_string(hit.row) + ")";
+    if (last && !(*last < key)) {
+      problem = where + ": keys out of order";
+    } else if (bucket(key) != b) {
+      problem = where + ": its key is in bucket " + std::to_string(bucket(key)) + ", not " +
+                std::to_string(b);
+    } else if (tagged_ && static_cast<std::uint8_t>(tags_[i]) != tag_of(key)) {
+      problem = where + ": its tag does not match its key";
+    }
+    last = key;
+    ++i;
+  });
+  return problem;
 }
 
 void KeyIndex::throw_out_of_range(std::uint32_t row) const {
@@ -346,17 +463,17 @@ std::optional<TableHit> KeyIndex::find(const TaskKey& key) const {
   if (lo > hi || hi > n_)
     throw StoreCorruptError(path_.string() + ": key index: bucket " + std::to_string(b) +
                             " out of range");
+  const auto tag = static_cast<char>(tag_of(key));
   for (std::uint32_t i = lo; i < hi; ++i) {
-    if (key_at(i) != key) continue;
+    if (tagged_ ? tags_[i] != tag : key_at(i) != key) continue;
     const std::uint32_t stored = u32_at(rows_, i);
     const std::uint32_t row = stored & ~kFailedBit;
-    if (row >= n_)
-      throw StoreCorruptError(path_.string() + ": key index: row " + std::to_string(row) +
-                              " out of range");
+    if (row >= n_) throw_out_of_range(row);
     const std::size_t k = static_cast<std::size_t>(
         std::upper_bound(first_.begin(), first_.end(), std::uint64_t{row}) - first_.begin() - 1);
-    return TableHit{group_of_[k], static_cast<std::uint32_t>(row - first_[k]),
-                    (stored & kFailedBit) != 0};
+    const auto in_group = static_cast<std::uint32_t>(row - first_[k]);
+    if (tagged_ && key_in(k, in_group) != key) continue;
+    return TableHit{group_of_[k], in_group, (stored & kFailedBit) != 0};
   }
   return std::nullopt;
 }

@@ -1,9 +1,14 @@
-// A table's key index, kept in the table's own file (/index): its keys
-// sorted, each with its row and failed bit, a directory of buckets by the
-// key's top bits, and the keys whose rows here replaced a row of an older
-// table. Contiguous datasets, so a reader maps them (mmap) and looks keys up
-// where they lie: opening a store reads no keys, and a look-up touches a
-// bucket's entry and a cache line or two of keys (LevelDB's table index).
+// A table's key index, kept in the table's own file (/index): for each key,
+// in key order, its row and failed bit, a directory of buckets by the key's
+// top bits, and the keys whose rows here replaced a row of an older table.
+// Contiguous datasets, so a reader maps them (mmap) and looks keys up where
+// they lie: opening a store reads no keys (LevelDB's table index).
+//
+// Two layouts. In an uncompressed table the keys are not copied: each entry
+// has a one-byte tag (8 bits of its key), and the key itself is read from
+// the table's key column, contiguous and mapped too; a look-up scans a
+// bucket's tags and reads one key. A compressed table's key columns cannot
+// be mapped, so its index keeps the keys, sorted, beside the rows.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +39,11 @@ constexpr std::uint64_t kMaxTableRows = 0x7FFFFFFFu;
 // index at the end. Not thread-safe.
 class KeyIndexWriter {
  public:
+  // keys_in_columns: the tagged layout, whose write() also writes every
+  // group's key column (contiguous); else the keys are copied into /index
+  // and the table writes its own key columns.
+  explicit KeyIndexWriter(bool keys_in_columns = true) : in_columns_(keys_in_columns) {}
+  bool keys_in_columns() const { return in_columns_; }
   // Room for rows in all (a hint).
   void reserve(std::size_t rows) { pending_.reserve(rows); }
   // One row: row of group (the writer's numbering), in any order.
@@ -47,7 +57,8 @@ class KeyIndexWriter {
   // Rows first.. of group (the writer's numbering) get these keys and statuses.
   void add(std::uint32_t group, std::uint64_t first, std::span<const TaskKey> keys,
            std::span<const std::int8_t> status);
-  // Writes file's /index. groups: each group's path and rows, in the numbering add used.
+  // Writes file's /index (and, in the tagged layout, each group's "key"
+  // dataset). groups: each group's path and rows, in the numbering add used.
   // replacing: keys whose rows here replace a row of an older table.
   void write(hid_t file, const std::vector<std::pair<std::string, std::uint64_t>>& groups,
              std::span<const TaskKey> replacing);
@@ -58,7 +69,10 @@ class KeyIndexWriter {
     std::uint32_t row = 0;    // in its group until write(), then global; bit 31: failed
     std::uint32_t group = 0;  // the writer's numbering
   };
+  void write_key_columns(hid_t file,
+                         const std::vector<std::pair<std::string, std::uint64_t>>& groups) const;
   std::vector<Pending> pending_;
+  bool in_columns_ = true;
   bool prepared_ = false;
   unsigned bits_ = 0;
   std::vector<std::uint32_t> buckets_;
@@ -87,9 +101,11 @@ class KeyIndex {
 
   // The key's row here. Throws StoreCorruptError when the index points out of bounds.
   std::optional<TableHit> find(const TaskKey& key) const;
-  // Brings the key's bucket entry (stage 0) or its keys (stage 1) toward the cache.
+  // Brings the key's bucket entry (stage 0) or its tags or keys (stage 1) toward the cache.
   void prefetch(const TaskKey& key, int stage) const;
   std::size_t size() const { return n_; }
+  // What is wrong with the entries' order, buckets or tags: empty when sound.
+  std::string check() const;
   // Every key, sorted.
   std::vector<TaskKey> keys() const;
   // fn(key, where) for every key, in key order.
@@ -102,8 +118,9 @@ class KeyIndex {
       if (row >= n_) throw_out_of_range(row);
       while (k + 1 < first_.size() && first_[k + 1] <= row) ++k;
       while (k > 0 && first_[k] > row) --k;
-      fn(key_at(i), TableHit{group_of_[k], static_cast<std::uint32_t>(row - first_[k]),
-                             (stored & 0x80000000u) != 0});
+      const auto in_group = static_cast<std::uint32_t>(row - first_[k]);
+      fn(tagged_ ? key_in(k, in_group) : key_at(i),
+         TableHit{group_of_[k], in_group, (stored & 0x80000000u) != 0});
     }
   }
   const std::vector<TaskKey>& replacing() const { return replacing_; }
@@ -112,6 +129,8 @@ class KeyIndex {
   // Read from the table's file (else built from its key columns).
   bool in_file() const { return in_file_; }
   bool mapped() const { return map_ != nullptr; }
+  // Reads keys from the table's key columns (an uncompressed table's layout).
+  bool tagged() const { return tagged_; }
 
  private:
   KeyIndex() = default;
@@ -123,15 +142,23 @@ class KeyIndex {
   std::filesystem::path path_;
   void* map_ = nullptr;
   std::size_t map_size_ = 0;
-  std::vector<TaskKey> own_keys_;
+  std::vector<TaskKey> own_keys_;  // sorted; tagged: the groups' keys, in row order
   std::vector<std::uint32_t> own_rows_, own_buckets_;
+  std::vector<std::uint8_t> own_tags_;
   // Where the arrays lie: mapped, so not necessarily aligned; read with memcpy.
   const char* keys_ = nullptr;
   const char* rows_ = nullptr;
+  const char* tags_ = nullptr;
   const char* buckets_ = nullptr;
+  std::vector<const char*> group_keys_;  // tagged: index group -> its key column
   TaskKey key_at(std::size_t i) const {
     TaskKey k;
     std::memcpy(&k, keys_ + 16 * i, 16);
+    return k;
+  }
+  TaskKey key_in(std::size_t group, std::uint32_t row) const {
+    TaskKey k;
+    std::memcpy(&k, group_keys_[group] + 16 * std::size_t{row}, 16);
     return k;
   }
   static std::uint32_t u32_at(const char* base, std::size_t i) {
@@ -142,6 +169,7 @@ class KeyIndex {
   std::size_t n_ = 0;
   unsigned bits_ = 0;
   bool in_file_ = false;
+  bool tagged_ = false;
   std::vector<std::uint32_t> group_of_;  // index group -> the reader's group
   std::vector<std::uint64_t> first_;     // index group -> its first global row
   std::vector<TaskKey> replacing_;

@@ -79,6 +79,13 @@ struct MemTable {
   // table, or the memtable being flushed): the segment's KeyIndex::replacing.
   std::vector<TaskKey> replacing;
   std::size_t superseded = 0;  // entries replaced by a later one here
+  // A rank or run that needs more than 16 bits: the segment's column does.
+  bool wide_rank = false, wide_run = false;
+
+  void note(std::int64_t rank, std::int64_t run) {
+    wide_rank = wide_rank || rank < INT16_MIN || rank > INT16_MAX;
+    wide_run = wide_run || run < INT16_MIN || run > INT16_MAX;
+  }
 
   // Records plus task keys: what the flush threshold counts.
   std::size_t size() const { return entries.size() + task_count; }
@@ -104,6 +111,7 @@ struct MemTable {
     scratch_.clear();
     put_record(scratch_, r, 0);
     arena.append(scratch_);
+    note(r.rank, r.run);
     return add_encoded(r.key, job_index(r.job, r.job_version), r.status == Status::failed, offset,
                        static_cast<std::uint32_t>(scratch_.size()));
   }
@@ -141,6 +149,7 @@ struct MemTable {
     task_count = 0;
     replacing.clear();
     superseded = 0;
+    wide_rank = wide_run = false;
   }
 
   // A live row, with what the flush needs of it, so that the flush touches

@@ -281,6 +281,8 @@ struct Store::Impl {
   // Rows of tables that a newer record replaced, by (table, group), each
   // sorted; and (if frozen_dead) the frozen memtable's entries the active
   // one replaced. Found from the replacing keys, which are few.
+  // Narrows w's rank and run columns where every table from first on has them narrow.
+  void narrow_like(detail::TableWriter& w, std::size_t first) const;
   using DeadRows = std::map<std::pair<std::uint32_t, std::uint32_t>, std::vector<hsize_t>>;
   DeadRows dead_rows(std::vector<bool>* frozen_dead) const;
   // Calls fn with the live rows (no dead one) of group g of table t, front

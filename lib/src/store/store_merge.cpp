@@ -41,11 +41,24 @@ std::size_t Store::Impl::merge_start(std::size_t lowest) const {
   return tables.size() - first >= 4 ? first : tables.size();
 }
 
+void Store::Impl::narrow_like(detail::TableWriter& w, std::size_t first) const {
+  bool rank16 = true, run16 = true;
+  for (std::size_t t = first; t < tables.size(); ++t) {
+    for (std::size_t g = 0; g < tables[t]->groups().size(); ++g) {
+      const auto [rank, run] = tables[t]->narrow_columns(g);
+      rank16 = rank16 && rank;
+      run16 = run16 && run;
+    }
+  }
+  w.narrow(rank16, run16);
+}
+
 void Store::Impl::merge_range(std::size_t first) {
   const std::int64_t seq = ++last_seq;  // above every file: keeps the MANIFEST's order
   const std::string name = seq_name(seq, ".h5");
   {
     detail::TableWriter w(dir / (name + ".tmp"), seq, opt.compress);
+    narrow_like(w, first);
     w.add_jobs(jobs);
     const DeadRows dead = dead_rows(nullptr);
     for (std::size_t t = first; t < tables.size(); ++t) {
@@ -153,6 +166,7 @@ std::uint64_t Store::rewrite(const std::function<bool(const Record&)>* drop) {
   const std::string base_name = Impl::new_base_name(through);
   {
     detail::TableWriter w(s.dir / (base_name + ".tmp"), through, s.opt.compress);
+    s.narrow_like(w, 0);
     w.add_jobs(s.jobs);
     // Per job version, the live rows in storage order: the new base keeps
     // the order records were stored in (oldest first). Memtables are empty.

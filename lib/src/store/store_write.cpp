@@ -72,10 +72,11 @@ void Store::Impl::start_flush() {
     if (identity && pos == frozen->entries.size()) std::vector<std::uint32_t>().swap(f->remap->pos);
     const std::string name = seq_name(f->seq, ".h5");
     detail::TableWriter w(dir / (name + ".tmp"), f->seq, opt.compress);
+    w.narrow(!frozen->wide_rank, !frozen->wide_run);
     w.add_jobs(jobs_copy);
     // The key index is sorted on a thread of its own while the columns are
     // written: at a run's end this flush is what everyone waits for.
-    detail::KeyIndexWriter keys_index;
+    detail::KeyIndexWriter keys_index(opt.compress == 0);
     keys_index.reserve(pos);
     w.use_index(&keys_index);
     auto index_done = std::async(std::launch::async, [&] {
@@ -211,6 +212,7 @@ void Store::Impl::append_batch(std::span<const Record> records) {
       mem_jobs[i] = mem_jobs[i - 1];
     }
     check_record(r, *job);
+    m.note(r.rank, r.run);
   }
   std::vector<std::size_t> offsets;
   offsets.reserve(records.size() + 1);
@@ -261,6 +263,9 @@ void Store::Impl::append_columns(const RecordBatch& b, std::span<const Claim> id
 
   const std::uint32_t id = log_job_id(job);
   const std::uint16_t mem_job = mem().job_index(job.name, job.version);
+  const auto [lo, hi] = std::minmax_element(b.rank.begin(), b.rank.end());
+  mem().note(*lo, b.run);
+  mem().note(*hi, b.run);
   std::vector<std::size_t> offsets;
   offsets.reserve(n + 1);
   log_records(offsets, [&](std::string& out) { detail::encode_records(out, b, id, &offsets); });

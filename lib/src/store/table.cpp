@@ -98,7 +98,10 @@ struct TableWriter::Group {
   JobInfo job;
   std::uint32_t ordinal = 0;  // in the key index's numbering
   h5::Handle gid;
-  // key status rank start_time duration run
+  // Only in compressed tables: an uncompressed table's key index writes
+  // its key column, contiguous, at the end.
+  std::unique_ptr<h5::Column> key;
+  // status rank start_time duration run
   std::vector<h5::Column> cols;
   // Only once a row failed (16 bytes a row otherwise, for nothing): the
   // rows before get none.
@@ -117,7 +120,7 @@ struct TableWriter::RunGroup {
 };
 
 TableWriter::TableWriter(std::filesystem::path tmp_path, std::int64_t through_seq, int deflate)
-    : tmp_path_(std::move(tmp_path)), deflate_(deflate) {
+    : tmp_path_(std::move(tmp_path)), index_(deflate == 0), deflate_(deflate) {
   file_ = h5::create_file(tmp_path_.string());
   fd_ = h5::file_descriptor(file_.get());
   h5::write_attr(file_.get(), "mpibatch_format", kStoreFormat);
@@ -148,15 +151,18 @@ void TableWriter::add_jobs(const std::vector<JobInfo>& jobs) {
     g->gid = h5::create_group(file_.get(), group_path(j.id()));
     const hid_t gid = g->gid.get();
     write_job_attrs(gid, j);
-    h5::Handle key = h5::key_type(), status = h5::status_type(), str = h5::utf8_string_type();
-    g->cols.emplace_back(gid, "key", key.get(), kChunkRows, deflate_);
+    h5::Handle key = h5::key_type(), status = h5::status_type();
+    if (deflate_ > 0)
+      g->key = std::make_unique<h5::Column>(gid, "key", key.get(), kChunkRows, deflate_);
     g->cols.emplace_back(gid, "status", status.get(), kChunkRows, deflate_);
-    g->cols.emplace_back(gid, "rank", H5T_NATIVE_INT32, kChunkRows, deflate_);
+    g->cols.emplace_back(gid, "rank", rank16_ ? H5T_NATIVE_INT16 : H5T_NATIVE_INT32, kChunkRows,
+                         deflate_);
     g->cols.emplace_back(gid, "start_time", H5T_NATIVE_DOUBLE, kChunkRows, deflate_);
-    g->cols.emplace_back(gid, "duration", H5T_NATIVE_DOUBLE, kChunkRows, deflate_);
-    g->cols.emplace_back(gid, "run", H5T_NATIVE_INT32, kChunkRows, deflate_);  // run ids stay small
-    h5::write_attr(g->cols[3].id(), "units", std::string("s since 1970-01-01 UTC"));
-    h5::write_attr(g->cols[4].id(), "units", std::string("s"));
+    g->cols.emplace_back(gid, "duration", H5T_NATIVE_FLOAT, kChunkRows, deflate_);
+    g->cols.emplace_back(gid, "run", run16_ ? H5T_NATIVE_INT16 : H5T_NATIVE_INT32, kChunkRows,
+                         deflate_);
+    h5::write_attr(g->cols[2].id(), "units", std::string("s since 1970-01-01 UTC"));
+    h5::write_attr(g->cols[3].id(), "units", std::string("s"));
     g->results = ValueColumns(gid, "results", j.results, deflate_);
     g->params = ValueColumns(gid, "params", j.params, deflate_);
   }
@@ -183,13 +189,23 @@ void TableWriter::append(const std::string& job, std::int64_t version, const Row
   if (n == 0) return;
   Group& g = group(job, version);
   h5::Handle key = h5::key_type(), st = h5::status_type(), str = h5::utf8_string_type();
+  // HDF5 would clip a value too wide for its column without a word.
+  auto check16 = [&](bool narrow, const auto& column, const char* name) {
+    if (!narrow) return;
+    for (const auto v : column)
+      if (v < INT16_MIN || v > INT16_MAX)
+        throw StoreError("table " + tmp_path_.string() + ": " + name + " " + std::to_string(v) +
+                         " does not fit its 16-bit column");
+  };
+  check16(rank16_, rows.rank, "rank");
+  check16(run16_, rows.run, "run");
   if (!external_index_) index_.add(g.ordinal, g.rows, rows.keys, rows.status);
-  g.cols[0].append(key.get(), rows.keys.data(), n);
-  g.cols[1].append(st.get(), rows.status.data(), n);
-  g.cols[2].append(H5T_NATIVE_INT32, rows.rank.data(), n);
-  g.cols[3].append(H5T_NATIVE_DOUBLE, rows.start_time.data(), n);
-  g.cols[4].append(H5T_NATIVE_DOUBLE, rows.duration.data(), n);
-  g.cols[5].append(H5T_NATIVE_INT64, rows.run.data(), n);
+  if (g.key) g.key->append(key.get(), rows.keys.data(), n);
+  g.cols[0].append(st.get(), rows.status.data(), n);
+  g.cols[1].append(H5T_NATIVE_INT32, rows.rank.data(), n);
+  g.cols[2].append(H5T_NATIVE_DOUBLE, rows.start_time.data(), n);
+  g.cols[3].append(H5T_NATIVE_DOUBLE, rows.duration.data(), n);
+  g.cols[4].append(H5T_NATIVE_INT64, rows.run.data(), n);
   const bool failures = std::any_of(rows.error_at.begin(), rows.error_at.end(),
                                     [](std::int64_t at) { return at >= 0; });
   if (failures && !g.error) {
@@ -267,7 +283,10 @@ void TableWriter::finish(const std::filesystem::path& final_path) {
   for (const RunInfo& r : run_infos_) write_run_attrs(run_group(r.id).gid.get(), r);
   std::vector<std::pair<std::string, std::uint64_t>> order(groups_.size());
   for (const auto& [path, g] : groups_) order[g->ordinal] = {path, g->rows};
-  (external_index_ ? *external_index_ : index_).write(file_.get(), order, replacing_);
+  KeyIndexWriter& index = external_index_ ? *external_index_ : index_;
+  if (index.keys_in_columns() != (deflate_ == 0))
+    throw StoreError("table " + tmp_path_.string() + ": a key index of the wrong layout");
+  index.write(file_.get(), order, replacing_);
   groups_.clear();
   runs_.clear();
   h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp_path_.string());
@@ -585,6 +604,9 @@ std::vector<std::string> TableReader::check_index() const {
         }
       }
     }
+    if (out.empty()) {
+      if (std::string problem = x.check(); !problem.empty()) out.push_back(problem);
+    }
     if (out.empty() && rows != x.size()) {
       out.push_back("key index: " + std::to_string(x.size()) + " keys for " + std::to_string(rows) +
                     " rows");
@@ -593,6 +615,16 @@ std::vector<std::string> TableReader::check_index() const {
     out.emplace_back(e.what());
   }
   return out;
+}
+
+std::pair<bool, bool> TableReader::narrow_columns(std::size_t g) const {
+  const std::string gp = group_path(groups_.at(g).job.id());
+  auto narrow = [&](const char* column) {
+    h5::Handle ds = open_dataset(file_.get(), gp + "/" + column);
+    h5::Handle type(h5::check_id(H5Dget_type(ds.get()), "H5Dget_type", column));
+    return H5Tget_size(type.get()) <= 2;
+  };
+  return {narrow("rank"), narrow("run")};
 }
 
 void TableReader::read_tasks(std::int64_t run, std::vector<TaskKey>& keys) const {

@@ -28,6 +28,12 @@ class TableWriter {
   TableWriter(const TableWriter&) = delete;
   TableWriter& operator=(const TableWriter&) = delete;
 
+  // Rank and run columns of 16 bits (else 32): what every row's values fit.
+  // Call before add_jobs; append() throws StoreError for a value that does not fit.
+  void narrow(bool rank16, bool run16) {
+    rank16_ = rank16;
+    run16_ = run16;
+  }
   // Creates the group of every job (also those with no rows).
   void add_jobs(const std::vector<JobInfo>& jobs);
   // Appends rows of one job version, in the order given, with one write per column.
@@ -37,8 +43,8 @@ class TableWriter {
   void append_tasks(std::int64_t run, std::span<const TaskKey> keys);
   void set_runs(const std::vector<RunInfo>& runs);
   // The key index, made by the caller (KeyIndexWriter::prepare may run
-  // while the columns are written); append() then adds no keys to it. Call
-  // before the first append.
+  // while the columns are written), of the tagged layout when the table is
+  // uncompressed; append() then adds no keys to it. Call before the first append.
   void use_index(KeyIndexWriter* index) { external_index_ = index; }
   // Keys whose rows here replace a row of an older table (see KeyIndex).
   void set_replacing(std::vector<TaskKey> keys) { replacing_ = std::move(keys); }
@@ -60,6 +66,7 @@ class TableWriter {
   KeyIndexWriter* external_index_ = nullptr;
   std::vector<TaskKey> replacing_;
   int deflate_ = 0;
+  bool rank16_ = false, run16_ = false;
   bool finished_ = false;
 };
 
@@ -90,6 +97,8 @@ class TableReader {
   std::vector<Record> read_range(std::size_t g, hsize_t start, hsize_t count) const;
   // The given rows, in the given order.
   std::vector<Record> read_rows(std::size_t g, const std::vector<hsize_t>& rows) const;
+  // Whether group g's rank and run columns have 16 bits (a merge keeps them so).
+  std::pair<bool, bool> narrow_columns(std::size_t g) const;
   // Appends this table's part of the run's task list.
   void read_tasks(std::int64_t run, std::vector<TaskKey>& keys) const;
 
