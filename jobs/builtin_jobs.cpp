@@ -13,6 +13,7 @@ CommandJob pi_job();
 CommandJob exec_job();
 CommandJob csv_classify_job();
 CommandJob image_resize_job();
+CommandJob python_job();
 
 namespace {
 
@@ -55,6 +56,7 @@ void register_builtin_jobs() {
   register_job(exec_job());
   register_job(csv_classify_job());
   register_job(image_resize_job());
+  register_job(python_job());
 }
 
 }  // namespace mpibatch::jobs

@@ -5,7 +5,8 @@
 
 namespace mpibatch::jobs {
 
-// Registers pi, sqrt, sleep, exec, csv_classify and image_resize with the command line. Call once.
+// Registers pi, sqrt, sleep, exec, csv_classify, image_resize and python with the command
+// line. Call once.
 void register_builtin_jobs();
 
 // csv_classify's work done serially, in one process: the reference its

@@ -16,7 +16,8 @@ packages=(
   libxxhash-dev
   libstb-dev
   libabsl-dev
-  python3 python3-h5py python3-numpy
+  python3 python3-h5py python3-numpy python3-pandas
+  python3-dev pybind11-dev
 )
 for arg in "$@"; do
   case "$arg" in

@@ -40,6 +40,7 @@ class MPIBATCH_EXPORT Params {
   bool flag(std::string_view name) const;
   const std::string& text(std::string_view name) const;
   const std::vector<Value>& values() const { return values_; }
+  const std::vector<Field>& fields() const { return fields_; }
 
  private:
   const Value& at(std::string_view name) const;
@@ -73,6 +74,11 @@ struct RowPlan {
   // own (exec's --json-result): what a run adds to the job's fields.
   std::vector<Field> keyed;
   std::vector<Field> results;
+  // The job's name and version in the store (and so in its keys), when the
+  // plan chooses them (python: the function's, and --job-version); empty
+  // and 0: the job's own.
+  std::string name;
+  std::int64_t version = 0;
 };
 
 // A task's function: one value per result field (in order, of the field's

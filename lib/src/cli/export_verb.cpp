@@ -78,8 +78,13 @@ int do_export(const std::string& path, std::int64_t run_id, const std::string& f
   // Columns: the job's params and results (from the first record), then status and error.
   const JobInfo* job = nullptr;
   std::vector<std::pair<std::string, nlohmann::json>> cells;
-  auto job_of = [](const std::string& name) -> const JobInfo& {
-    return find_command_job(name).info;
+  // A job this program registers, else the store's definition (a python
+  // job's is named for its function, and made by its run).
+  auto job_of = [&s](const std::string& name, std::int64_t version) -> const JobInfo& {
+    for (const auto& j : registered_jobs())
+      if (j.info.name == name) return j.info;
+    if (const JobInfo* stored = s.find_job(name, version)) return *stored;
+    return find_command_job(name).info;  // throws, naming the jobs there are
   };
   for_each_run_task(s, run, job_of, [&](const TaskKey& key, const Record* r) {
     if (r != nullptr && job == nullptr) job = s.find_job(r->job, r->job_version);

@@ -14,9 +14,10 @@ std::string task_spec_json(const JobInfo& job, const TaskSpec& spec) {
       .dump();
 }
 
-void for_each_run_task(const Store& store, const RunInfo& run,
-                       const std::function<const JobInfo&(const std::string&)>& job_of,
-                       const std::function<void(const TaskKey&, const Record*)>& fn) {
+void for_each_run_task(
+    const Store& store, const RunInfo& run,
+    const std::function<const JobInfo&(const std::string&, std::int64_t)>& job_of,
+    const std::function<void(const TaskKey&, const Record*)>& fn) {
   if (run.task_spec.empty()) {
     store.for_each_task(run.id, fn);
     return;
@@ -34,7 +35,7 @@ void for_each_run_task(const Store& store, const RunInfo& run,
   } catch (const nlohmann::json::exception& e) {
     throw StoreCorruptError(what + ": its task_spec is not readable: " + e.what());
   }
-  const JobInfo& job = job_of(name);
+  const JobInfo& job = job_of(name, version);
   if (job.version != version) {
     throw UsageError(what + " ran job " + name + " v" + std::to_string(version) +
                      "; this mpibatch has v" + std::to_string(job.version) +

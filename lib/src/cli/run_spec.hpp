@@ -16,10 +16,11 @@ std::string task_spec_json(const JobInfo& job, const TaskSpec& spec);
 
 // fn(key, record or nullptr) for each of the run's tasks in task order:
 // from its task list, or listed again from its task_spec with job_of's job
-// (which throws for a job it does not know). Throws UsageError when the
+// of that name and version (which throws for a job it does not know). Throws UsageError when the
 // job's version differs from the run's, naming both.
-void for_each_run_task(const Store& store, const RunInfo& run,
-                       const std::function<const JobInfo&(const std::string&)>& job_of,
-                       const std::function<void(const TaskKey&, const Record*)>& fn);
+void for_each_run_task(
+    const Store& store, const RunInfo& run,
+    const std::function<const JobInfo&(const std::string&, std::int64_t)>& job_of,
+    const std::function<void(const TaskKey&, const Record*)>& fn);
 
 }  // namespace mpibatch::detail

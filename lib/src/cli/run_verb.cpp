@@ -97,6 +97,8 @@ std::vector<Value> parse_run_options(const CommandJob& job,
 // result fields. Rank 0's plan finds them; every rank's job needs them.
 struct AddedFields {
   std::vector<Field> keyed, kept, results;
+  std::string name;          // RowPlan::name
+  std::int64_t version = 0;  // RowPlan::version
 
   std::string encode() const {
     std::string out;
@@ -104,22 +106,32 @@ struct AddedFields {
       for (const Field& f : *fields)
         out += std::string(1, tag) + " " + std::to_string(static_cast<int>(f.type)) + " " + f.name +
                "\n";
+    if (!name.empty()) out += "N 0 " + name + "\n";  // names have no white space (Store checks)
+    if (version != 0) out += "V " + std::to_string(version) + " -\n";
     return out;
   }
   static AddedFields decode(const std::string& text) {
     AddedFields a;
     std::istringstream in(text);
     char tag = 0;
-    int type = 0;
+    long long number = 0;
     std::string name;
-    while (in >> tag >> type >> name) {
-      auto& fields = tag == 'K' ? a.keyed : tag == 'P' ? a.kept : a.results;
-      fields.push_back(Field{name, static_cast<FieldType>(type), "", ""});
+    while (in >> tag >> number >> name) {
+      if (tag == 'N') {
+        a.name = name;
+      } else if (tag == 'V') {
+        a.version = number;
+      } else {
+        auto& fields = tag == 'K' ? a.keyed : tag == 'P' ? a.kept : a.results;
+        fields.push_back(Field{name, static_cast<FieldType>(number), "", ""});
+      }
     }
     return a;
   }
   // job, a copy of base, with these fields after its own.
   void apply(const CommandJob& base, CommandJob& job) const {
+    if (!name.empty()) job.info.name = name;
+    if (version != 0) job.info.version = version;
     job.info.params = base.info.params;
     job.info.params.insert(job.info.params.end(), keyed.begin(), keyed.end());
     job.info.params.insert(job.info.params.end(), kept.begin(), kept.end());
@@ -158,6 +170,8 @@ class RunTasks {
     }
     added_.keyed = std::move(plan.keyed);
     added_.results = std::move(plan.results);
+    added_.name = std::move(plan.name);
+    added_.version = plan.version;
     if (keep_inputs_) added_.kept = inputs_info_.params;
     std::vector<Field> params = job.info.params;
     params.insert(params.end(), added_.keyed.begin(), added_.keyed.end());
@@ -182,7 +196,12 @@ class RunTasks {
       }
     }
     rows_ = std::make_unique<TaskRows>(inputs_info_, spec);  // keeps a reference to it
-    if (!map_) task_spec_ = task_spec_json(job.info, spec);
+    if (!map_) {
+      JobInfo as_stored = job.info;  // the name and version its keys have
+      if (!added_.name.empty()) as_stored.name = added_.name;
+      if (added_.version != 0) as_stored.version = added_.version;
+      task_spec_ = task_spec_json(as_stored, spec);
+    }
   }
 
   // What the run records instead of a task list, if its rows come from the
