@@ -45,6 +45,11 @@ MODULE = textwrap.dedent('''
             return numpy.float64(6.5)
         return a / 2
 
+    def slow(a: int) -> int:
+        import time
+        time.sleep(0.05)
+        return a
+
     def unannotated(a):
         return a
 
@@ -196,6 +201,29 @@ class PythonJob(unittest.TestCase):
                 self.assertTrue(lines and why in lines[0], (args, p.stderr))
                 self.assertFalse(os.path.exists(os.path.join(self.dir, "bad.h5")), args)
                 self.assertFalse(os.path.exists(os.path.join(self.dir, "calls.txt")), "no task ran")
+
+    def test_a_time_limit_stops_it_with_3_and_the_same_command_resumes(self):
+        for np in (1, 2):
+            store = "slow%d.h5" % np
+            args = ("run", "python", "--function", "sim:slow", "--grid", "a=1..120", "--store", store,
+                    "--progress", "none")
+            p = self.mpibatch(*args, "--time-limit", "3", "--grace", "1", np=np)
+            self.assertEqual(p.returncode, 3, p.stderr)
+            first = self.status(store)
+            self.assertEqual(first["state"], "stopped")
+            self.assertLess(first["computed"], 120)
+            self.mpibatch(*args, np=np, check=0)
+            s = self.status(store)
+            self.assertEqual((s["done"], s["computed"] + s["cached"]), (120, 120))
+            self.assertEqual(s["cached"], first["computed"], "each task once")
+            self.assertEqual(sorted(int(r["value"]) for r in self.rows(store)), list(range(1, 121)))
+
+    def test_submit_writes_a_batch_script_that_runs_the_function(self):
+        p = self.mpibatch("submit", "python", "--function", "sim:simulate", "--grid", "a=1..4", "--param", "b=1",
+                          "--param", "tag=t", "--param", "flip=false", "--store", "s.h5", "--ntasks", "4",
+                          "--time", "10:00", "--dry-run", check=0)
+        self.assertIn("'run' 'python' '--function' 'sim:simulate'", p.stdout)
+        self.assertEqual(subprocess.run(["bash", "-n"], input=p.stdout, text=True).returncode, 0)
 
     def test_result_keys_from_the_command_line(self):
         self.mpibatch("run", "python", "--function", "sim:no_return", "--result", "x:int", "--grid", "a=1..4",
