@@ -14,6 +14,16 @@ execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIAB
 if(rc)
   message(FATAL_ERROR "building the consumer failed")
 endif()
+# The installed command runs from its prefix (its RUNPATH is relative) and says its version.
+execute_process(COMMAND ${WORK_DIR}/prefix/bin/mpibatch --version OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(rc OR NOT out MATCHES "^mpibatch [0-9]+\\.[0-9]+\\.[0-9]+")
+  message(FATAL_ERROR "the installed mpibatch --version gave ${rc}: ${out}")
+endif()
+execute_process(COMMAND ${WORK_DIR}/prefix/bin/mpibatch jobs OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(rc OR NOT out MATCHES "python \\(version 1\\)")
+  message(FATAL_ERROR "the installed mpibatch jobs gave ${rc}: ${out}")
+endif()
+
 set(ENV{OMPI_ALLOW_RUN_AS_ROOT} 1)
 set(ENV{OMPI_ALLOW_RUN_AS_ROOT_CONFIRM} 1)
 execute_process(COMMAND mpirun -n 2 --oversubscribe ${WORK_DIR}/build/consumer

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cli/verbs.hpp"
+#include "mpibatch/version.hpp"
 
 namespace mpibatch {
 
@@ -16,6 +17,7 @@ int run_command_line(int argc, char** argv) {
       "2 bad usage or input, 3 stopped early (resumable), 4 tasks failed.",
       "mpibatch"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "mpibatch " MPIBATCH_VERSION);
 
   detail::RunArgs ra;
   auto* run = app.add_subcommand("run",
