@@ -211,6 +211,7 @@ class Cli(unittest.TestCase):
             (["run", "pi", "--batch", "0", "--param", "row=1", "--param", "order=1"], ["--batch '0'"]),
             (["status", self.path("missing.h5")], ["missing.h5", "no such store"]),
             (["run"], ["job is required"]),
+            (["run", "pi", "--gridd", "row=0..3"], ["--gridd"]),
         ]
         for args, needles in cases:
             for np in ((None, 2) if args[0] == "run" and len(args) > 2 else (None,)):
@@ -218,6 +219,7 @@ class Cli(unittest.TestCase):
                 self.assertEqual(p.returncode, 2, "%s: %s" % (args, p.stderr))
                 for needle in needles:
                     self.assertIn(needle, p.stderr, args)
+                self.assertEqual(p.stderr.count(needles[0]), 1, "said once, not by every rank: %s" % p.stderr)
         self.assertEqual([f for f in os.listdir(self.dir) if f.endswith(".h5")], [], "bad input made a store")
 
     def test_failed_tasks_exit_4_and_are_listed(self):

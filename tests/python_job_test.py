@@ -198,7 +198,7 @@ class PythonJob(unittest.TestCase):
             for np in (1, 2):
                 p = self.mpibatch("run", "python", *args, "--store", "bad.h5", np=np, check=2)
                 lines = [l for l in p.stderr.splitlines() if l.startswith("mpibatch run")]
-                self.assertTrue(lines and why in lines[0], (args, p.stderr))
+                self.assertTrue(len(lines) == 1 and why in lines[0], ("said once", args, p.stderr))
                 self.assertFalse(os.path.exists(os.path.join(self.dir, "bad.h5")), args)
                 self.assertFalse(os.path.exists(os.path.join(self.dir, "calls.txt")), "no task ran")
 

@@ -32,6 +32,9 @@ class MPIBATCH_EXPORT Environment {
   // check's outcome before any work). Waits without spinning. Throws MpiError.
   int broadcast(int value, int root = 0) const;
   std::string broadcast(std::string bytes, int root = 0) const;
+  // Collective: the largest of every rank's value (to agree that one rank's
+  // check failed). Waits without spinning. Throws MpiError.
+  int max(int value) const;
   // Ends every rank of the job with this exit status. Never returns.
   [[noreturn]] void abort(int status) const;
 

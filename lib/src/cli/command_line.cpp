@@ -4,11 +4,26 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
+#include <ostream>
+#include <string_view>
 
 #include "cli/verbs.hpp"
 #include "mpibatch/version.hpp"
 
 namespace mpibatch {
+
+namespace {
+
+// Under mpirun or srun every rank parses the same command line: only the
+// first prints what parsing says (help, version, a usage error).
+bool first_process() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"})
+    if (const char* v = std::getenv(name)) return std::string_view(v) == "0";
+  return true;
+}
+
+}  // namespace
 
 int run_command_line(int argc, char** argv) {
   CLI::App app{
@@ -103,7 +118,8 @@ int run_command_line(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
+    std::ostream quiet(nullptr);
+    const int rc = first_process() ? app.exit(e) : app.exit(e, quiet, quiet);
     return rc == 0 ? kExitOk : kExitUsage;
   }
   try {

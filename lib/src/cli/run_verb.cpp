@@ -447,10 +447,12 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     error = e.what();
     status = e.exit_status();
   }
-  status = env.broadcast(status);
+  // Any rank's failed check stops every rank (a worker that cannot import a
+  // module, say); the lowest such rank says why, once.
+  status = env.max(status);
   if (status != kExitOk) {
-    if (env.rank() == 0 || !error.empty())
-      std::fprintf(stderr, "mpibatch run: %s\n", error.c_str());
+    const int first = -env.max(error.empty() ? -env.size() : -env.rank());
+    if (env.rank() == first) std::fprintf(stderr, "mpibatch run: %s\n", error.c_str());
     return status;
   }
 

@@ -51,6 +51,11 @@ int Environment::broadcast(int value, int root) const {
   return value;
 }
 
+int Environment::max(int value) const {
+  detail::mpi::max_int(comm(), value);
+  return value;
+}
+
 std::string Environment::broadcast(std::string bytes, int root) const {
   detail::mpi::bcast_bytes(comm(), bytes, root);
   return bytes;

@@ -61,6 +61,13 @@ void bcast_int(MPI_Comm comm, int& value, int root) {
   wait(request);
 }
 
+void max_int(MPI_Comm comm, int& value) {
+  const int mine = value;
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Iallreduce(&mine, &value, 1, MPI_INT, MPI_MAX, comm, &request), "MPI_Iallreduce");
+  wait(request);
+}
+
 void bcast_bytes(MPI_Comm comm, std::string& bytes, int root) {
   if (bytes.size() > static_cast<std::size_t>(INT32_MAX))
     throw MpiError("a broadcast of " + std::to_string(bytes.size()) + " bytes is over 2 GiB");

@@ -38,6 +38,8 @@ bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out,
 void wait(MPI_Request& request);
 // MPI_Bcast of one int from root, waiting as wait() does.
 void bcast_int(MPI_Comm comm, int& value, int root);
+// value becomes the largest over comm's ranks.
+void max_int(MPI_Comm comm, int& value);
 // MPI_Bcast of root's bytes (their size first), waiting as wait() does.
 void bcast_bytes(MPI_Comm comm, std::string& bytes, int root);
 
