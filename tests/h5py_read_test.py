@@ -17,7 +17,7 @@ with tempfile.TemporaryDirectory() as tmp:
     tables = sorted(t for t in os.listdir(path + ".d") if t.endswith(".h5"))
     assert len(tables) >= 5, tables  # the base and a segment a thousand records
     with h5py.File(path, "r") as f:
-        assert f.attrs["mpibatch_format"] == 5
+        assert f.attrs["mpibatch_format"] == 6
         g = f["jobs/demo/v1"]
         assert g.attrs["name"] == "demo" and g.attrs["version"] == 1
         assert list(g.attrs["result_names"]) == ["n", "half", "even", "label"]
@@ -59,7 +59,22 @@ with tempfile.TemporaryDirectory() as tmp:
     segment = os.path.join(path + ".d", next(t for t in tables if not t.startswith("base-")))
     with h5py.File(segment, "r") as f:
         lost = len(f["jobs/demo/v1/key"])
+        half = f["jobs/demo/v1/results/half"]
+        assert half.fletcher32, "h5py checks each chunk's checksum"
+        at = half.id.get_chunk_info(0).byte_offset
     assert lost > 0
+    # A flipped byte in a chunk: h5py refuses the chunk rather than read a changed value.
+    with open(segment, "r+b") as raw:
+        raw.seek(at + 9)
+        b = raw.read(1)
+        raw.seek(at + 9)
+        raw.write(bytes([b[0] ^ 0x5A]))
+    with h5py.File(segment, "r") as f:
+        try:
+            f["jobs/demo/v1/results/half"][:]
+            raise AssertionError("h5py read a damaged chunk")
+        except OSError as e:
+            assert "Fletcher32" in str(e), e
     os.remove(segment)
     with h5py.File(path, "r") as f:
         status = f["jobs/demo/v1/status"][:]

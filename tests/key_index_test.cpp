@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "damage_support.hpp"
 #include "mpibatch/store.hpp"
 #include "mpibatch/store_dispatch.hpp"
 #include "store/schema.hpp"
@@ -128,6 +129,15 @@ TEST(KeyIndex, AnUncompressedTableKeepsItsKeysOnlyInItsKeyColumns) {
     H5Dclose(ds);
     H5Fclose(f);
   }
+  {  // as written the change fails its block's sum
+    detail::TableReader t(path);
+    EXPECT_THROW(t.key_index().find(demo_key(5)), StoreCorruptError);
+    EXPECT_NE(t.check_index().front().find("/jobs/demo/v1/key: rows 0 to 2999 are damaged"),
+              std::string::npos)
+        << t.check_index().front();
+  }
+  // With sums that match (a writer's mistake, not damage): the checks behind them.
+  damage_support::resum_index(path);
   detail::TableReader t(path);
   EXPECT_TRUE(t.key_index().tagged());
   EXPECT_TRUE(t.key_index().mapped());
@@ -167,6 +177,13 @@ TEST(KeyIndex, ADamagedIndexIsNotUsedAndIsReported) {
     H5Dclose(ds);
     H5Fclose(f);
   }
+  {  // as written: its sums fail, the index is not used
+    detail::TableReader t(path);
+    expect_finds_every_key(t, 3000, 1000);
+    EXPECT_NE(t.check_index().front().find("/index/buckets: rows 0 to 128 are damaged"),
+              std::string::npos);
+  }
+  damage_support::resum_index(path);
   detail::TableReader t(path);
   expect_finds_every_key(t, 3000, 1000);  // from the key columns
   EXPECT_FALSE(t.key_index().in_file());
@@ -188,6 +205,7 @@ TEST(KeyIndex, AKeyIndexedInTheWrongRowIsFoundByCheck) {
     H5Dclose(ds);
     H5Fclose(f);
   }
+  damage_support::resum_index(path);  // consistent, wrong: what check() is for
   detail::TableReader t(path);
   const auto problems = t.check_index();
   ASSERT_EQ(problems.size(), 1u);
@@ -317,6 +335,7 @@ TEST(KeyIndex, TablesWithoutAnIndexStillCountReplacedRecordsOnce) {
   const auto path = dir / "s.h5";
   make_replaced_store(path);
   for (const auto& t : test_support::tables(path)) delete_link(t, "/index");
+  damage_support::restamp(path);  // tables as an older build wrote them
   check_replaced_store(Store::open(path, {.read_only = true}));
   {
     Store s = Store::open(path);

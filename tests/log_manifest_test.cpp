@@ -102,13 +102,28 @@ TEST(Manifest, WrittenAndReadBackAndAbsentIsNullopt) {
   TempDir dir;
   const fs::path path = dir / "MANIFEST";
   EXPECT_FALSE(read_manifest(path).has_value());
-  write_manifest(path, Manifest{6, "base-000000000006-1.h5", {7, 9, 12}});
+  auto stamp = [](std::uint64_t size) {
+    return mpibatch::detail::FileStamp{size, 1700000000123456789, std::string(32, 'a')};
+  };
+  Manifest written{6, "base-000000000006-1.h5", {7, 9, 12}, {}};
+  written.stamps = {{"base-000000000006-1.h5", stamp(1)},
+                    {"000000000007.h5", stamp(7)},
+                    {"000000000009.h5", stamp(9)},
+                    {"000000000012.h5", stamp(12)}};
+  write_manifest(path, written);
   const auto m = read_manifest(path);
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->base, 6);
   EXPECT_EQ(m->base_file, "base-000000000006-1.h5");
   EXPECT_EQ(m->segments, (std::vector<std::int64_t>{7, 9, 12}));
-  write_manifest(path, Manifest{12, "base-000000000012-2.h5", {}});  // replaced whole
+  EXPECT_EQ(m->stamps, written.stamps);
+  // A stamp for every table is required.
+  EXPECT_THROW(write_manifest(path, Manifest{6, "base-000000000006-1.h5", {7}, {}}),
+               mpibatch::StoreError);
+  write_manifest(path, Manifest{12,
+                                "base-000000000012-2.h5",
+                                {},
+                                {{"base-000000000012-2.h5", stamp(2)}}});  // replaced whole
   EXPECT_EQ(read_manifest(path)->segments.size(), 0u);
   EXPECT_EQ(read_manifest(path)->base, 12);
 }
@@ -122,6 +137,41 @@ TEST(Manifest, DamagedOrNewerIsRefusedWithWhy) {
   EXPECT_THROW(read_manifest(path), mpibatch::StoreCorruptError);
   std::ofstream(path, std::ios::trunc) << "garbage";
   EXPECT_THROW(read_manifest(path), mpibatch::StoreCorruptError);
+}
+
+// A line lost, added or changed is damage, not a shorter list of tables.
+TEST(Manifest, EveryLineIsCoveredByItsChecksum) {
+  TempDir dir;
+  const fs::path path = dir / "MANIFEST";
+  const mpibatch::detail::FileStamp s{10, 20, std::string(32, 'b')};
+  write_manifest(
+      path,
+      Manifest{6,
+               "base-000000000006-1.h5",
+               {7, 9},
+               {{"base-000000000006-1.h5", s}, {"000000000007.h5", s}, {"000000000009.h5", s}}});
+  std::string text;
+  std::getline(std::ifstream(path), text, '\0');
+  auto expect_refused = [&](const std::string& damaged, const char* why) {
+    std::ofstream(path, std::ios::trunc) << damaged;
+    try {
+      read_manifest(path);
+      ADD_FAILURE() << "read a MANIFEST with " << why;
+    } catch (const mpibatch::StoreCorruptError& e) {
+      EXPECT_NE(std::string(e.what()).find("MANIFEST"), std::string::npos) << e.what();
+    }
+  };
+  const auto seg = text.find("segment 7");
+  ASSERT_NE(seg, std::string::npos);
+  std::string removed = text;
+  removed.erase(seg, text.find('\n', seg) + 1 - seg);
+  expect_refused(removed, "a segment line removed");
+  std::string changed = text;
+  changed[seg + 8] = '8';
+  expect_refused(changed, "a segment's number changed");
+  expect_refused(text.substr(0, text.find("checksum")), "no checksum line");
+  std::ofstream(path, std::ios::trunc) << text;
+  EXPECT_EQ(read_manifest(path)->segments, (std::vector<std::int64_t>{7, 9}));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 
+#include "damage_support.hpp"
 #include "mpibatch/error.hpp"
 #include "mpibatch/store.hpp"
 #include "mpibatch/store_dispatch.hpp"
@@ -131,6 +132,48 @@ TEST_F(StoreRecovery, TornLogTailIsDroppedSilentlyAndWritingGoesOn) {
   expect_exactly(s, 25);
 }
 
+// Once a writer has replayed a log, the MANIFEST records its committed
+// length: a log cut short of it, or deleted, lost committed records, which
+// is damage, not a torn tail. (A log a killed writer left is protected from
+// the next open on; until then its tail cannot be told from a crash's.)
+TEST_F(StoreRecovery, ALogTruncatedOrDeletedAfterItWasListedIsDamage) {
+  const auto path = dir / "s.h5";
+  commit_groups_then_crash(path, 3);
+  const fs::path log = only_log(Store::sidecar(path));
+  ASSERT_FALSE(log.empty());
+  in_crashing_child([&] {  // a writer opens it, lists the log, and is killed
+    Store s = Store::open(path);
+    crash();
+  });
+  const fs::path keep = dir / "keep.log";
+  fs::copy_file(log, keep);
+  {
+    const Store r = Store::open(path, {.read_only = true});
+    EXPECT_TRUE(r.problems().empty());
+    expect_exactly(r, 30);
+  }
+  fs::resize_file(log, fs::file_size(log) - 200);  // into committed frames
+  {
+    const Store r = Store::open(path, {.read_only = true});
+    ASSERT_EQ(r.problems().size(), 1u);
+    EXPECT_EQ(r.problems()[0].file, log.string());
+    EXPECT_NE(r.problems()[0].what.find("truncated, committed records lost"), std::string::npos)
+        << r.problems()[0].what;
+  }
+  EXPECT_THROW(Store::open(path), StoreCorruptError);
+  fs::remove(log);
+  {
+    const Store r = Store::open(path, {.read_only = true});
+    ASSERT_EQ(r.problems().size(), 1u);
+    EXPECT_EQ(r.problems()[0].file, log.string());
+    EXPECT_NE(r.problems()[0].what.find("missing"), std::string::npos) << r.problems()[0].what;
+  }
+  EXPECT_THROW(Store::open(path), StoreCorruptError);
+  fs::copy_file(keep, log);  // put back: sound again, and a writer goes on
+  Store w = Store::open(path);
+  expect_exactly(w, 30);
+}
+
 TEST_F(StoreRecovery, BadChecksumInTheMiddleIsReportedNotSkipped) {
   const auto path = dir / "s.h5";
   commit_groups_then_crash(path, 5);
@@ -219,6 +262,7 @@ TEST_F(StoreRecovery, NewerFormatIsRefusedWithItsVersion) {
     H5Aclose(a);
     H5Fclose(f);
   }
+  damage_support::restamp(path);  // a table a newer build wrote, not a damaged one
   for (bool ro : {true, false}) {
     try {
       Store::open(path, {.read_only = ro});
@@ -227,6 +271,36 @@ TEST_F(StoreRecovery, NewerFormatIsRefusedWithItsVersion) {
       EXPECT_NE(std::string(e.what()).find("99"), std::string::npos) << e.what();
     }
   }
+}
+
+// A sidecar that is a symbolic link would aim a writer's clean-up at the
+// folder it names (in a shared /tmp, anyone's): never followed.
+TEST_F(StoreRecovery, ASidecarThatIsASymbolicLinkIsNeverFollowed) {
+  const fs::path victim = dir / "victim";
+  fs::create_directory(victim);
+  for (const char* name : {"x.tmp", "000000000002.h5", "000000000001.log", "notes.txt"})
+    std::ofstream(victim / name) << "mine";
+  const auto path = dir / "s.h5";
+  fs::create_directory_symlink(victim, Store::sidecar(path));
+  for (bool ro : {false, true}) {
+    try {
+      Store::open(path, {.read_only = ro});
+      ADD_FAILURE() << "opened a store through a symbolic link";
+    } catch (const NotAStoreError& e) {
+      EXPECT_NE(std::string(e.what()).find("s.h5.d: a symbolic link"), std::string::npos)
+          << e.what();
+    }
+  }
+  std::size_t left = 0;
+  for (const auto& e : fs::directory_iterator(victim)) left += e.path().filename() != "MANIFEST";
+  EXPECT_EQ(left, 4u);
+  EXPECT_FALSE(fs::exists(victim / "MANIFEST"));
+  // A sidecar anyone may write in is read, not written.
+  const auto other = dir / "o.h5";
+  { Store::open(other).define_job(demo_job()); }
+  fs::permissions(Store::sidecar(other), fs::perms::others_write, fs::perm_options::add);
+  EXPECT_THROW(Store::open(other), NotAStoreError);
+  EXPECT_NO_THROW(Store::open(other, {.read_only = true}));
 }
 
 TEST_F(StoreRecovery, PathThatIsNotAStore) {

@@ -37,11 +37,13 @@ struct StoreAccess;  // store_dispatch.hpp's functions reach the store through i
 // results are the values its task failed with (TaskFailed), not stand-ins.
 // 5: an uncompressed table's key columns are contiguous and its key index
 // reads them in place (no copy of the keys); duration is float32, rank and
-// run int16 where every row's value fits. Older stores are read as they are (the first writer of a
-// format-1 store moves it to the view by a hard link, no copy); tables written from then on are of
-// this format. A newer format is refused with StoreVersionError, so older builds refuse what they
-// could not read.
-inline constexpr std::int64_t kStoreFormat = 5;
+// run int16 where every row's value fits. 6: every chunk carries HDF5's
+// fletcher32 checksum, the key index and key columns XXH3 sums of each
+// 64 KiB block, and the MANIFEST each table's size and digest. Older stores are read as they are
+// (the first writer of a format-1 store moves it to the view by a hard link, no copy); tables
+// written from then on are of this format. A newer format is refused with StoreVersionError, so
+// older builds refuse what they could not read.
+inline constexpr std::int64_t kStoreFormat = 6;
 
 enum class FieldType : std::uint8_t { int64, float64, boolean, string };
 // "int64", "float64", "bool", "string": the names stores and messages use.
@@ -145,6 +147,10 @@ struct StoreOptions {
   // Writers only: open even when committed data is damaged (see problems()).
   // Off by default so that damage is noticed before new work is added.
   bool allow_damaged = false;
+  // Check every table's bytes against the digest the MANIFEST recorded
+  // before reading it (what `mpibatch verify` does). Otherwise a table's
+  // digest is checked only when its size or mtime differ from the MANIFEST's.
+  bool check_digests = false;
   // A segment file is written when this many records (or task-list keys)
   // are in memory since the last one; bounds memory and log replay time.
   std::size_t segment_records = std::size_t{1} << 20;

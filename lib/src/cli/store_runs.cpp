@@ -6,8 +6,18 @@
 
 namespace mpibatch::detail {
 
+void require_sound(const Store& s) {
+  const auto& p = s.problems();
+  if (p.empty()) return;
+  throw StoreCorruptError(
+      "store " + s.path().string() + " is damaged: " + p.front().file + ": " + p.front().what +
+      (p.size() > 1 ? " (and " + std::to_string(p.size() - 1) + " more)" : std::string()) +
+      "; run 'mpibatch verify'");
+}
+
 const RunInfo& pick_run(const Store& s, std::int64_t id, std::vector<RunInfo>& runs) {
   runs = s.runs();
+  if (runs.empty()) require_sound(s);  // the runs may be in what is damaged
   if (runs.empty()) throw UsageError("store " + s.path().string() + " has no runs yet");
   if (id == 0) return runs.back();
   for (const auto& r : runs)

@@ -6,7 +6,7 @@
 namespace mpibatch::detail {
 
 int do_verify(const std::string& path) {
-  Store s = Store::open(path, {.read_only = true});
+  Store s = Store::open(path, {.read_only = true, .check_digests = true});
   std::uint64_t records = 0, tasks = 0;
   std::vector<Problem> problems = s.problems();
   for (auto& p : s.check_files()) problems.push_back(std::move(p));

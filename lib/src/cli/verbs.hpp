@@ -81,8 +81,13 @@ int do_jobs();
 // The registered job of that name. Throws UsageError listing the known ones.
 const CommandJob& find_command_job(const std::string& name);
 
+// Throws StoreCorruptError naming the first damaged file when opening s
+// found damage: what reads results (export, failed) must not return part of
+// them as if it were all.
+void require_sound(const Store& s);
 // The run of that id, or the latest for 0; runs receives the store's runs.
-// Throws UsageError when there is none.
+// Throws UsageError when there is none (StoreCorruptError when the store is
+// damaged: its runs may be in what is).
 const RunInfo& pick_run(const Store& store, std::int64_t id, std::vector<RunInfo>& runs);
 
 double now_unix();

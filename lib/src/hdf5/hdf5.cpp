@@ -281,6 +281,11 @@ Column::Column(hid_t parent, const std::string& name, hid_t type, hsize_t chunk_
     check(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", name);
     check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(deflate)), "H5Pset_deflate", name);
   }
+  // Last, so that it covers the bytes as stored; readers (h5py too) check
+  // it. HDF5 refuses it for variable-length strings, whose bytes are in the
+  // file's heap anyway: the table's digest covers those.
+  if (check_tri(H5Tis_variable_str(type), "H5Tis_variable_str", name) <= 0)
+    check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", name);
   dset_ = Handle(check_id(
       H5Dcreate2(parent, name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
       "H5Dcreate2", name));
@@ -306,13 +311,37 @@ hsize_t dataset_size(hid_t dset) {
   return static_cast<hsize_t>(n);
 }
 
+std::string name_of(hid_t obj) {
+  char file[4096] = "?", name[4096] = "?";
+  if (H5Fget_name(obj, file, sizeof file) < 0) H5Eclear2(H5E_DEFAULT);
+  if (H5Iget_name(obj, name, sizeof name) < 0) H5Eclear2(H5E_DEFAULT);
+  return std::string(file) + ":" + name;
+}
+
+namespace {
+
+// A failed read names the file, the dataset and the rows; a chunk that
+// fails its checksum is damage, not an HDF5 fault.
+[[noreturn]] void fail_read(hid_t dset, const std::string& rows) {
+  std::string stack;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect, &stack);
+  H5Eclear2(H5E_DEFAULT);
+  const std::string where = name_of(dset) + ": " + rows;
+  if (stack.find("Fletcher32") != std::string::npos || stack.find("checksum") != std::string::npos)
+    throw StoreCorruptError(where + " are damaged (a chunk fails its checksum)");
+  throw Hdf5Error("H5Dread(" + where + ") failed: " + stack);
+}
+
+}  // namespace
+
 void read_rows(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, void* data) {
   if (count == 0) return;
   Handle file_space(check_id(H5Dget_space(dset), "H5Dget_space"));
   check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
         "H5Sselect_hyperslab");
   Handle mem_space(check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple"));
-  check(H5Dread(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "H5Dread");
+  if (H5Dread(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0)
+    fail_read(dset, "rows " + std::to_string(start) + " to " + std::to_string(start + count - 1));
 }
 
 void read_points(hid_t dset, hid_t mem_type, const std::vector<hsize_t>& rows, void* data) {
@@ -322,7 +351,8 @@ void read_points(hid_t dset, hid_t mem_type, const std::vector<hsize_t>& rows, v
         "H5Sselect_elements");
   const hsize_t n = rows.size();
   Handle mem_space(check_id(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
-  check(H5Dread(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "H5Dread");
+  if (H5Dread(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0)
+    fail_read(dset, std::to_string(n) + " rows from " + std::to_string(rows.front()));
 }
 
 void reclaim(hid_t mem_type, void* data, hsize_t count) {

@@ -98,7 +98,11 @@ class Column {
 };
 
 // Reads count rows starting at start of a 1-D dataset into data (mem_type layout).
+// Throws StoreCorruptError naming the file, dataset and rows when a chunk
+// fails its checksum, else Hdf5Error.
 void read_rows(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, void* data);
+// "file:/dataset" of an open object, for messages.
+std::string name_of(hid_t obj);
 // Reads the rows listed (ascending or not) into data, one H5Dread for all.
 void read_points(hid_t dset, hid_t mem_type, const std::vector<hsize_t>& rows, void* data);
 hsize_t dataset_size(hid_t dset);

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "mpibatch/error.hpp"
+#include "store/block_sums.hpp"
 
 namespace mpibatch::detail {
 
@@ -86,15 +87,36 @@ h5::Handle contiguous(hid_t group, const char* name, hid_t type, hsize_t n) {
                    "H5Dcreate2", name));
 }
 
-void write_slab(hid_t ds, hid_t mem_type, hsize_t start, hsize_t count, const void* data) {
-  if (count == 0) return;
-  h5::Handle file_space(h5::check_id(H5Dget_space(ds), "H5Dget_space"));
-  h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
-            "H5Sselect_hyperslab");
-  h5::Handle mem_space(h5::check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple"));
-  h5::check(H5Dwrite(ds, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data),
-            "H5Dwrite", "index");
-}
+// A contiguous dataset written front to back, and its block sums.
+class SummedDataset {
+ public:
+  SummedDataset(hid_t group, const char* name, hid_t type, hsize_t n)
+      : ds_(contiguous(group, name, type, n)), type_(type), elem_(H5Tget_size(type)) {}
+  void append(const void* data, hsize_t count) {
+    if (count == 0) return;
+    h5::Handle file_space(h5::check_id(H5Dget_space(ds_.get()), "H5Dget_space"));
+    h5::check(
+        H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &written_, nullptr, &count, nullptr),
+        "H5Sselect_hyperslab");
+    h5::Handle mem_space(h5::check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple"));
+    h5::check(H5Dwrite(ds_.get(), type_, mem_space.get(), file_space.get(), H5P_DEFAULT, data),
+              "H5Dwrite", "index");
+    sums_.add(data, count * elem_);
+    written_ += count;
+  }
+  // Appends the block sums to out.
+  void finish(std::vector<std::uint64_t>& out) {
+    const auto s = sums_.finish();
+    out.insert(out.end(), s.begin(), s.end());
+  }
+
+ private:
+  h5::Handle ds_;
+  hid_t type_;
+  std::size_t elem_;
+  hsize_t written_ = 0;
+  BlockSummer sums_;
+};
 
 }  // namespace
 
@@ -160,13 +182,12 @@ void KeyIndexWriter::write(hid_t file,
   h5::write_attr(g.get(), "bucket_bits", static_cast<std::int64_t>(bits));
   h5::Handle key = h5::key_type();
   const hsize_t n = entries.size();
-  h5::Handle keys_ds, tags_ds;
-  if (in_columns_) {
-    tags_ds = contiguous(g.get(), "tags", H5T_NATIVE_UINT8, n);
-  } else {
-    keys_ds = contiguous(g.get(), "keys", key.get(), n);
-  }
-  h5::Handle rows_ds = contiguous(g.get(), "rows", H5T_NATIVE_UINT32, n);
+  // Block sums in this order: rows, buckets, tags or keys, replacing, then
+  // (tagged) each group's key column.
+  SummedDataset rows_ds(g.get(), "rows", H5T_NATIVE_UINT32, n);
+  SummedDataset buckets_ds(g.get(), "buckets", H5T_NATIVE_UINT32, buckets.size());
+  SummedDataset keys_ds = in_columns_ ? SummedDataset(g.get(), "tags", H5T_NATIVE_UINT8, n)
+                                      : SummedDataset(g.get(), "keys", key.get(), n);
   std::vector<TaskKey> kbuf;
   std::vector<std::uint32_t> rbuf;
   std::vector<std::uint8_t> tbuf;
@@ -184,21 +205,26 @@ void KeyIndexWriter::write(hid_t file,
       rbuf.push_back(entries[i].row);
     }
     if (in_columns_) {
-      write_slab(tags_ds.get(), H5T_NATIVE_UINT8, at, end - at, tbuf.data());
+      keys_ds.append(tbuf.data(), end - at);
     } else {
-      write_slab(keys_ds.get(), key.get(), at, end - at, kbuf.data());
+      keys_ds.append(kbuf.data(), end - at);
     }
-    write_slab(rows_ds.get(), H5T_NATIVE_UINT32, at, end - at, rbuf.data());
+    rows_ds.append(rbuf.data(), end - at);
   }
-  h5::Handle b = contiguous(g.get(), "buckets", H5T_NATIVE_UINT32, buckets.size());
-  write_slab(b.get(), H5T_NATIVE_UINT32, 0, buckets.size(), buckets.data());
-  h5::Handle r = contiguous(g.get(), "replacing", key.get(), replacing.size());
-  write_slab(r.get(), key.get(), 0, replacing.size(), replacing.data());
-  if (in_columns_) write_key_columns(file, groups);
+  buckets_ds.append(buckets.data(), buckets.size());
+  SummedDataset r(g.get(), "replacing", key.get(), replacing.size());
+  r.append(replacing.data(), replacing.size());
+  std::vector<std::uint64_t> sums;
+  for (SummedDataset* d : {&rows_ds, &buckets_ds, &keys_ds, &r}) d->finish(sums);
+  if (in_columns_) write_key_columns(file, groups, sums);
+  h5::write_attr(g.get(), "block_bytes", static_cast<std::int64_t>(kSumBlock));
+  SummedDataset(g.get(), "block_sums", H5T_NATIVE_UINT64, sums.size())
+      .append(sums.data(), sums.size());
 }
 
 void KeyIndexWriter::write_key_columns(
-    hid_t file, const std::vector<std::pair<std::string, std::uint64_t>>& groups) const {
+    hid_t file, const std::vector<std::pair<std::string, std::uint64_t>>& groups,
+    std::vector<std::uint64_t>& sums) const {
   // Each row's entry: the sorted entries, turned back into row order.
   constexpr std::uint32_t kNone = 0xFFFFFFFFu;
   std::vector<std::uint32_t> entry_of(pending_.size(), kNone);
@@ -212,13 +238,14 @@ void KeyIndexWriter::write_key_columns(
   std::vector<TaskKey> buf;
   std::uint64_t first = 0;
   for (const auto& [path, n] : groups) {
-    h5::Handle ds = contiguous(file, (path + "/key").c_str(), key.get(), n);
+    SummedDataset ds(file, (path + "/key").c_str(), key.get(), n);
     for (std::uint64_t at = 0; at < n; at += kWriteChunk) {
       const std::uint64_t end = std::min<std::uint64_t>(n, at + kWriteChunk);
       buf.clear();
       for (std::uint64_t r = at; r < end; ++r) buf.push_back(pending_[entry_of[first + r]].key);
-      write_slab(ds.get(), key.get(), at, end - at, buf.data());
+      ds.append(buf.data(), end - at);
     }
+    ds.finish(sums);
     first += n;
   }
 }
@@ -359,6 +386,41 @@ std::unique_ptr<KeyIndex> KeyIndex::open(
       where_at[2] = reinterpret_cast<const char*>(x->own_keys_.data());
     }
   }
+  // Block sums (format 6 on): rows, buckets, tags or keys, replacing, key columns.
+  std::vector<std::uint64_t> sums;
+  const bool summed = h5::exists(g.get(), "block_sums");
+  if (summed) {
+    if (h5::read_attr_int(g.get(), "block_bytes") != static_cast<std::int64_t>(kSumBlock))
+      throw bad("block sums of another block size");
+    h5::Handle s = open_ds(g.get(), "block_sums", where + "/block_sums");
+    sums.resize(h5::dataset_size(s.get()));
+    h5::read_rows(s.get(), H5T_NATIVE_UINT64, 0, sums.size(), sums.data());
+  }
+  std::size_t next_sum = 0;
+  auto sums_of = [&](std::size_t bytes) {
+    if (!summed) return std::vector<std::uint64_t>{};
+    const std::size_t n = sum_count(bytes);
+    if (next_sum + n > sums.size()) throw bad("too few block sums");
+    next_sum += n;
+    return std::vector<std::uint64_t>(sums.begin() + static_cast<std::ptrdiff_t>(next_sum - n),
+                                      sums.begin() + static_cast<std::ptrdiff_t>(next_sum));
+  };
+  auto checked = [&](std::size_t a, std::string name) {
+    const std::size_t elem = H5Tget_size(arrays[a].type);
+    return CheckedArray(std::move(name), where_at[a], arrays[a].count, elem,
+                        sums_of(arrays[a].count * elem));
+  };
+  x->checked_.push_back(checked(0, where + "/rows"));
+  x->checked_.push_back(checked(1, where + "/buckets"));
+  x->checked_.push_back(checked(2, where + (x->tagged_ ? "/tags" : "/keys")));
+  CheckedArray(where + "/replacing", reinterpret_cast<const char*>(x->replacing_.data()),
+               x->replacing_.size(), 16, sums_of(16 * x->replacing_.size()))
+      .touch_all();
+  for (std::size_t a = 3; a < arrays.size(); ++a)
+    x->checked_.push_back(checked(a, path.string() + ":/" + paths[a - 3] + "/key"));
+  if (next_sum != sums.size()) throw bad("too many block sums");
+  x->checked_[1].touch(0, 1);
+  x->checked_[1].touch(nb - 1, 1);
   x->rows_ = where_at[0];
   x->buckets_ = where_at[1];
   if (x->tagged_) {
@@ -405,6 +467,7 @@ std::unique_ptr<KeyIndex> KeyIndex::build(
 }
 
 void KeyIndex::point_at_own() {
+  checked_ = std::vector<CheckedArray>(3);  // in memory, from columns read through HDF5
   keys_ = reinterpret_cast<const char*>(own_keys_.data());
   rows_ = reinterpret_cast<const char*>(own_rows_.data());
   buckets_ = reinterpret_cast<const char*>(own_buckets_.data());
@@ -429,6 +492,11 @@ void KeyIndex::prefetch(const TaskKey& key, int stage) const {
 }
 
 std::string KeyIndex::check() const {
+  try {
+    check_sums();
+  } catch (const StoreCorruptError& e) {
+    return e.what();
+  }
   std::size_t i = 0, b = 0;
   std::optional<TaskKey> last;
   std::string problem;
@@ -459,20 +527,26 @@ void KeyIndex::throw_out_of_range(std::uint32_t row) const {
 std::optional<TableHit> KeyIndex::find(const TaskKey& key) const {
   if (n_ == 0) return std::nullopt;
   const std::size_t b = bucket(key);
+  checked_[1].touch(b, 2);
   const std::uint32_t lo = u32_at(buckets_, b), hi = u32_at(buckets_, b + 1);
   if (lo > hi || hi > n_)
     throw StoreCorruptError(path_.string() + ": key index: bucket " + std::to_string(b) +
                             " out of range");
+  checked_[2].touch(lo, hi - lo);
   const auto tag = static_cast<char>(tag_of(key));
   for (std::uint32_t i = lo; i < hi; ++i) {
     if (tagged_ ? tags_[i] != tag : key_at(i) != key) continue;
+    checked_[0].touch(i, 1);
     const std::uint32_t stored = u32_at(rows_, i);
     const std::uint32_t row = stored & ~kFailedBit;
     if (row >= n_) throw_out_of_range(row);
     const std::size_t k = static_cast<std::size_t>(
         std::upper_bound(first_.begin(), first_.end(), std::uint64_t{row}) - first_.begin() - 1);
     const auto in_group = static_cast<std::uint32_t>(row - first_[k]);
-    if (tagged_ && key_in(k, in_group) != key) continue;
+    if (tagged_) {
+      checked_[3 + k].touch(in_group, 1);
+      if (key_in(k, in_group) != key) continue;
+    }
     return TableHit{group_of_[k], in_group, (stored & kFailedBit) != 0};
   }
   return std::nullopt;

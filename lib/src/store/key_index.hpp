@@ -22,6 +22,7 @@
 
 #include "hdf5/hdf5.hpp"
 #include "mpibatch/task_key.hpp"
+#include "store/block_sums.hpp"
 
 namespace mpibatch::detail {
 
@@ -70,7 +71,8 @@ class KeyIndexWriter {
     std::uint32_t group = 0;  // the writer's numbering
   };
   void write_key_columns(hid_t file,
-                         const std::vector<std::pair<std::string, std::uint64_t>>& groups) const;
+                         const std::vector<std::pair<std::string, std::uint64_t>>& groups,
+                         std::vector<std::uint64_t>& sums) const;
   std::vector<Pending> pending_;
   bool in_columns_ = true;
   bool prepared_ = false;
@@ -99,7 +101,9 @@ class KeyIndex {
       const std::filesystem::path& path,
       const std::vector<std::pair<std::vector<TaskKey>, std::vector<std::int8_t>>>& columns);
 
-  // The key's row here. Throws StoreCorruptError when the index points out of bounds.
+  // The key's row here. Throws StoreCorruptError when the index points out
+  // of bounds or a block it reads fails its checksum (each block is checked
+  // on its first read).
   std::optional<TableHit> find(const TaskKey& key) const;
   // Brings the key's bucket entry (stage 0) or its tags or keys (stage 1) toward the cache.
   void prefetch(const TaskKey& key, int stage) const;
@@ -111,6 +115,7 @@ class KeyIndex {
   // fn(key, where) for every key, in key order.
   template <class Fn>
   void for_each(Fn&& fn) const {
+    check_sums();
     std::size_t k = 0;
     for (std::size_t i = 0; i < n_; ++i) {
       const std::uint32_t stored = u32_at(rows_, i);
@@ -131,6 +136,11 @@ class KeyIndex {
   bool mapped() const { return map_ != nullptr; }
   // Reads keys from the table's key columns (an uncompressed table's layout).
   bool tagged() const { return tagged_; }
+  // Checks every block sum (files with sums: format 6 on). Throws
+  // StoreCorruptError naming the first damaged array and rows.
+  void check_sums() const {
+    for (const CheckedArray& a : checked_) a.touch_all();
+  }
 
  private:
   KeyIndex() = default;
@@ -151,6 +161,9 @@ class KeyIndex {
   const char* tags_ = nullptr;
   const char* buckets_ = nullptr;
   std::vector<const char*> group_keys_;  // tagged: index group -> its key column
+  // The arrays above with their block sums: rows, buckets, tags or keys,
+  // then (tagged) the key columns.
+  std::vector<CheckedArray> checked_;
   TaskKey key_at(std::size_t i) const {
     TaskKey k;
     std::memcpy(&k, keys_ + 16 * i, 16);

@@ -167,16 +167,16 @@ void LogWriter::commit() {
   if (w.error) std::rethrow_exception(w.error);
 }
 
-void replay_log(const std::filesystem::path& path,
-                const std::function<void(std::string_view, std::uint64_t)>& apply,
-                std::vector<Problem>& problems) {
+std::uint64_t replay_log(const std::filesystem::path& path,
+                         const std::function<void(std::string_view, std::uint64_t)>& apply,
+                         std::vector<Problem>& problems) {
   const std::string data = read_file(path);
   const std::string name = path.string();
   if (data.size() < kHeaderSize || std::string_view(data).substr(0, 8) != kHeaderMagic) {
     // A crash right after creation can leave a short header: nothing committed.
     if (data.size() < kHeaderSize &&
         std::string_view(kHeaderMagic).starts_with(data.substr(0, 8))) {
-      return;
+      return 0;
     }
     throw NotAStoreError(name + ": not an mpibatch log");
   }
@@ -190,7 +190,7 @@ void replay_log(const std::filesystem::path& path,
 
   const std::string_view all(data);
   std::vector<std::string_view> pending;
-  std::size_t pos = kHeaderSize;
+  std::size_t pos = kHeaderSize, committed = kHeaderSize;
   FrameHeader h{};
   while (pos < all.size()) {
     if (!frame_at(all, pos, h)) {
@@ -208,10 +208,12 @@ void replay_log(const std::filesystem::path& path,
     if (static_cast<FrameType>(payload[0]) == FrameType::commit) {
       for (auto p : pending) apply(p, format);
       pending.clear();
+      committed = pos;
     } else {
       pending.push_back(payload);
     }
   }
+  return committed;
 }
 
 }  // namespace mpibatch::detail

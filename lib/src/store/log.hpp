@@ -62,10 +62,12 @@ class LogWriter {
 };
 
 // Calls apply(payload, the log's format) for every committed frame in order
-// (commit frames excluded). Damage goes into problems. Throws StoreVersionError for a newer
-// format, NotAStoreError for a file that is not a log, IoError.
-void replay_log(const std::filesystem::path& path,
-                const std::function<void(std::string_view, std::uint64_t)>& apply,
-                std::vector<Problem>& problems);
+// (commit frames excluded). Damage goes into problems. Returns the committed
+// length: the bytes up to the end of the last commit frame. Throws
+// StoreVersionError for a newer format, NotAStoreError for a file that is
+// not a log, IoError.
+std::uint64_t replay_log(const std::filesystem::path& path,
+                         const std::function<void(std::string_view, std::uint64_t)>& apply,
+                         std::vector<Problem>& problems);
 
 }  // namespace mpibatch::detail

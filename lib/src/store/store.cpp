@@ -120,8 +120,10 @@ std::vector<Problem> Store::check_files() const {
     for (auto& what : detail::check_view(s.path, s.view_sources(), s.jobs))
       out.push_back({s.path.string(), std::move(what)});
   }
-  for (const auto& t : s.tables)
+  for (const auto& t : s.tables) {
     for (auto& what : t->check_index()) out.push_back({t->path().string(), std::move(what)});
+    for (auto& what : t->check_data()) out.push_back({t->path().string(), std::move(what)});
+  }
   return out;
 }
 
@@ -152,6 +154,7 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
   if (options.metadata_only && !options.read_only)
     throw UsageError(name + ": metadata_only needs read_only");
 
+  impl->check_sidecar();
   std::error_code ec;
   const bool present = fs::exists(path, ec);
   const bool has_sidecar = fs::exists(impl->manifest_path(), ec);
@@ -215,6 +218,7 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
     impl->write_view();
     impl->remove_obsolete();
     impl->start_log();
+    impl->save_manifest();  // lists the log, and the logs replayed with their committed length
     // A run still "running" was cut short by a crash: say so.
     for (auto& [id, r] : impl->runs) {
       if (r.state == RunState::running) {
@@ -427,9 +431,11 @@ void Store::close() {
     s.release_claims();
     s.commit();
     s.flush_now();
-    // Leave no empty log behind.
+    // Leave no empty log behind, unlisted first: a listed log that is
+    // missing is one whose records were lost.
     const fs::path current = s.log->path();
     s.log.reset();
+    s.save_manifest();
     std::error_code ec;
     fs::remove(current, ec);
     s.lock.release();

@@ -120,7 +120,8 @@ struct Store::Impl {
   std::int64_t base_seq = 0;
   std::string base_file;      // the base table in the sidecar; empty: the store's file (format 1)
   std::int64_t last_seq = 0;  // highest number of any table or log seen or made
-  std::vector<std::int64_t> segments;  // live segments, as in the MANIFEST
+  std::vector<std::int64_t> segments;               // live segments, as in the MANIFEST
+  std::map<std::string, detail::FileStamp> stamps;  // by file name, as in the MANIFEST
 
   // The key index in memory: the keys this writer appended or claimed (the
   // memtables', and those of the segments it flushed). Keys of the tables
@@ -164,6 +165,7 @@ struct Store::Impl {
     std::int64_t seq = 0;
     std::map<JobId, std::vector<detail::MemTable::LiveRow>> live;
     std::unique_ptr<Remap> remap;  // made by the flush thread; groups filled in on finish
+    detail::FileStamp stamp;       // the segment's, made by the flush thread
     std::future<void> done;
   };
   std::unique_ptr<Flush> pending;
@@ -175,7 +177,8 @@ struct Store::Impl {
   // Job ids of the current log (writer) and of the log being replayed.
   std::map<JobId, std::uint32_t> log_job_ids;
   std::vector<JobId> replay_jobs;
-  std::vector<fs::path> covered_logs;  // logs whose frames are all in mem
+  std::vector<fs::path> covered_logs;                   // logs whose frames are all in mem
+  std::map<std::int64_t, std::uint64_t> replayed_logs;  // of those: number -> committed length
   bool uncommitted = false;
   // Anything (records, tasks, jobs, runs) in the logs but in no table yet.
   bool unflushed = false;
@@ -267,7 +270,16 @@ struct Store::Impl {
   fs::path manifest_path() const { return dir / "MANIFEST"; }
   fs::path base_path() const { return base_file.empty() ? path : dir / base_file; }
 
-  void save_manifest();
+  // The MANIFEST of the current tables, each stamped (stamps missing, of
+  // tables an older MANIFEST listed, are made now).
+  Manifest manifest_now();
+  void save_manifest() { write_manifest(manifest_path(), manifest_now()); }
+  // Throws NotAStoreError when the sidecar is there but is a symbolic link
+  // or not a folder (never followed: it could aim a writer's deletions at
+  // any folder), or, for a writer, is not the user's or anyone may write it.
+  void check_sidecar() const;
+  // Why a listed table file does not match its stamp ("" when it does).
+  std::string check_table(const fs::path& file) const;
 
   // A new name for a base table through seq: never one a view may still map.
   static std::string new_base_name(std::int64_t seq);

@@ -1,4 +1,5 @@
 // Store::Impl: opening a store: loading, recovery, the sidecar's files.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,8 +102,50 @@ void Store::Impl::read_metadata(const TableReader& tr) {
   for (const auto& r : tr.runs()) runs[r.id] = r;
 }
 
-void Store::Impl::save_manifest() {
-  write_manifest(manifest_path(), Manifest{base_seq, base_file, segments});
+Manifest Store::Impl::manifest_now() {
+  Manifest m{base_seq, base_file, segments, {}};
+  auto add = [&](const std::string& name) {
+    auto it = stamps.find(name);
+    if (it == stamps.end()) it = stamps.emplace(name, detail::stamp_file(dir / name)).first;
+    m.stamps.insert(*it);
+  };
+  add(base_file);
+  for (const auto seq : segments) add(seq_name(seq, ".h5"));
+  stamps = m.stamps;
+  m.logs = replayed_logs;
+  if (log) m.logs[parse_seq(log->path().filename().string(), ".log")] = 0;
+  return m;
+}
+
+void Store::Impl::check_sidecar() const {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return;  // none yet
+  const std::string name = dir.string();
+  if (S_ISLNK(st.st_mode))
+    throw NotAStoreError(name +
+                         ": a symbolic link; a store's sidecar must be a real folder "
+                         "(mpibatch never follows a link there)");
+  if (!S_ISDIR(st.st_mode)) throw NotAStoreError(name + ": not a folder, so not a store's sidecar");
+  if (!writer()) return;
+  if (st.st_uid != ::geteuid())
+    throw NotAStoreError(name + ": owned by uid " + std::to_string(st.st_uid) +
+                         ", not by you; mpibatch writes only a sidecar of your own");
+  if ((st.st_mode & S_IWOTH) != 0) {  // a group may share it, the world not
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%03o", st.st_mode & 0777);
+    throw NotAStoreError(name + ": anyone may write in it (mode " + mode +
+                         "); run chmod o-w on it first");
+  }
+}
+
+std::string Store::Impl::check_table(const fs::path& file) const {
+  const auto it = stamps.find(file.filename().string());
+  if (it == stamps.end()) return {};  // listed by an older MANIFEST, which had no stamps
+  try {
+    return detail::check_stamp(file, it->second, opt.check_digests);
+  } catch (const IoError& e) {
+    return e.what();
+  }
 }
 
 std::string Store::Impl::new_base_name(std::int64_t seq) {
@@ -137,14 +180,19 @@ bool Store::Impl::load(bool last_attempt) {
   jobs.clear();
   runs.clear();
   covered_logs.clear();
+  replayed_logs.clear();
   problems.clear();
   segments.clear();
   unflushed = false;
 
   const std::optional<Manifest> manifest = read_manifest(manifest_path());
   base_file = manifest ? manifest->base_file : std::string();
+  stamps = manifest ? manifest->stamps : std::map<std::string, detail::FileStamp>{};
   std::unique_ptr<TableReader> base;
   try {
+    // A damaged file never reaches HDF5, which may crash on one.
+    if (const std::string why = manifest ? check_table(base_path()) : ""; !why.empty())
+      throw StoreCorruptError(why);
     base = std::make_unique<TableReader>(base_path());
   } catch (const StoreVersionError&) {
     throw;
@@ -194,6 +242,7 @@ bool Store::Impl::load(bool last_attempt) {
     if (tables.size() >= kMaxTables)
       throw StoreError(path.string() + ": too many segments; compact it");
     try {
+      if (const std::string why = check_table(p); !why.empty()) throw StoreCorruptError(why);
       tables.push_back(std::make_unique<TableReader>(p));
     } catch (const StoreVersionError&) {
       throw;
@@ -214,13 +263,31 @@ bool Store::Impl::load(bool last_attempt) {
   if (!opt.metadata_only) open_key_indexes();
   remaps.resize(tables.size());
   mem_table[active] = static_cast<std::uint32_t>(tables.size());
+  // A log the MANIFEST lists that no table covers must be there, at least
+  // as long as it was when listed (a torn tail past that is a crash's).
+  std::map<std::int64_t, std::uint64_t> listed_logs =
+      manifest ? manifest->logs : decltype(listed_logs){};
+  for (const auto& [seq, length] : listed_logs) {
+    const bool there =
+        std::any_of(logs.begin(), logs.end(), [&](const auto& l) { return l.first == seq; });
+    if (seq <= covered || there) continue;
+    if (!last_attempt) return false;  // a flush may have covered and removed it: read again
+    problems.push_back({(dir / seq_name(seq, ".log")).string(),
+                        "log listed in MANIFEST is missing: its committed records are lost"});
+  }
   for (const auto& [seq, p] : logs) {
     if (seq <= covered) continue;
     try {
       replay_jobs.clear();
-      detail::replay_log(
+      const std::uint64_t committed = detail::replay_log(
           p, [&](std::string_view f, std::uint64_t format) { apply_frame(f, format, p); },
           problems);
+      if (const auto it = listed_logs.find(seq); it != listed_logs.end() && committed < it->second)
+        problems.push_back({p.string(), "holds " + std::to_string(committed) +
+                                            " committed bytes, the MANIFEST recorded " +
+                                            std::to_string(it->second) +
+                                            ": truncated, committed records lost"});
+      replayed_logs[seq] = committed;
     } catch (const IoError&) {
       if (!fs::exists(p) && !last_attempt) return false;
       throw;

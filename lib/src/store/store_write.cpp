@@ -44,6 +44,7 @@ void Store::Impl::start_flush() {
   std::vector<fs::path> logs = covered_logs;
   logs.push_back(log->path());
   covered_logs.clear();
+  replayed_logs.clear();
   log.reset();
   active = 1 - active;
   mem_table[active] = static_cast<std::uint32_t>(tables.size() + 1);  // after the frozen one
@@ -51,10 +52,10 @@ void Store::Impl::start_flush() {
   unflushed = false;
 
   const detail::MemTable* frozen = &mems[f->slot];
-  Manifest manifest{base_seq, base_file, segments};
+  Manifest manifest = manifest_now();
   manifest.segments.push_back(f->seq);
   f->done = std::async(std::launch::async, [this, f = f.get(), frozen, manifest, jobs_copy = jobs,
-                                            runs_copy = run_list(), logs] {
+                                            runs_copy = run_list(), logs]() mutable {
     f->live = frozen->live();
     f->remap = std::make_unique<Remap>();
     f->remap->pos.assign(frozen->entries.size(), Remap::kGone);
@@ -126,6 +127,8 @@ void Store::Impl::start_flush() {
     w.set_replacing(frozen->replacing);
     index_done.get();
     w.finish(dir / name);
+    f->stamp = detail::stamp_file(dir / name);
+    manifest.stamps[name] = f->stamp;
     write_manifest(manifest_path(), manifest);
     std::error_code ec;
     for (const auto& p : logs) fs::remove(p, ec);
@@ -151,6 +154,7 @@ void Store::Impl::finish_flush() {
     throw StoreError("store " + path.string() + ": " + broken);
   };
   segments.push_back(f->seq);
+  stamps[seq_name(f->seq, ".h5")] = f->stamp;
   if (tables.size() != mem_table[f->slot]) fail("internal error: segment number out of order");
   auto table = std::make_unique<TableReader>(dir / seq_name(f->seq, ".h5"));
   // The memtable's k-th job (in live's order) is the table's group of that job.

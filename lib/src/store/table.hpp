@@ -112,6 +112,9 @@ class TableReader {
   const std::string& index_damage() const { return index_damage_; }
   // What is wrong with the key index, checked against every key column: empty when sound.
   std::vector<std::string> check_index() const;
+  // Reads every dataset chunk by chunk: what fails (a chunk's checksum, each
+  // naming its dataset and rows; at most 16). Empty when all reads back.
+  std::vector<std::string> check_data() const;
 
  private:
   std::vector<Record> read_selected(std::size_t g, hsize_t n,
