@@ -10,6 +10,7 @@
 #include "mpibatch/command_line.hpp"
 #include "mpibatch/csv.hpp"
 #include "mpibatch/error.hpp"
+#include "same_file.hpp"
 
 namespace mpibatch::jobs {
 
@@ -147,6 +148,7 @@ CommandJob csv_classify_job() {
   job.option_defaults = {"", "", "100"};
   job.tasks = [](const Params& o) -> RowStream {
     const std::string input = o.text("input");
+    refuse_same_file("input", input, "output", o.text("output"));
     const std::int64_t per = o.integer("rows_per_task");
     if (per <= 0) throw UsageError("--param rows_per_task must be > 0");
     auto reader = std::make_shared<CsvReader>(input);
@@ -173,6 +175,7 @@ CommandJob csv_classify_job() {
   };
   job.finish = [](const Params& o, const Store& store, std::int64_t run) {
     const std::string input = o.text("input"), output = o.text("output");
+    refuse_same_file("input", input, "output", output);  // made so during the run
     CsvReader reader(input);
     std::size_t columns = 0;
     const std::string header = output_header(reader, input, columns);

@@ -17,6 +17,7 @@
 #include "builtin_jobs.hpp"
 #include "mpibatch/command_line.hpp"
 #include "mpibatch/error.hpp"
+#include "same_file.hpp"
 
 namespace mpibatch::jobs {
 
@@ -109,6 +110,7 @@ CommandJob image_resize_job() {
     std::error_code ec;
     if (!fs::is_directory(in, ec))
       throw UsageError("--param input=" + in.string() + ": not a folder");
+    refuse_same_file("input", in.string(), "output", out.string());
     fs::create_directories(out, ec);
     if (ec)
       throw UsageError("--param output=" + out.string() +

@@ -194,12 +194,26 @@ class Cli(unittest.TestCase):
             f.write('{"x": 1}\n{"x": "one"}\n')
         with open(self.path("broken.jsonl"), "w") as f:
             f.write('{"x": 1}\n{"x": \n')
+        with open(self.path("in.csv"), "w") as f:
+            f.write("id,text\n1,good\n")
+        os.mkdir(self.path("photos"))
+        with open(self.path("huge.jsonl"), "w") as f:
+            f.write('{"x": 1}\n{"x": 1e400}\n')
+        with open(self.path("wide.jsonl"), "w") as f:
+            f.write('{"row": 1, "order": 1}\n{"row": 18446744073709551615, "order": 1}\n')
         cases = [
             (["run", "pi", "--tasks", self.path("bad.csv")], ["bad.csv row 3 (line 4)", "column 'order'", "'two'", "int64"]),
             (["run", "pi", "--tasks", self.path("cols.csv")], ["cols.csv header", "no parameter 'ordr'", "row, order"]),
             (["run", "pi", "--tasks", self.path("quote.csv")], ["quote.csv line 3"]),
             (["run", "sqrt", "--tasks", self.path("bad.jsonl")], ["bad.jsonl line 2", "field 'x'", "expected float64, got string"]),
             (["run", "sqrt", "--tasks", self.path("broken.jsonl")], ["broken.jsonl line 2", "not JSON"]),
+            (["run", "sqrt", "--tasks", self.path("huge.jsonl")], ["huge.jsonl line 2", "number overflow"]),
+            (["run", "pi", "--tasks", self.path("wide.jsonl")], ["wide.jsonl line 2", "out of range for int64"]),
+            (["run", "csv_classify", "--param", "input=" + self.path("in.csv"), "--param",
+              "output=" + self.dir + "/./in.csv"], ["is --param input=", "(the same file)"]),
+            (["run", "image_resize", "--param", "input=" + self.path("photos"), "--param",
+              "output=" + self.path("photos") + "/", "--param", "width=4", "--param", "height=4"],
+             ["is --param input=", "(the same folder)"]),
             (["run", "pi", "--grid", "row=0..3"], ["parameter 'order' has no value"]),
             (["run", "pi", "--grid", "row=5..3", "--param", "order=1"], ["--grid row=5..3", "ends before it starts"]),
             (["run", "pi", "--grid", "row=0..3", "--param", "order=1", "--param", "order=2"], ["given twice"]),
@@ -221,6 +235,7 @@ class Cli(unittest.TestCase):
                     self.assertIn(needle, p.stderr, args)
                 self.assertEqual(p.stderr.count(needles[0]), 1, "said once, not by every rank: %s" % p.stderr)
         self.assertEqual([f for f in os.listdir(self.dir) if f.endswith(".h5")], [], "bad input made a store")
+        self.assertEqual(open(self.path("in.csv")).read(), "id,text\n1,good\n", "the input is untouched")
 
     def test_failed_tasks_exit_4_and_are_listed(self):
         store = self.path("s.h5")

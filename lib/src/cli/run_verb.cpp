@@ -446,6 +446,9 @@ int do_run(const RunArgs& a, int argc, char** argv) {
   } catch (const Error& e) {
     error = e.what();
     status = e.exit_status();
+  } catch (const std::exception& e) {  // not ours: still every rank must hear of it
+    error = e.what();
+    status = kExitRuntime;
   }
   // Any rank's failed check stops every rank (a worker that cannot import a
   // module, say); the lowest such rank says why, once.

@@ -126,8 +126,8 @@ class JsonRows : public LineRows {
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
-        throw UsageError(where + ": not JSON: " + e.what());
+      } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range: 1e400
+        throw UsageError(where + ": not JSON that mpibatch reads: " + e.what());
       }
       if (!j.is_object()) throw UsageError(where + ": expected a JSON object of parameters");
       for (const auto& [k, v] : j.items()) {
@@ -152,6 +152,9 @@ class JsonRows : public LineRows {
                             : std::is_same_v<T, bool>       ? v.is_boolean()
                                                             : v.is_primitive() && !v.is_null();
           if (!fits) wrong();
+          if (std::is_same_v<T, std::int64_t> && v.is_number_unsigned() &&
+              v.get<std::uint64_t>() > std::uint64_t{INT64_MAX})  // would wrap to a negative
+            throw UsageError(at + ": " + v.dump() + " is out of range for int64");
           if constexpr (std::is_same_v<T, std::string>)  // a number or bool as its JSON text
             row.emplace_back(std::in_place_type<T>, v.is_string() ? v.get<T>() : v.dump());
           else
