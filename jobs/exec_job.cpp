@@ -499,7 +499,8 @@ CommandJob exec_job() {
     return plan_exec_rows(o, results);
   };
   job.bind = [](const Params& o) {
-    if (o.number("task_timeout") < 0) throw UsageError("--task-timeout must be >= 0 seconds");
+    if (!(o.number("task_timeout") >= 0) || !std::isfinite(o.number("task_timeout")))
+      throw UsageError("--task-timeout must be a finite number of seconds >= 0");
     return exec_fn({output_spec(o), o.number("task_timeout"),
                     o.text("json_result").empty() ? std::vector<Field>()
                                                   : json_result_fields(o.text("json_result"), {}),

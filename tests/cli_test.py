@@ -12,8 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+import tempfile
 import unittest
 
 MPIBATCH = sys.argv.pop(1)
@@ -236,6 +236,67 @@ class Cli(unittest.TestCase):
                 self.assertEqual(p.stderr.count(needles[0]), 1, "said once, not by every rank: %s" % p.stderr)
         self.assertEqual([f for f in os.listdir(self.dir) if f.endswith(".h5")], [], "bad input made a store")
         self.assertEqual(open(self.path("in.csv")).read(), "id,text\n1,good\n", "the input is untouched")
+
+    def test_odd_input_is_read_as_meant_or_refused_in_one_short_line(self):
+        # A UTF-8 BOM (Excel's CSV) and CRLF line ends (Windows editors) are read as meant.
+        with open(self.path("bom.csv"), "wb") as f:
+            f.write(b"\xef\xbb\xbfx\r\n4\r\n9\r\n")
+        with open(self.path("bom.txt"), "wb") as f:
+            f.write(b"\xef\xbb\xbf16\r\n")
+        with open(self.path("cmds.txt"), "wb") as f:
+            f.write(b"printf [%s] a\r\nprintf [%s] b\r\n")
+        store = self.path("s.h5")
+        self.mpibatch("run", "sqrt", "--tasks", self.path("bom.csv"), "--store", store, "--progress", "none", check=0)
+        self.assertEqual(sorted(float(r["x"]) for r in self.export(store)), [4.0, 9.0])
+        self.mpibatch("run", "sqrt", "--tasks", self.path("bom.txt"), "--store", store, "--progress", "none", check=0)
+        self.assertEqual([float(r["x"]) for r in self.export(store)], [16.0])
+        ex = self.path("e.h5")
+        self.mpibatch("run", "exec", "--tasks", self.path("cmds.txt"), "--store", ex, "--progress", "none", check=0)
+        self.assertEqual(sorted(r["stdout_tail"] for r in self.export(ex)), ["[a]", "[b]"])
+        # Seconds that are not: refused, naming the option, with no 309-digit bound.
+        for option, value in (("--checkpoint-every", "nan"), ("--checkpoint-every", "0"), ("--grace", "nan"),
+                              ("--grace", "-1")):
+            p = self.mpibatch("run", "sqrt", "--grid", "x=1..2", "--store", store, option, value)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("%s: '%s' is not a number of seconds" % (option, value), p.stderr)
+            self.assertLess(len(p.stderr), 200, p.stderr)
+        # A 10 MB bad field is named, not echoed.
+        with open(self.path("big.csv"), "w") as f:
+            f.write("x\n" + "a" * 10000000 + "\n")
+        p = self.mpibatch("run", "sqrt", "--tasks", self.path("big.csv"), "--store", store)
+        self.assertEqual(p.returncode, 2, p.stderr[:300])
+        self.assertIn("(10000000 bytes)", p.stderr)
+        self.assertLess(len(p.stderr), 400)
+
+    def test_a_store_that_cannot_open_gives_its_status_on_every_rank(self):
+        import h5py
+        other = self.path("other.h5")
+        with h5py.File(other, "w") as f:
+            f["a"] = [1, 2]
+        for np in (2, 3, 2, 3, 2):  # the status once depended on which rank exited first
+            p = self.mpibatch("run", "sqrt", "--grid", "x=1..3", "--store", other, "--progress", "none", np=np)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(p.stderr.count("not an mpibatch store"), 1, p.stderr)
+
+    def test_status_of_a_killed_run_says_no_writer_holds_the_lock(self):
+        store = self.path("k.h5")
+        proc = subprocess.Popen([MPIBATCH, "run", "exec", "--cmd", "sleep 0.1{i}", "--grid", "i=10..99", "--store",
+                                 store, "--progress", "none", "--checkpoint-every", "0.2"], env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline and self.mpibatch("status", store).returncode != 0:
+            time.sleep(0.2)
+        s = self.status(store)
+        self.assertEqual((s["state"], s["writer_alive"]), ("running", True))
+        proc.kill()
+        proc.wait()
+        s = self.status(store)
+        self.assertEqual((s["state"], s["writer_alive"], s["eta"]), ("running", False, None))
+        self.assertIn("running or killed (no writer holds the lock)", self.mpibatch("status", store, check=0).stdout)
+        # The next writer says what happened.
+        self.mpibatch("run", "exec", "--cmd", "sleep 0.1{i}", "--grid", "i=10..11", "--store", store,
+                      "--progress", "none", check=0)
+        self.assertEqual(self.status(store)["writer_alive"], False)
 
     def test_failed_tasks_exit_4_and_are_listed(self):
         store = self.path("s.h5")

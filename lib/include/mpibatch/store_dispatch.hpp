@@ -85,7 +85,7 @@ MPIBATCH_EXPORT bool commit_due(const Store& store);
 // Makes room in the writer's in-memory key index for `keys` keys in all
 // (those it will append or claim), so that it does not grow (rehashing every
 // key) while they come. Memory only. Costs 1 byte a key at once, the rest as
-// keys arrive.
+// keys arrive. Room for more than 2^27 keys is not made up front.
 MPIBATCH_EXPORT void reserve(Store& store, std::size_t keys);
 
 }  // namespace dispatch

@@ -58,7 +58,7 @@ int run_command_line(int argc, char** argv) {
                    "Resubmit up to K times while the run stops early and progresses")
       ->check(CLI::NonNegativeNumber);
   submit->add_option("--warn", sa.warn, "Ask Slurm for USR1 this many seconds before the limit")
-      ->check(CLI::PositiveNumber)
+      ->check(detail::seconds())
       ->capture_default_str();
   submit->add_option("--launcher", sa.launcher, "srun (srun --mpi=pmix) or mpirun")
       ->check(CLI::IsMember({"srun", "mpirun"}))

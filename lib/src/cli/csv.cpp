@@ -48,6 +48,7 @@ bool CsvReader::next(std::vector<std::string>& out) {
     while (ps.records.empty() && !ps.eof) {
       if (std::getline(in_, line)) {
         ++ps.line;
+        if (ps.line == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);  // a UTF-8 BOM
         line += '\n';
         if (csv_parse(&ps.p, line.data(), line.size(), Parser::on_field, Parser::on_row, &ps) !=
             line.size()) {

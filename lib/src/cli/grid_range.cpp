@@ -104,7 +104,7 @@ GridRange::GridRange(std::string_view text, FieldType type, const std::string& w
       std::int64_t v = 0;
       auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
       if (ec != std::errc() || p != t.data() + t.size() || t.empty())
-        fail("the range's " + std::string(what) + " '" + t + "' is not an int64 (from " +
+        fail("the range's " + std::string(what) + " '" + shown(t) + "' is not an int64 (from " +
              std::to_string(std::numeric_limits<std::int64_t>::min()) + " to " +
              std::to_string(std::numeric_limits<std::int64_t>::max()) + ")");
       return v;
@@ -127,7 +127,7 @@ GridRange::GridRange(std::string_view text, FieldType type, const std::string& w
     double v = 0;
     auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
     if (ec != std::errc() || p != t.data() + t.size() || t.empty() || !std::isfinite(v))
-      fail("the range's " + std::string(what) + " '" + t + "' is not a finite number");
+      fail("the range's " + std::string(what) + " '" + shown(t) + "' is not a finite number");
     return v;
   };
   fstart_ = number(a, "start");

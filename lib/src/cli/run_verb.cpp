@@ -384,7 +384,7 @@ void add_run_options(CLI::App* sub, RunArgs& ra) {
   sub->add_flag("--skip-failed", ra.skip_failed,
                 "Count stored failures as done instead of retrying them");
   sub->add_option("--checkpoint-every", ra.checkpoint, "Commit at least every SECONDS")
-      ->check(CLI::PositiveNumber)
+      ->check(seconds())
       ->capture_default_str();
   sub->add_option("--progress", ra.progress, "auto, bar, log, json or none")
       ->check(CLI::IsMember({"auto", "bar", "log", "json", "none"}))
@@ -393,7 +393,7 @@ void add_run_options(CLI::App* sub, RunArgs& ra) {
   sub->add_option("--time-limit", ra.time_limit,
                   "Stop this long after the start (90, 15m, 2h, 1:30:00)");
   sub->add_option("--grace", ra.grace, "Stop dispatching GRACE seconds before the time limit")
-      ->check(CLI::NonNegativeNumber)
+      ->check(seconds(true))
       ->capture_default_str();
   sub->add_option("--compress", ra.compress,
                   "Deflate (1-9, HDF5's own: h5py reads it) the tables this run writes")

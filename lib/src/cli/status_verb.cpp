@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/verbs.hpp"
+#include "store/lock_file.hpp"
 
 namespace mpibatch::detail {
 
@@ -67,16 +68,21 @@ int do_status(const std::string& path, std::int64_t run_id, bool json) {
       }
     });
   }
+  // A run killed outright still says running until the next writer opens the store.
+  const bool writer_gone =
+      run.state == RunState::running && !LockFile::held(Store::sidecar(path) / "LOCK");
   const double end = run.state == RunState::running ? now_unix() : run.end_time;
   const double elapsed = std::max(0.0, end - run.start_time);
   const double rate = elapsed > 0 ? static_cast<double>(computed) / elapsed : 0;
-  const double eta =
-      rate > 0 && run.state == RunState::running ? static_cast<double>(pending) / rate : -1;
+  const double eta = rate > 0 && run.state == RunState::running && !writer_gone
+                         ? static_cast<double>(pending) / rate
+                         : -1;
   const double since = seconds_since_change(path);
   if (json) {
     nlohmann::json j{{"store", path},
                      {"run", run.id},
                      {"state", to_string(run.state)},
+                     {"writer_alive", run.state == RunState::running && !writer_gone},
                      {"exit_status", run.exit_status},
                      {"start_time", run.start_time},
                      {"end_time", run.end_time},
@@ -117,7 +123,8 @@ int do_status(const std::string& path, std::int64_t run_id, bool json) {
   std::printf("store    %s (%zu runs%s)\n", path.c_str(), runs.size(),
               s.problems().empty() ? "" : ", DAMAGED: run 'mpibatch verify'");
   std::printf("run      %lld: %s, started %s, %.1f s%s\n", static_cast<long long>(run.id),
-              to_string(run.state), time_text(run.start_time).c_str(), elapsed,
+              writer_gone ? "running or killed (no writer holds the lock)" : to_string(run.state),
+              time_text(run.start_time).c_str(), elapsed,
               run.state == RunState::running
                   ? ""
                   : (", exit status " + std::to_string(run.exit_status)).c_str());

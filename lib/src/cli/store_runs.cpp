@@ -1,5 +1,6 @@
 // What the verbs that read a store share: picking a run, and times.
 #include <chrono>
+#include <cmath>
 #include <ctime>
 
 #include "cli/verbs.hpp"
@@ -24,6 +25,23 @@ const RunInfo& pick_run(const Store& s, std::int64_t id, std::vector<RunInfo>& r
     if (r.id == id) return r;
   throw UsageError("store " + s.path().string() + " has no run " + std::to_string(id) +
                    " (it has 1 to " + std::to_string(runs.back().id) + ")");
+}
+
+CLI::Validator seconds(bool zero_ok) {
+  return CLI::Validator(
+      [zero_ok](std::string& text) -> std::string {
+        double v = 0;
+        std::size_t used = 0;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == text.size() && std::isfinite(v) && (v > 0 || (zero_ok && v == 0))) return {};
+        return "'" + text.substr(0, 40) + "' is not a number of seconds " +
+               (zero_ok ? ">= 0" : "> 0");
+      },
+      zero_ok ? "SECONDS>=0" : "SECONDS>0");
 }
 
 double now_unix() {

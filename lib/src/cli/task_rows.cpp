@@ -33,7 +33,7 @@ int param_index(const JobInfo& job, const std::string& name, const std::string& 
 std::pair<std::string, std::string> split_assignment(const std::string& text, const char* option) {
   const auto eq = text.find('=');
   if (eq == std::string::npos || eq == 0) {
-    throw UsageError(std::string(option) + " '" + text + "': expected name=value");
+    throw UsageError(std::string(option) + " '" + shown(text) + "': expected name=value");
   }
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
@@ -100,7 +100,9 @@ class LineRows : public TaskRows::FileRows {
   bool next_line(std::string& line) {
     while (std::getline(in_, line)) {
       ++line_;
-      if (line.find_first_not_of(" \t\r") != std::string::npos) return true;
+      if (line_ == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);  // a UTF-8 BOM
+      if (!line.empty() && line.back() == '\r') line.pop_back();             // CRLF
+      if (line.find_first_not_of(" \t") != std::string::npos) return true;
     }
     return false;
   }
@@ -200,14 +202,14 @@ TaskRows::TaskRows(const JobInfo& job, const TaskSpec& spec) : job_(job) {
   };
   for (const auto& text : spec.params) {
     const auto [name, value] = split_assignment(text, "--param");
-    const int p = param_index(job, name, "--param " + text);
-    take(p, -1, "--param " + text);
+    const int p = param_index(job, name, "--param " + shown(text));
+    take(p, -1, "--param " + shown(text));
     fixed_[static_cast<std::size_t>(p)] =
-        parse_value(job.params[static_cast<std::size_t>(p)], value, "--param " + text);
+        parse_value(job.params[static_cast<std::size_t>(p)], value, "--param " + shown(text));
   }
   for (const auto& text : spec.grid) {
     const auto [name, value] = split_assignment(text, "--grid");
-    const std::string where = "--grid " + text;
+    const std::string where = "--grid " + shown(text);
     const int p = param_index(job, name, where);
     take(p, static_cast<int>(dims_.size()), where);
     const Field& f = job.params[static_cast<std::size_t>(p)];

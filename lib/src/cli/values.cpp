@@ -14,6 +14,11 @@ const char* type_name(FieldType t) {
   return to_string(t);
 }
 
+std::string shown(std::string_view text) {
+  if (text.size() <= 100) return std::string(text);
+  return std::string(text.substr(0, 60)) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
 namespace {
 
 std::string_view trim(std::string_view s) {
@@ -25,7 +30,7 @@ std::string_view trim(std::string_view s) {
 }
 
 [[noreturn]] void bad(const Field& f, std::string_view text, const std::string& where) {
-  throw UsageError(where + ": '" + std::string(text) + "' is not a valid " + type_name(f.type) +
+  throw UsageError(where + ": '" + shown(text) + "' is not a valid " + type_name(f.type) +
                    " for parameter '" + f.name + "'");
 }
 
@@ -73,7 +78,7 @@ std::string format_value(const Value& v) {
 double parse_duration(std::string_view raw, const std::string& option) {
   const std::string_view text = trim(raw);
   auto fail = [&]() -> double {
-    throw UsageError(option + " '" + std::string(raw) +
+    throw UsageError(option + " '" + shown(raw) +
                      "': use seconds (90), units (90s, 15m, 2h, 1h30m) or [D-]HH:MM:SS");
   };
   if (text.empty()) fail();

@@ -11,6 +11,9 @@ namespace mpibatch::detail {
 
 // Parses text as a value of field's type. where names the place for the
 // message, e.g. "tasks.csv row 3, column 'order'".
+// text as a message shows it: whole up to 100 bytes, else its start and
+// its size (a 10 MB field is not echoed).
+std::string shown(std::string_view text);
 Value parse_value(const Field& field, std::string_view text, const std::string& where);
 std::string format_value(const Value& v);
 const char* type_name(FieldType t);

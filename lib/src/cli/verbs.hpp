@@ -65,6 +65,9 @@ inline constexpr const char* kOwnOptionNames[] = {"job",
 // job's run_options; collect_job_options() copies those given into args
 // after parsing.
 void add_run_options(CLI::App* sub, RunArgs& args);
+// A number of seconds, finite and above 0 (at least 0 with zero_ok): CLI11's
+// PositiveNumber takes nan and names DBL_MAX in its message.
+CLI::Validator seconds(bool zero_ok = false);
 void collect_job_options(CLI::App* sub, RunArgs& args);
 
 int do_run(const RunArgs& args, int argc, char** argv);

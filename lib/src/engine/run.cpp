@@ -43,8 +43,10 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
 
   if (env.rank() != 0) {
     RunSummary s;
-    if (!env.broadcast(0)) {  // the master could not start; it reports why
-      s.exit_status = kExitRuntime;
+    // 1: serve; else minus the status the master could not start with (it
+    // says why): every rank exits with it, so mpirun's status is that one.
+    if (const int go = env.broadcast(0); go != 1) {
+      s.exit_status = go < 0 ? -go : kExitRuntime;
       return s;
     }
     serve(env, job);
@@ -59,8 +61,15 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     session = std::make_unique<RunSession>(env, job.info, opt, hosts);
     channel = env.size() > 1 ? make_mpi_channel(env) : make_local_channel(job);
   } catch (...) {
+    int status = kExitRuntime;
     try {
-      env.broadcast(0);
+      throw;
+    } catch (const Error& e) {
+      status = e.exit_status();
+    } catch (...) {
+    }
+    try {
+      env.broadcast(-status);
     } catch (...) {  // the first error is the one to report
     }
     throw;

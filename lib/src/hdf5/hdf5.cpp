@@ -64,6 +64,10 @@ void init() {
   });
 }
 
+void quiet_this_thread() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
 herr_t check(herr_t status, const char* routine, const std::string& what) {
   if (status < 0) fail(routine, what);
   return status;

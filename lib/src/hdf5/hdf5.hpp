@@ -14,6 +14,10 @@ namespace mpibatch::detail::h5 {
 // Turns off HDF5's automatic error printing (we report errors ourselves).
 // Idempotent and cheap; called before the first HDF5 use.
 void init();
+// HDF5 prints its error stack on stderr unless told not to, per thread (the
+// thread-safe build keeps a stack each): call first in a thread that uses
+// HDF5, since errors are thrown with the stack as their text.
+void quiet_this_thread();
 
 // Throws Hdf5Error("<routine>(<what>): <stack>") when status < 0.
 herr_t check(herr_t status, const char* routine, const std::string& what = {});

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 
@@ -46,6 +47,17 @@ bool alive_here(const Holder& h) {
 
 }  // namespace
 
+bool LockFile::held(const std::filesystem::path& lock_path) {
+  std::string text;
+  try {
+    text = read_file(lock_path);
+  } catch (const IoError&) {
+    return false;  // no LOCK
+  }
+  const Holder h = parse(text);
+  return !h.host.empty() && h.pid > 0 && alive_here(h);
+}
+
 LockFile& LockFile::operator=(LockFile&& o) noexcept {
   if (this != &o) {
     release();
@@ -80,6 +92,7 @@ LockFile LockFile::acquire(const std::filesystem::path& lock_path, const std::st
     const std::string& path;
     ~RemoveTmp() { ::unlink(path.c_str()); }
   } remove_tmp{tmp};
+  const auto patience = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (::link(tmp.c_str(), lock_path.c_str()) == 0) {
       fsync_dir(lock_path.parent_path());
@@ -99,6 +112,12 @@ LockFile LockFile::acquire(const std::filesystem::path& lock_path, const std::st
     // acquire left (it wrote the text after creating the file): stale.
     const bool named = !holder.host.empty() && holder.pid > 0;
     if (named && alive_here(holder)) {
+      // A killed run's rank 0 may take a second to go: wait a little.
+      if (holder.pid != ::getpid() && std::chrono::steady_clock::now() < patience) {
+        ::usleep(100000);
+        --attempt;
+        continue;
+      }
       throw StoreLockedError("store " + store + " is being written by host " + holder.host +
                              " pid " + std::to_string(holder.pid) +
                              "; if that process is gone, remove " + lock_path.string());

@@ -13,6 +13,9 @@ class LockFile {
   // Throws StoreLockedError naming the holder's host and pid, or IoError.
   // store names the store in messages.
   static LockFile acquire(const std::filesystem::path& lock_path, const std::string& store);
+  // Whether a live process holds the lock at lock_path (one on another
+  // host counts as live: it cannot be told from here).
+  static bool held(const std::filesystem::path& lock_path);
   LockFile() = default;
   LockFile(LockFile&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
   LockFile& operator=(LockFile&& o) noexcept;

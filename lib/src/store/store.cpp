@@ -477,7 +477,10 @@ bool commit_due(const Store& store) {
 }
 
 void reserve(Store& store, std::size_t keys) {
-  detail::StoreAccess::of(store).index.reserve(keys);
+  // Room for a run of 10^8 tasks at most: a larger one (--grid x=1..1e12)
+  // grows the index as keys come rather than asking for terabytes up front.
+  constexpr std::size_t kMost = std::size_t{1} << 27;
+  detail::StoreAccess::of(store).index.reserve(std::min(keys, kMost));
 }
 
 }  // namespace dispatch

@@ -56,6 +56,7 @@ void Store::Impl::start_flush() {
   manifest.segments.push_back(f->seq);
   f->done = std::async(std::launch::async, [this, f = f.get(), frozen, manifest, jobs_copy = jobs,
                                             runs_copy = run_list(), logs]() mutable {
+    detail::h5::quiet_this_thread();
     f->live = frozen->live();
     f->remap = std::make_unique<Remap>();
     f->remap->pos.assign(frozen->entries.size(), Remap::kGone);
