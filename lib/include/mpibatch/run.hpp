@@ -38,9 +38,12 @@ enum class ProgressMode : std::uint8_t {
 struct RunOptions {
   std::filesystem::path store;  // default: "<job name>.h5"
   std::size_t batch = 0;        // tasks per batch; 0: automatic (docs/ARCHITECTURE.md)
-  double batch_seconds = 0.2;   // automatic batches aim at this much work each
-  int retries = 0;              // extra attempts for a task that throws
-  bool fail_fast = false;       // stop at the first task that fails for good
+  // Automatic batches aim at this much work each, and at least workers /
+  // 5,000 s (so the master handles at most about 5,000 batches a second).
+  // Short, so that a kill reruns little: results come back per batch.
+  double batch_seconds = 0.02;
+  int retries = 0;         // extra attempts for a task that throws
+  bool fail_fast = false;  // stop at the first task that fails for good
   // Halts like fail_fast, counting this run's failures for good: at
   // max_failures of them (0: no limit), or once they are max_failure_rate
   // (0 to 1; 0: none) of the tasks this run finished, at least 1 / rate of them.

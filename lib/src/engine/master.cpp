@@ -38,6 +38,11 @@ double seconds(Clock::duration d) {
 // enough when the master is the bottleneck: a worker that ran dry naps (up to
 // 1 ms) and answers late, and the master then waits for it.
 constexpr std::size_t kInFlight = 3;
+// Batches a second the master is sized for (it handles 30,000-41,000 of
+// trivial tasks: docs/SCALING.md), leaving it time for the tasks.
+constexpr double kBatchesPerSecond = 5000;
+// The least waiting (seconds) that earns an early commit.
+constexpr double kIdleCommitWait = 0.002;
 
 enum class StopReason : std::uint8_t { none, signal, time_limit, fail_fast };
 
@@ -88,7 +93,7 @@ class Master {
         channel_(channel),
         store_(store),
         run_id_(run_id),
-        sizer_(opt.batch, opt.batch_seconds),
+        sizer_(opt.batch, std::max(opt.batch_seconds, channel.workers() / kBatchesPerSecond)),
         progress_(opt.progress, opt.progress_file, job.info.name),
         in_flight_(static_cast<std::size_t>(channel.workers())) {
     if (const JobInfo* stored = store_.find_job(job.info.name, job.info.version)) {
@@ -109,6 +114,7 @@ class Master {
   RunSummary run(const StopSignals& signals) {
     const auto start = Clock::now();
     auto last_commit = start;
+    double waited = 0, commit_cost = 0.001;  // since the last commit; the last one's
     while (true) {
       if (!stopping_) {
         fill_queue();
@@ -143,13 +149,26 @@ class Master {
       int w = 0;
       Bytes results;
       const auto wait = std::chrono::milliseconds(idle ? 1 : 50);
+      const auto before = Clock::now();
       if (channel_.receive(wait, max_nap(), w, results)) take_results(w, results);
+      waited += seconds(Clock::now() - before);
       // A full memtable is committed at once, so that it goes to a segment
-      // and is reused: memory stays bounded whatever the interval.
+      // and is reused: memory stays bounded whatever the interval. Else the
+      // interval, or sooner when what is uncommitted is worth it: work of
+      // 50 commits' time (so commits cost trivial tasks at most 2 % of their
+      // work), and the master has waited 3 commits' time since the last
+      // (so it commits when it would wait anyway). A kill then reruns the
+      // results of the last few tasks, not of the last interval.
       if (dispatch::commit_due(store_) ||
-          seconds(Clock::now() - last_commit) >= opt_.checkpoint_seconds) {
+          seconds(Clock::now() - last_commit) >= opt_.checkpoint_seconds ||
+          (uncommitted_work_ >= 50 * commit_cost &&
+           waited >= std::max(kIdleCommitWait, 3 * commit_cost))) {
+        const auto t = Clock::now();
         commit();
         last_commit = Clock::now();
+        commit_cost = seconds(last_commit - t);
+        waited = 0;
+        uncommitted_work_ = 0;
       }
       progress_.update(counts());
     }
@@ -299,6 +318,7 @@ class Master {
                   " tasks");
     }
     sizer_.observe(tasks.size(), rb.seconds);
+    uncommitted_work_ += rb.seconds;
     std::vector<std::uint8_t> keep(tasks.size(), 1);
     bool all = true;
     // Tasks a stop signal cut short are not results: left unsettled (their
@@ -408,9 +428,9 @@ class Master {
   bool stopping_ = false;
   Clock::time_point stop_deadline_{};
   StopReason stop_reason_ = StopReason::none;
-  bool interrupted_ = false;
-  std::uint64_t failed_here_ = 0;  // tasks this run computed that failed for good  // a worker's
-                                   // task was cut short by a stop signal
+  bool interrupted_ = false;       // a worker's task was cut short by a stop signal
+  double uncommitted_work_ = 0;    // compute seconds of the results taken since the last commit
+  std::uint64_t failed_here_ = 0;  // tasks this run computed that failed for good
   RunSummary summary_;
   std::vector<std::int64_t> per_rank_;  // tasks computed (ok or failed) by each rank
 };
