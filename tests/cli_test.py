@@ -237,6 +237,37 @@ class Cli(unittest.TestCase):
         self.assertEqual([f for f in os.listdir(self.dir) if f.endswith(".h5")], [], "bad input made a store")
         self.assertEqual(open(self.path("in.csv")).read(), "id,text\n1,good\n", "the input is untouched")
 
+    def test_conventions_quoted_command_line_full_messages_and_clear_asks(self):
+        import pty
+        import shlex
+        store = self.path("q.h5")
+        args = ["run", "exec", "--shell", "--cmd", "printf '%0300d' {i} >&2; exit 3", "--grid", "i=1..2",
+                "--store", store, "--progress", "none"]
+        self.mpibatch(*args, check=4)
+        # status shows the command line as a shell would read it back.
+        line = next(l for l in self.mpibatch("status", store, check=0).stdout.splitlines() if l.startswith("command"))
+        self.assertEqual(shlex.split(line[len("command"):])[1:], args)
+        self.assertEqual(shlex.split(self.status(store)["command_line"])[1:], args)
+        # failed: one line a task, a long message cut unless --full.
+        short = self.mpibatch("failed", store, check=4).stdout.splitlines()
+        self.assertEqual(len(short), 2)
+        self.assertTrue(all(l.endswith("... (--full for all)") and len(l) < 400 for l in short), short)
+        full = self.mpibatch("failed", store, "--full", check=4).stdout.splitlines()
+        self.assertTrue(all("0" * 290 in l for l in full), full)
+        # clear asks on a terminal; n keeps everything, y removes.
+        for answer, said, left in ((b"n\n", "nothing removed", 2), (b"y\n", "removed 2 results", 0)):
+            master, slave = pty.openpty()
+            p = subprocess.Popen([MPIBATCH, "clear", store, "--failed"], stdin=slave, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=ENV, text=True)
+            os.close(slave)
+            os.write(master, answer)
+            out, err = p.communicate(timeout=60)
+            os.close(master)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertIn("Remove 2 results from %s? [y/N]" % store, err)
+            self.assertIn(said, err)
+            self.assertEqual(len(self.mpibatch("failed", store).stdout.splitlines()), left)
+
     def test_odd_input_is_read_as_meant_or_refused_in_one_short_line(self):
         # A UTF-8 BOM (Excel's CSV) and CRLF line ends (Windows editors) are read as meant.
         with open(self.path("bom.csv"), "wb") as f:
@@ -302,11 +333,17 @@ class Cli(unittest.TestCase):
         store = self.path("s.h5")
         p = self.mpibatch("run", "sleep", "--grid", "seconds=-1,0,-2", "--store", store, "--progress", "none", np=2)
         self.assertEqual(p.returncode, 4, p.stderr)
-        out = self.mpibatch("failed", store, check=0).stdout
+        p = self.mpibatch("failed", store, check=4)  # as run: 4 when there are failed tasks
+        out = p.stdout
         self.assertIn("seconds=-1: seconds must be >= 0", out)
         self.assertIn("seconds=-2: seconds must be >= 0", out)
         self.assertEqual(len(out.splitlines()), 2)
+        self.assertIn("2 failed tasks", p.stderr)
+        rows = [json.loads(line) for line in self.mpibatch("failed", store, "--json", check=4).stdout.splitlines()]
+        self.assertEqual(sorted(r["params"]["seconds"] for r in rows), [-2.0, -1.0])
+        self.assertTrue(all(r["job"] == "sleep" and r["error"].startswith("seconds must be >= 0") for r in rows))
         self.assertEqual(self.status(store)["failed"], 2)
+        self.assertIn("(1 run)", self.mpibatch("status", store, check=0).stdout)
         # A second table with no failures has no error column; the view still reads every row.
         self.mpibatch("run", "sleep", "--grid", "seconds=0.001,0.002", "--store", store, "--progress", "none",
                       np=2, check=0)
@@ -930,6 +967,8 @@ class Cli(unittest.TestCase):
         self.mpibatch("run", "sleep", "--grid", "seconds=-1,0,0.001,-2", "--store", store, "--progress", "none")
         self.mpibatch("run", "pi", "--grid", "row=0..4", "--param", "order=1", "--store", store, "--progress", "none",
                       check=0)
+        self.assertIn("would remove 2 results", self.mpibatch("clear", store, "--failed", "--dry-run", check=0).stderr)
+        self.assertEqual(len(self.mpibatch("failed", store, check=4).stdout.splitlines()), 2)
         self.assertIn("removed 2 results", self.mpibatch("clear", store, "--failed", check=0).stderr)
         self.assertEqual(self.mpibatch("failed", store, check=0).stdout, "")
         self.assertIn("removed 2 results", self.mpibatch("clear", store, "--job", "sleep", check=0).stderr)

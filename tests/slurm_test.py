@@ -92,7 +92,7 @@ class Slurm(unittest.TestCase):
         self.assertEqual(runs[0]["done"], 20)
 
     def test_dry_run_submits_nothing_and_no_sbatch_is_a_clear_error(self):
-        p = self.mpibatch("submit", "pi", "--grid", "row=0..3", "--param", "order=1", "--ntasks", "2", "--time", "1",
+        p = self.mpibatch("submit", "pi", "--grid", "row=0..3", "--param", "order=1", "--ntasks", "2", "--time", "2",
                           "--chain", "3", "--dry-run", "--store", self.path("d.h5"), check=0)
         self.assertIn("#SBATCH --signal=B:USR1@90", p.stdout)
         self.assertIn("srun --mpi=pmix", p.stdout)
@@ -120,6 +120,12 @@ class Slurm(unittest.TestCase):
         with open(side) as f:
             ran = [int(x) for x in f.read().split()]
         self.assertEqual(sorted(ran), list(range(1, 151)), "every task ran exactly once")
+        # A drained link that resubmitted is not a failure to Slurm: COMPLETED, exit 0.
+        for job in chain:
+            info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+            if info:  # Slurm forgets finished jobs after MinJobAge
+                self.assertIn("JobState=COMPLETED", info, job)
+                self.assertIn("ExitCode=0:0", info, job)
 
     def test_no_progress_stops_resubmitting(self):
         store = self.path("stuck.h5")
@@ -132,7 +138,7 @@ class Slurm(unittest.TestCase):
         self.assertTrue(any("not resubmitting" in o for o in outs), outs)
         # Every task failing is exit 4, not "stopped": nothing to resubmit either.
         store = self.path("fails.h5")
-        self.mpibatch("submit", "exec", "--cmd", "false {i}", "--grid", "i=1..3", "--ntasks", "2", "--time", "1",
+        self.mpibatch("submit", "exec", "--cmd", "false {i}", "--grid", "i=1..3", "--ntasks", "2", "--time", "1", "--warn", "30",
                       "--chain", "3", "--store", store, check=0)
         runs = self.wait_for_store(store, 120)
         self.assertEqual([(r["state"], r["exit_status"], r["failed"]) for r in runs], [("finished", 4, 3)])

@@ -9,7 +9,7 @@ out=${2:-slurm}
 example() {
   local name=$1; shift
   "$m" submit "$@" --store "/scratch/$USER/$name.h5" --dry-run |
-    sed -e "s|'$(readlink -f "$m")'|mpibatch|g" > "$out/$name.sbatch"
+    sed -e "s|'$(readlink -f "$m")'|mpibatch|g" -e "s|^cd '$(pwd)' |cd '/scratch/$USER' |" > "$out/$name.sbatch"
 }
 USER=${USER:-you}
 example pi pi --grid row=0..9999 --param order=7 --ntasks 64 --time 1:00:00 --chain 5

@@ -64,6 +64,14 @@ int run_command_line(int argc, char** argv) {
       ->check(CLI::IsMember({"srun", "mpirun"}))
       ->capture_default_str();
   submit->add_flag("--dry-run", sa.dry_run, "Print the batch script; submit nothing");
+  submit->add_option("--job-name", sa.job_name, "Slurm --job-name (default: mpibatch-JOB-STORE)");
+  submit->add_option("--sbatch", sa.sbatch_words,
+                     "More sbatch options, split at spaces (e.g. \"--mem=4G --qos=debug\"); "
+                     "repeatable");
+  submit->add_option("--sbatch-arg", sa.sbatch, "One more sbatch option, as it is; repeatable");
+  submit->add_option("--setup", sa.setup,
+                     "A shell line the script runs before the launch (e.g. \"module load "
+                     "hdf5\"); repeatable");
   std::string store_path, format = "csv", out_file;
   std::int64_t run_id = 0;
   bool json = false;
@@ -84,8 +92,13 @@ int run_command_line(int argc, char** argv) {
       ->capture_default_str();
   exp->add_option("-o,--output", out_file, "Output file (default: standard output)");
   auto* failed = app.add_subcommand(
-      "failed", "The failed tasks with their messages.\nExample:\n  mpibatch failed pi.h5");
+      "failed",
+      "The failed tasks, one line each with its message (exit status 4 when there are any).\n"
+      "Example:\n  mpibatch failed pi.h5");
   failed->add_option("store", store_path, "The store")->required();
+  bool failed_full = false;
+  failed->add_flag("--json", json, "One JSON object a line: key, job, version, params, error");
+  failed->add_flag("--full", failed_full, "Whole messages (else cut at 160 bytes)");
   auto* verify = app.add_subcommand(
       "verify",
       "Check every checksum, index and the store's view; say what is wrong and where.\n"
@@ -111,6 +124,9 @@ int run_command_line(int argc, char** argv) {
   clear->add_option("store", store_path, "The store")->required();
   clear->add_option("--job", clear_job, "Only this job's results (every version)");
   clear->add_flag("--failed", clear_failed, "Only failed results");
+  bool clear_dry = false, clear_yes = false;
+  clear->add_flag("--dry-run", clear_dry, "Only say how many results would be removed");
+  clear->add_flag("-y,--yes", clear_yes, "Do not ask on a terminal");
   app.add_subcommand(
       "jobs",
       "The jobs this program knows, with parameters and results.\nExample:\n  mpibatch jobs");
@@ -129,9 +145,10 @@ int run_command_line(int argc, char** argv) {
     if (submit->parsed()) return detail::do_submit(ra, sa, argc, argv);
     if (status->parsed()) return detail::do_status(store_path, run_id, json);
     if (exp->parsed()) return detail::do_export(store_path, run_id, format, out_file);
-    if (failed->parsed()) return detail::do_failed(store_path);
+    if (failed->parsed()) return detail::do_failed(store_path, json, failed_full);
     if (verify->parsed()) return detail::do_verify(store_path);
-    if (clear->parsed()) return detail::do_clear(store_path, clear_job, clear_failed);
+    if (clear->parsed())
+      return detail::do_clear(store_path, clear_job, clear_failed, clear_dry, clear_yes);
     if (compact->parsed()) return detail::do_compact(store_path, compact_level);
     return detail::do_jobs();
   } catch (const Error& e) {

@@ -112,7 +112,7 @@ int do_export(const std::string& path, std::int64_t run_id, const std::string& f
   return kExitOk;
 }
 
-int do_failed(const std::string& path) {
+int do_failed(const std::string& path, bool json, bool full) {
   // Every table's digest is read first: it also covers what no chunk
   // checksum does (strings in HDF5's heap), for a small part of the cost.
   Store s = Store::open(path, {.read_only = true, .check_digests = true});
@@ -122,17 +122,33 @@ int do_failed(const std::string& path) {
     if (r.status != Status::failed) return;
     ++n;
     std::string params;
+    nlohmann::json jparams = nlohmann::json::object();
     if (const JobInfo* job = s.find_job(r.job, r.job_version)) {
       for (std::size_t i = 0; i < r.params.size() && i < job->params.size(); ++i) {
-        params +=
-            (params.empty() ? "" : " ") + job->params[i].name + "=" + format_value(r.params[i]);
+        params += (params.empty() ? "" : " ") + job->params[i].name + "=" +
+                  shell_word(format_value(r.params[i]));
+        jparams[job->params[i].name] = to_json(r.params[i]);
       }
     }
+    if (json) {
+      const nlohmann::json j{{"key", r.key.hex()},
+                             {"job", r.job},
+                             {"version", r.job_version},
+                             {"params", jparams},
+                             {"error", r.error}};
+      std::printf("%s\n", j.dump().c_str());
+      return;
+    }
+    // One line a task: line breaks shown as " | ", a long message cut unless --full.
+    std::string error;
+    for (char c : r.error) error += c == '\n' ? std::string(" | ") : std::string(1, c);
+    constexpr std::size_t kShort = 160;
+    if (!full && error.size() > kShort) error = error.substr(0, kShort) + "... (--full for all)";
     std::printf("%s %s v%lld %s: %s\n", r.key.hex().c_str(), r.job.c_str(),
-                static_cast<long long>(r.job_version), params.c_str(), r.error.c_str());
+                static_cast<long long>(r.job_version), params.c_str(), error.c_str());
   });
-  std::fprintf(stderr, "%llu failed tasks\n", static_cast<unsigned long long>(n));
-  return kExitOk;
+  if (!json) std::fprintf(stderr, "%s\n", plural(n, "failed task").c_str());
+  return n > 0 ? kExitFailedTasks : kExitOk;
 }
 
 }  // namespace mpibatch::detail

@@ -338,7 +338,8 @@ RunOptions run_options(const RunArgs& a, const Environment& env, int argc, char*
                                                           {"none", ProgressMode::none}};
   o.progress = kModes.at(a.progress);
   o.progress_file = a.progress_file;
-  for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+  // Shell-quoted, so that status shows a line to paste back.
+  for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + shell_word(argv[i]);
   return o;
 }
 
@@ -478,9 +479,8 @@ int do_run(const RunArgs& a, int argc, char** argv) {
   }
   if (env.rank() == 0) {
     std::fprintf(
-        stderr,
-        "mpibatch run %s: %s: %llu tasks, %llu computed, %llu from the store, %llu failed -> %s\n",
-        a.job.c_str(), to_string(s.state), static_cast<unsigned long long>(s.total),
+        stderr, "mpibatch run %s: %s: %s, %llu computed, %llu from the store, %llu failed -> %s\n",
+        a.job.c_str(), to_string(s.state), plural(s.total, "task").c_str(),
         static_cast<unsigned long long>(s.computed), static_cast<unsigned long long>(s.cached),
         static_cast<unsigned long long>(s.failed), o.store.c_str());
     if (s.exit_status == kExitIncomplete) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "cli/values.hpp"
 #include "cli/verbs.hpp"
 #include "store/lock_file.hpp"
 
@@ -120,7 +121,7 @@ int do_status(const std::string& path, std::int64_t run_id, bool json) {
     return kExitOk;
   }
   const double done = static_cast<double>(cached + computed + failed);
-  std::printf("store    %s (%zu runs%s)\n", path.c_str(), runs.size(),
+  std::printf("store    %s (%s%s)\n", path.c_str(), plural(runs.size(), "run").c_str(),
               s.problems().empty() ? "" : ", DAMAGED: run 'mpibatch verify'");
   std::printf("run      %lld: %s, started %s, %.1f s%s\n", static_cast<long long>(run.id),
               writer_gone ? "running or killed (no writer holds the lock)" : to_string(run.state),

@@ -1,6 +1,9 @@
 // The verbs that check or change a store as a whole: verify, compact, clear.
+#include <unistd.h>
+
 #include <cstdio>
 
+#include "cli/values.hpp"
 #include "cli/verbs.hpp"
 
 namespace mpibatch::detail {
@@ -18,9 +21,9 @@ int do_verify(const std::string& path) {
     problems.push_back({path, e.what()});
   }
   for (const auto& p : problems) std::printf("DAMAGED %s: %s\n", p.file.c_str(), p.what.c_str());
-  std::printf("%s: %llu records, %zu runs, %llu task-list entries: %s\n", path.c_str(),
-              static_cast<unsigned long long>(records), s.runs().size(),
-              static_cast<unsigned long long>(tasks),
+  std::printf("%s: %s, %s, %s: %s\n", path.c_str(), plural(records, "record").c_str(),
+              plural(s.runs().size(), "run").c_str(),
+              plural(tasks, "task-list entry", "task-list entries").c_str(),
               problems.empty() ? "every checksum and index is sound" : "damaged");
   return problems.empty() ? kExitOk : kExitRuntime;
 }
@@ -33,14 +36,33 @@ int do_compact(const std::string& path, int compress) {
   return kExitOk;
 }
 
-int do_clear(const std::string& path, const std::string& job, bool failed_only) {
-  Store s = Store::open(path, {.create = false});
-  const std::uint64_t n = s.erase_if([&](const Record& r) {
+int do_clear(const std::string& path, const std::string& job, bool failed_only, bool dry_run,
+             bool yes) {
+  auto doomed = [&](const Record& r) {
     return (job.empty() || r.job == job) && (!failed_only || r.status == Status::failed);
-  });
+  };
+  const bool ask = !yes && ::isatty(STDIN_FILENO) != 0;
+  if (dry_run || ask) {
+    std::uint64_t count = 0;
+    Store::open(path, {.read_only = true}).for_each([&](const Record& r) { count += doomed(r); });
+    const std::string what = plural(count, "result") + " from " + path;
+    if (dry_run || count == 0) {
+      std::fprintf(stderr, "mpibatch clear: would remove %s\n", what.c_str());
+      return kExitOk;
+    }
+    std::fprintf(stderr, "Remove %s? [y/N] ", what.c_str());
+    char answer[16] = "";
+    if (std::fgets(answer, sizeof answer, stdin) == nullptr ||
+        (answer[0] != 'y' && answer[0] != 'Y')) {
+      std::fprintf(stderr, "mpibatch clear: nothing removed\n");
+      return kExitOk;
+    }
+  }
+  Store s = Store::open(path, {.create = false});
+  const std::uint64_t n = s.erase_if(doomed);
   s.close();
-  std::fprintf(stderr, "mpibatch clear: removed %llu results from %s\n",
-               static_cast<unsigned long long>(n), path.c_str());
+  std::fprintf(stderr, "mpibatch clear: removed %s from %s\n", plural(n, "result").c_str(),
+               path.c_str());
   return kExitOk;
 }
 

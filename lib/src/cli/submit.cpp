@@ -1,5 +1,6 @@
 #include "cli/submit.hpp"
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -16,9 +17,7 @@ namespace {
 
 // 'word' for the shell, whatever it holds.
 std::string quote(const std::string& word) {
-  std::string out = "'";
-  for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
+  return shell_word(word, true);
 }
 
 bool on_path(const char* program) {
@@ -38,12 +37,21 @@ std::string batch_script(const SubmitArgs& a, const std::string& path) {
   std::string s =
       "#!/bin/bash\n# Written by mpibatch submit: kept next to the store, so you can see what "
       "ran.\n";
-  s += "#SBATCH --job-name=mpibatch\n";
+  std::string name = a.job_name;
+  if (name.empty()) {  // squeue tells sweeps apart: the job and the store's name
+    name = "mpibatch";
+    if (a.run_argv.size() > 2) name += "-" + a.run_argv[2];
+    name += "-" + std::filesystem::path(a.store).stem().string();
+  }
+  for (char& c : name)  // one word that #SBATCH parsing and squeue show as it is
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
+  s += "#SBATCH --job-name=" + name + "\n";
   if (!a.nodes.empty()) s += "#SBATCH --nodes=" + a.nodes + "\n";
   if (!a.ntasks.empty()) s += "#SBATCH --ntasks=" + a.ntasks + "\n";
   if (!a.time.empty()) s += "#SBATCH --time=" + a.time + "\n";
   if (!a.partition.empty()) s += "#SBATCH --partition=" + a.partition + "\n";
   if (!a.account.empty()) s += "#SBATCH --account=" + a.account + "\n";
+  for (const auto& o : a.sbatch) s += "#SBATCH " + o + "\n";
   s += "# USR1 to this script " + std::to_string(a.warn) +
        " s before the time limit: the run stops dispatching, collects what is\n"
        "# in flight, commits and exits with status 3 (resumable) before Slurm kills it.\n";
@@ -51,6 +59,10 @@ std::string batch_script(const SubmitArgs& a, const std::string& path) {
   s += "#SBATCH --output=" + a.store + ".slurm-%j.out\n#SBATCH --open-mode=append\n\n";
   s += "store=" + quote(a.store) + "\nscript=" + quote(path) + "\nchain=${MPIBATCH_CHAIN:-" +
        std::to_string(a.chain) + "}\n";
+  // Relative paths of the run (--tasks, job options) mean what they meant at submit time,
+  // wherever this script is submitted from later.
+  if (!a.workdir.empty()) s += "cd " + quote(a.workdir) + " || exit 1\n";
+  for (const auto& line : a.setup) s += line + "\n";
   s += "done_tasks() { " + mpibatch +
        " status \"$store\" --json 2>/dev/null | sed -n 's/.*\"done\":\\([0-9]*\\).*/\\1/p'; }\n";
   s += "before=$(done_tasks); before=${before:-0}\n\n";
@@ -67,13 +79,23 @@ std::string batch_script(const SubmitArgs& a, const std::string& path) {
        "trap 'echo \"mpibatch: time limit near, stopping the run\"; kill -USR1 $pid' USR1\n"
        "wait $pid; status=$?\n"
        "while kill -0 $pid 2>/dev/null; do wait $pid; status=$?; done\n\n"
-       "if [ \"$status\" -eq 3 ] && [ \"$chain\" -gt 0 ]; then\n"
+       "# Stopped early (3): resubmit while the chain lasts and the run progresses. A link\n"
+       "# that resubmitted exits 0 (a drained, resumable stop is not a failure in sacct);\n"
+       "# the last link's state tells the truth.\n"
+       "if [ \"$status\" -eq 3 ]; then\n"
        "  after=$(done_tasks); after=${after:-0}\n"
-       "  if [ \"$after\" -gt \"$before\" ]; then\n"
-       "    next=$(sbatch --parsable --export=ALL,MPIBATCH_CHAIN=$((chain - 1)) "
-       "--dependency=afterany:$SLURM_JOB_ID \"$script\")\n"
-       "    echo \"mpibatch: $((after - before)) tasks done in this job; resubmitted as job "
+       "  if [ \"$chain\" -le 0 ]; then\n"
+       "    echo \"mpibatch: stopped with tasks pending and no resubmissions left; continue "
+       "with: sbatch --export=ALL,MPIBATCH_CHAIN=N $script\"\n"
+       "  elif [ \"$after\" -gt \"$before\" ]; then\n"
+       "    if next=$(sbatch --parsable --export=ALL,MPIBATCH_CHAIN=$((chain - 1)) "
+       "--dependency=afterany:$SLURM_JOB_ID \"$script\"); then\n"
+       "      echo \"mpibatch: $((after - before)) tasks done in this job; resubmitted as job "
        "$next\"\n"
+       "      status=0\n"
+       "    else\n"
+       "      echo \"mpibatch: resubmitting failed; continue with: sbatch $script\"\n"
+       "    fi\n"
        "  else\n"
        "    echo \"mpibatch: no task finished in this job: not resubmitting\"\n"
        "  fi\n"
@@ -87,6 +109,18 @@ int submit(const SubmitArgs& a) {
     throw UsageError("--launcher '" + a.launcher + "': use srun or mpirun");
   }
   if (a.chain < 0) throw UsageError("--chain must be >= 0");
+  for (const auto& o : a.sbatch) {
+    if (!o.starts_with("-") || o.find_first_of("\n\r") != std::string::npos)
+      throw UsageError("--sbatch '" + shown(o) +
+                       "': each sbatch option starts with - and is one line");
+  }
+  // The run needs time to work before Slurm's USR1 asks it to stop.
+  constexpr long kLeast = 15;
+  if (!a.time.empty() && slurm_seconds(a.time) < a.warn + kLeast)
+    throw UsageError("--time " + a.time + " (" + std::to_string(slurm_seconds(a.time)) +
+                     " s) leaves no time to work before --warn " + std::to_string(a.warn) +
+                     " s: give --time at least " + std::to_string(a.warn + kLeast) +
+                     " s, or a smaller --warn");
   const std::string path = a.store + ".sbatch";
   const std::string text = batch_script(a, path);
   if (a.dry_run) {
@@ -118,6 +152,47 @@ int submit(const SubmitArgs& a) {
   return kExitOk;
 }
 
+long slurm_seconds(const std::string& time) {
+  auto bad = [&]() -> long {
+    throw UsageError("--time '" + shown(time) +
+                     "': use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS");
+  };
+  std::string rest = time;
+  long days = 0;
+  if (const auto dash = rest.find('-'); dash != std::string::npos) {
+    try {
+      std::size_t used = 0;
+      days = std::stol(rest.substr(0, dash), &used);
+      if (used != dash || days < 0) bad();
+    } catch (const std::exception&) {
+      bad();
+    }
+    rest = rest.substr(dash + 1);
+  }
+  std::vector<long> parts;
+  std::size_t at = 0;
+  while (at <= rest.size()) {
+    const auto colon = std::min(rest.find(':', at), rest.size());
+    const std::string p = rest.substr(at, colon - at);
+    if (p.empty() || p.find_first_not_of("0123456789") != std::string::npos || p.size() > 9) bad();
+    parts.push_back(std::stol(p));
+    at = colon + 1;
+  }
+  if (parts.empty() || parts.size() > 3) bad();
+  long s = 0;
+  if (time.find('-') != std::string::npos) {  // days-hours[:minutes[:seconds]]
+    const long mult[] = {3600, 60, 1};
+    for (std::size_t i = 0; i < parts.size(); ++i) s += parts[i] * mult[i];
+  } else if (parts.size() == 1) {  // minutes
+    s = parts[0] * 60;
+  } else if (parts.size() == 2) {  // minutes:seconds
+    s = parts[0] * 60 + parts[1];
+  } else {  // hours:minutes:seconds
+    s = parts[0] * 3600 + parts[1] * 60 + parts[2];
+  }
+  return days * 86400 + s;
+}
+
 double slurm_time_left() {
   const char* id = std::getenv("SLURM_JOB_ID");
   if (id == nullptr || !on_path("squeue")) return -1;
@@ -147,9 +222,18 @@ int do_submit(const RunArgs& ra, SubmitArgs sa, int argc, char** argv) {
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   sa.run_argv = {ec ? std::string(argv[0]) : self.string(), "run"};
-  static const std::vector<std::string> kValued{"--nodes",     "--ntasks",   "--time",
-                                                "--partition", "--account",  "--chain",
-                                                "--warn",      "--launcher", "--store"};
+  sa.workdir = std::filesystem::current_path().string();
+  for (const auto& words : sa.sbatch_words) {
+    std::size_t at = 0;
+    while ((at = words.find_first_not_of(' ', at)) != std::string::npos) {
+      const auto end = std::min(words.find(' ', at), words.size());
+      sa.sbatch.push_back(words.substr(at, end - at));
+      at = end;
+    }
+  }
+  static const std::vector<std::string> kValued{
+      "--nodes",    "--ntasks", "--time",     "--partition", "--account",    "--chain", "--warn",
+      "--launcher", "--store",  "--job-name", "--sbatch",    "--sbatch-arg", "--setup"};
   bool after_verb = false;
   for (int i = 1; i < argc; ++i) {
     const std::string w = argv[i];

@@ -14,6 +14,21 @@ const char* type_name(FieldType t) {
   return to_string(t);
 }
 
+std::string shell_word(const std::string& word, bool always) {
+  const bool plain = !always && !word.empty() &&
+                     word.find_first_not_of(
+                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                         "_@%+=:,./-") == std::string::npos;
+  if (plain) return word;
+  std::string out = "'";
+  for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string plural(std::uint64_t n, const std::string& noun, const std::string& many) {
+  return std::to_string(n) + " " + (n == 1 ? noun : many.empty() ? noun + "s" : many);
+}
+
 std::string shown(std::string_view text) {
   if (text.size() <= 100) return std::string(text);
   return std::string(text.substr(0, 60)) + "... (" + std::to_string(text.size()) + " bytes)";

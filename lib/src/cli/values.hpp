@@ -11,6 +11,11 @@ namespace mpibatch::detail {
 
 // Parses text as a value of field's type. where names the place for the
 // message, e.g. "tasks.csv row 3, column 'order'".
+// word as one word for a POSIX shell: as it is when it holds only
+// characters no shell treats specially (unless always), else in single quotes.
+std::string shell_word(const std::string& word, bool always = false);
+// "1 run", "2 runs": n and noun, plural (many, else noun + "s") unless n is 1.
+std::string plural(std::uint64_t n, const std::string& noun, const std::string& many = "");
 // text as a message shows it: whole up to 100 bytes, else its start and
 // its size (a 10 MB field is not echoed).
 std::string shown(std::string_view text);

@@ -75,10 +75,13 @@ int do_submit(const RunArgs& args, SubmitArgs submit, int argc, char** argv);
 int do_status(const std::string& store, std::int64_t run_id, bool json);
 int do_export(const std::string& store, std::int64_t run_id, const std::string& format,
               const std::string& file);
-int do_failed(const std::string& store);
+// Exits 4 when there are failed tasks (0 when none), as `run` does.
+int do_failed(const std::string& store, bool json, bool full);
 int do_verify(const std::string& store);
 int do_compact(const std::string& store, int compress);
-int do_clear(const std::string& store, const std::string& job, bool failed_only);
+// On a terminal, asks first (unless yes); dry_run only says what it would remove.
+int do_clear(const std::string& store, const std::string& job, bool failed_only, bool dry_run,
+             bool yes);
 int do_jobs();
 
 // The registered job of that name. Throws UsageError listing the known ones.
