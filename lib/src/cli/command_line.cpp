@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "cli/verbs.hpp"
+#include "core/reported.hpp"
 #include "mpibatch/version.hpp"
 
 namespace mpibatch {
@@ -152,10 +153,10 @@ int run_command_line(int argc, char** argv) {
     if (compact->parsed()) return detail::do_compact(store_path, compact_level);
     return detail::do_jobs();
   } catch (const Error& e) {
-    std::fprintf(stderr, "mpibatch: %s\n", e.what());
+    if (!detail::error_reported()) std::fprintf(stderr, "mpibatch: %s\n", e.what());
     return e.exit_status();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "mpibatch: %s\n", e.what());
+    if (!detail::error_reported()) std::fprintf(stderr, "mpibatch: %s\n", e.what());
     return kExitRuntime;
   }
 }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "core/reported.hpp"
 #include "engine/channel.hpp"
 #include "engine/master.hpp"
 #include "engine/run_session.hpp"
@@ -62,12 +63,21 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     channel = env.size() > 1 ? make_mpi_channel(env) : make_local_channel(job);
   } catch (...) {
     int status = kExitRuntime;
+    std::string why;
     try {
       throw;
     } catch (const Error& e) {
       status = e.exit_status();
-    } catch (...) {
+      why = e.what();
+    } catch (const std::exception& e) {
+      why = e.what();
     }
+    if (env.size() == 1) throw;
+    // Said before the workers hear of it: once one exits, mpirun may kill
+    // this rank before it could say why.
+    std::fprintf(stderr, "mpibatch: %s\n", why.c_str());
+    std::fflush(stderr);
+    error_reported() = true;
     try {
       env.broadcast(-status);
     } catch (...) {  // the first error is the one to report
