@@ -33,4 +33,19 @@ TEST(Hdf5, FileDescriptorIsTheFilesOwn) {
   EXPECT_EQ(static_cast<std::uintmax_t>(st.st_size), std::filesystem::file_size(path));
 }
 
+// A killed run leaves the view without the job's group: verify asks for "jobs/exec/v2" and
+// must hear "no", not an error that calls the store damaged.
+TEST(Hdf5, ExistsIsFalseWhenAGroupOnThePathIsMissing) {
+  TempDir dir;
+  h5::Handle file = h5::create_file((dir / "f.h5").string());
+  h5::create_group(file.get(), "jobs");
+  EXPECT_FALSE(h5::exists(file.get(), "jobs/exec/v2"));
+  EXPECT_FALSE(h5::exists(file.get(), "other/exec"));
+  h5::Handle exec = h5::create_group(file.get(), "jobs/exec");
+  EXPECT_TRUE(h5::exists(file.get(), "jobs/exec"));
+  EXPECT_FALSE(h5::exists(file.get(), "jobs/exec/v2"));
+  h5::create_group(exec.get(), "v2");
+  EXPECT_TRUE(h5::exists(file.get(), "jobs/exec/v2"));
+}
+
 }  // namespace

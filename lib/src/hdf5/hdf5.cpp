@@ -166,6 +166,13 @@ Handle open_group(hid_t parent, const std::string& name) {
 }
 
 bool exists(hid_t parent, const std::string& name) {
+  // H5Lexists fails (not false) when a group on the way is missing: test each prefix.
+  for (std::size_t slash = name.find('/', 1); slash != std::string::npos;
+       slash = name.find('/', slash + 1)) {
+    const std::string prefix = name.substr(0, slash);
+    if (check_tri(H5Lexists(parent, prefix.c_str(), H5P_DEFAULT), "H5Lexists", prefix) <= 0)
+      return false;
+  }
   return check_tri(H5Lexists(parent, name.c_str(), H5P_DEFAULT), "H5Lexists", name) > 0;
 }
 

@@ -67,6 +67,7 @@ Handle open_file_read(const std::string& path);
 
 Handle create_group(hid_t parent, const std::string& name);
 Handle open_group(hid_t parent, const std::string& name);
+// Whether the path names an object; false (not an error) when a group on the way is missing.
 bool exists(hid_t parent, const std::string& name);
 std::vector<std::string> child_names(hid_t group);
 
