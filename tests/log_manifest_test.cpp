@@ -110,6 +110,7 @@ TEST(Manifest, WrittenAndReadBackAndAbsentIsNullopt) {
                     {"000000000007.h5", stamp(7)},
                     {"000000000009.h5", stamp(9)},
                     {"000000000012.h5", stamp(12)}};
+  written.views = {stamp(100), stamp(101)};  // a view being replaced
   write_manifest(path, written);
   const auto m = read_manifest(path);
   ASSERT_TRUE(m.has_value());
@@ -117,6 +118,7 @@ TEST(Manifest, WrittenAndReadBackAndAbsentIsNullopt) {
   EXPECT_EQ(m->base_file, "base-000000000006-1.h5");
   EXPECT_EQ(m->segments, (std::vector<std::int64_t>{7, 9, 12}));
   EXPECT_EQ(m->stamps, written.stamps);
+  EXPECT_EQ(m->views, written.views);
   // A stamp for every table is required.
   EXPECT_THROW(write_manifest(path, Manifest{6, "base-000000000006-1.h5", {7}, {}}),
                mpibatch::StoreError);

@@ -224,4 +224,22 @@ TEST_F(StoreChecksum, AManifestLineRemovedDeletesNothing) {
   EXPECT_EQ(mpibatch::test_support::tables(path), before);
 }
 
+// The view (what h5py reads) is stamped in the MANIFEST too: verify names a
+// changed view without opening it, and the next writer writes it anew.
+TEST_F(StoreChecksum, AChangedViewIsNamedByVerifyAndWrittenAnewByTheNextWriter) {
+  { Store::open(path); }  // closes: the view maps the segment
+  EXPECT_TRUE(Store::open(path, {.read_only = true}).check_files().empty());
+  flip(path, fs::file_size(path) - 10);
+  {
+    const Store r = Store::open(path, {.read_only = true});
+    EXPECT_TRUE(r.problems().empty());  // readers of records never use the view
+    const auto found = r.check_files();
+    ASSERT_EQ(found.size(), 1u);
+    EXPECT_EQ(found[0].file, path.string());
+    EXPECT_NE(found[0].what.find("the view: its bytes differ"), std::string::npos) << found[0].what;
+  }
+  { Store::open(path); }
+  EXPECT_TRUE(Store::open(path, {.read_only = true}).check_files().empty());
+}
+
 }  // namespace

@@ -43,6 +43,14 @@ std::string hex64(std::uint64_t v) {
 
 constexpr std::string_view kChecksum = "checksum ";
 
+bool read_stamp(std::istream& in, FileStamp& s) {
+  return static_cast<bool>(in >> s.size >> s.mtime_ns >> s.digest);
+}
+
+std::string stamp_text(const FileStamp& s) {
+  return " " + std::to_string(s.size) + " " + std::to_string(s.mtime_ns) + " " + s.digest + "\n";
+}
+
 }  // namespace
 
 FileStamp stamp_file(const fs::path& file) {
@@ -113,11 +121,16 @@ std::optional<Manifest> read_manifest(const fs::path& file) {
   }
   std::int64_t seq = 0;
   while (in >> word) {
+    if (word == "view" && version >= 6) {
+      if (!read_stamp(in, m.views.emplace_back()))
+        throw StoreCorruptError(file.string() + ": view without its size and digest");
+      continue;
+    }
     if (!(in >> seq))  // never read past a damaged line: it may list a segment
       throw StoreCorruptError(file.string() + ": entry '" + word + "' without its number");
-    auto read_stamp = [&](const std::string& name) {
+    auto table_stamp = [&](const std::string& name) {
       FileStamp s;
-      if (version >= 6 && !(in >> s.size >> s.mtime_ns >> s.digest))
+      if (version >= 6 && !read_stamp(in, s))
         throw StoreCorruptError(file.string() + ": " + name + " without its size and digest");
       if (version >= 6) m.stamps[name] = s;
     };
@@ -127,10 +140,10 @@ std::optional<Manifest> read_manifest(const fs::path& file) {
         throw StoreCorruptError(file.string() + ": base without its file");
       if (m.base_file.find('/') != std::string::npos || !m.base_file.starts_with("base-"))
         if (version >= 2) throw StoreCorruptError(file.string() + ": bad base file name");
-      read_stamp(m.base_file);
+      table_stamp(m.base_file);
     } else if (word == "segment") {
       m.segments.push_back(seq);
-      read_stamp(seq_name(seq, ".h5"));
+      table_stamp(seq_name(seq, ".h5"));
     } else if (word == "log" && version >= 6) {
       if (!(in >> m.logs[seq]))
         throw StoreCorruptError(file.string() + ": log " + std::to_string(seq) +
@@ -146,8 +159,7 @@ void write_manifest(const fs::path& file, const Manifest& m) {
   auto stamp = [&](const std::string& name) {
     const auto it = m.stamps.find(name);
     if (it == m.stamps.end()) throw StoreError("internal error: no stamp of " + name);
-    return " " + std::to_string(it->second.size) + " " + std::to_string(it->second.mtime_ns) + " " +
-           it->second.digest + "\n";
+    return stamp_text(it->second);
   };
   std::string text = "mpibatch-manifest " + std::to_string(kStoreFormat) + "\nbase " +
                      std::to_string(m.base) + " " + m.base_file + stamp(m.base_file);
@@ -155,6 +167,7 @@ void write_manifest(const fs::path& file, const Manifest& m) {
     text += "segment " + std::to_string(seq) + stamp(seq_name(seq, ".h5"));
   for (const auto& [seq, length] : m.logs)
     text += "log " + std::to_string(seq) + " " + std::to_string(length) + "\n";
+  for (const FileStamp& v : m.views) text += "view" + stamp_text(v);
   text += std::string(kChecksum) + hex64(XXH3_64bits(text.data(), text.size())) + "\n";
   const fs::path tmp = file.string() + ".tmp";
   {

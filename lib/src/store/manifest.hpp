@@ -48,6 +48,10 @@ struct Manifest {
   // length known committed (0 for the log being written, whose length only
   // its commit frames tell): a listed log missing or shorter lost records.
   std::map<std::int64_t, std::uint64_t> logs;
+  // The view's stamps: the view in place matches one. While a writer
+  // replaces the view, both the old one's and the new one's are listed, so
+  // a crash between the MANIFEST and the rename leaves no false alarm.
+  std::vector<FileStamp> views;
 };
 
 // The MANIFEST at file, or nullopt when there is none. Throws StoreCorruptError

@@ -116,9 +116,24 @@ std::vector<Problem> Store::check_files() const {
   const Impl& s = *impl_;
   s.require_records("check its files");
   std::vector<Problem> out;
-  if (!s.base_file.empty()) {  // format 1: the file is the base table
-    for (auto& what : detail::check_view(s.path, s.view_sources(), s.jobs))
-      out.push_back({s.path.string(), std::move(what)});
+  if (!s.base_file.empty()) {  // format 2 on: the file is the view
+    std::string why;
+    for (const auto& stamp : s.view_stamps) {
+      try {
+        why = detail::check_stamp(s.path, stamp, true);
+      } catch (const IoError& e) {
+        why = e.what();
+      }
+      if (why.empty()) break;
+    }
+    if (!why.empty()) {  // never handed to HDF5, which may crash on it
+      out.push_back({s.path.string(), "the view: " + why +
+                                          "; h5py may read wrong values from it until the next "
+                                          "'mpibatch run' on the store writes it anew"});
+    } else {
+      for (auto& what : detail::check_view(s.path, s.view_sources(), s.jobs))
+        out.push_back({s.path.string(), std::move(what)});
+    }
   }
   for (const auto& t : s.tables) {
     for (auto& what : t->check_index()) out.push_back({t->path().string(), std::move(what)});
@@ -223,7 +238,7 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
     for (auto& [id, r] : impl->runs) {
       if (r.state == RunState::running) {
         r.state = RunState::crashed;
-        impl->log->add([&](std::string& out) { detail::encode_run(out, r); });
+        impl->log->add([&r = r](std::string& out) { detail::encode_run(out, r); });
         impl->uncommitted = true;
       }
     }

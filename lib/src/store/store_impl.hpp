@@ -122,6 +122,7 @@ struct Store::Impl {
   std::int64_t last_seq = 0;  // highest number of any table or log seen or made
   std::vector<std::int64_t> segments;               // live segments, as in the MANIFEST
   std::map<std::string, detail::FileStamp> stamps;  // by file name, as in the MANIFEST
+  std::vector<detail::FileStamp> view_stamps;       // as in the MANIFEST
 
   // The key index in memory: the keys this writer appended or claimed (the
   // memtables', and those of the segments it flushed). Keys of the tables
@@ -328,7 +329,8 @@ struct Store::Impl {
   void promote_first_segment();
 
   // The store's file: virtual datasets over the tables (see view.hpp).
-  void write_view() { detail::write_view(path, view_sources(), jobs, run_list()); }
+  // The MANIFEST lists the new view's stamp before the view is renamed into place.
+  void write_view();
 
   std::vector<detail::ViewSource> view_sources() const;
 

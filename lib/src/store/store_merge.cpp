@@ -116,6 +116,15 @@ void Store::Impl::promote_first_segment() {
   detail::fsync_dir(dir);
 }
 
+void Store::Impl::write_view() {
+  detail::write_view(path, view_sources(), jobs, run_list(), [this](const fs::path& tmp) {
+    const detail::FileStamp next = detail::stamp_file(tmp);
+    view_stamps.push_back(next);
+    save_manifest();
+    view_stamps = {next};
+  });
+}
+
 std::vector<detail::ViewSource> Store::Impl::view_sources() const {
   std::vector<detail::ViewSource> sources;
   const std::string side = dir.filename().string();

@@ -112,6 +112,7 @@ Manifest Store::Impl::manifest_now() {
   add(base_file);
   for (const auto seq : segments) add(seq_name(seq, ".h5"));
   stamps = m.stamps;
+  m.views = view_stamps;
   m.logs = replayed_logs;
   if (log) m.logs[parse_seq(log->path().filename().string(), ".log")] = 0;
   return m;
@@ -188,6 +189,7 @@ bool Store::Impl::load(bool last_attempt) {
   const std::optional<Manifest> manifest = read_manifest(manifest_path());
   base_file = manifest ? manifest->base_file : std::string();
   stamps = manifest ? manifest->stamps : std::map<std::string, detail::FileStamp>{};
+  view_stamps = manifest ? manifest->views : std::vector<detail::FileStamp>{};
   std::unique_ptr<TableReader> base;
   try {
     // A damaged file never reaches HDF5, which may crash on one.
@@ -268,8 +270,8 @@ bool Store::Impl::load(bool last_attempt) {
   std::map<std::int64_t, std::uint64_t> listed_logs =
       manifest ? manifest->logs : decltype(listed_logs){};
   for (const auto& [seq, length] : listed_logs) {
-    const bool there =
-        std::any_of(logs.begin(), logs.end(), [&](const auto& l) { return l.first == seq; });
+    const bool there = std::any_of(logs.begin(), logs.end(),
+                                   [seq = seq](const auto& l) { return l.first == seq; });
     if (seq <= covered || there) continue;
     if (!last_attempt) return false;  // a flush may have covered and removed it: read again
     problems.push_back({(dir / seq_name(seq, ".log")).string(),
@@ -280,7 +282,7 @@ bool Store::Impl::load(bool last_attempt) {
     try {
       replay_jobs.clear();
       const std::uint64_t committed = detail::replay_log(
-          p, [&](std::string_view f, std::uint64_t format) { apply_frame(f, format, p); },
+          p, [&, &p = p](std::string_view f, std::uint64_t format) { apply_frame(f, format, p); },
           problems);
       if (const auto it = listed_logs.find(seq); it != listed_logs.end() && committed < it->second)
         problems.push_back({p.string(), "holds " + std::to_string(committed) +
@@ -326,7 +328,7 @@ std::uint32_t Store::Impl::log_job_id(const JobInfo& job, bool again) {
   auto [it, added] =
       log_job_ids.try_emplace(job.id(), static_cast<std::uint32_t>(log_job_ids.size()));
   if (added || again) {
-    log->add([&](std::string& out) { detail::encode_job(out, it->second, job); });
+    log->add([&, it = it](std::string& out) { detail::encode_job(out, it->second, job); });
   }
   return it->second;
 }

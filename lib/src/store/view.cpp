@@ -87,7 +87,7 @@ void job_group(hid_t file, const JobInfo& job, const std::vector<ViewSource>& so
     h5::Handle sg = h5::create_group(g.get(), sub);
     for (const Field& f : *fields) {
       h5::Handle t = field_type(f.type);
-      const auto has = [&](const ViewSource& s) {
+      const auto has = [&, &sub = sub](const ViewSource& s) {
         const auto it = s.fields.find(id);
         return it != s.fields.end() && it->second.count(sub + "/" + f.name) != 0;
       };
@@ -104,28 +104,32 @@ void job_group(hid_t file, const JobInfo& job, const std::vector<ViewSource>& so
 }  // namespace
 
 void write_view(const std::filesystem::path& path, const std::vector<ViewSource>& sources,
-                const std::vector<JobInfo>& jobs, const std::vector<RunInfo>& runs) {
+                const std::vector<JobInfo>& jobs, const std::vector<RunInfo>& runs,
+                const std::function<void(const std::filesystem::path&)>& before_rename) {
   const std::filesystem::path tmp = path.string() + ".tmp";
   try {
-    h5::Handle file = h5::create_file(tmp.string(), /*virtual_datasets=*/true);
-    h5::write_attr(file.get(), "mpibatch_format", kStoreFormat);
-    h5::write_attr(file.get(), "mpibatch_version", std::string(MPIBATCH_VERSION));
-    h5::write_attr(file.get(), "mpibatch_view", std::int64_t{1});
-    h5::create_group(file.get(), "jobs");
-    for (const JobInfo& job : jobs) job_group(file.get(), job, sources);
-    h5::Handle rg = h5::create_group(file.get(), "runs");
-    for (const RunInfo& run : runs) {
-      h5::Handle g = h5::create_group(rg.get(), std::to_string(run.id));
-      write_run_attrs(g.get(), run);
-      h5::Handle key = h5::key_type();
-      const RowsOf rows = [&run](const ViewSource& s) {
-        const auto it = s.tasks.find(run.id);
-        return it == s.tasks.end() ? hsize_t{0} : it->second;
-      };
-      virtual_column(g.get(), "tasks", key.get(), nullptr, sources, rows,
-                     "/runs/" + std::to_string(run.id) + "/tasks");
-    }
-    h5::check(H5Fclose(file.release()), "H5Fclose", tmp.string());
+    {
+      h5::Handle file = h5::create_file(tmp.string(), /*virtual_datasets=*/true);
+      h5::write_attr(file.get(), "mpibatch_format", kStoreFormat);
+      h5::write_attr(file.get(), "mpibatch_version", std::string(MPIBATCH_VERSION));
+      h5::write_attr(file.get(), "mpibatch_view", std::int64_t{1});
+      h5::create_group(file.get(), "jobs");
+      for (const JobInfo& job : jobs) job_group(file.get(), job, sources);
+      h5::Handle rg = h5::create_group(file.get(), "runs");
+      for (const RunInfo& run : runs) {
+        h5::Handle g = h5::create_group(rg.get(), std::to_string(run.id));
+        write_run_attrs(g.get(), run);
+        h5::Handle key = h5::key_type();
+        const RowsOf rows = [&run](const ViewSource& s) {
+          const auto it = s.tasks.find(run.id);
+          return it == s.tasks.end() ? hsize_t{0} : it->second;
+        };
+        virtual_column(g.get(), "tasks", key.get(), nullptr, sources, rows,
+                       "/runs/" + std::to_string(run.id) + "/tasks");
+      }
+      h5::check(H5Fclose(file.release()), "H5Fclose", tmp.string());
+    }  // every handle closed: HDF5 closes the file only with the last of them
+    before_rename(tmp);
   } catch (...) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);

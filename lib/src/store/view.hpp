@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -34,9 +35,11 @@ struct ViewSource {
 };
 
 // Writes the view to path (through path.tmp, fsync'd and renamed), with a
-// group per job version and run. Throws Hdf5Error or IoError naming the file.
+// group per job version and run; before_rename(tmp) runs on the finished file
+// just before it replaces the old one. Throws Hdf5Error or IoError naming the file.
 void write_view(const std::filesystem::path& path, const std::vector<ViewSource>& sources,
-                const std::vector<JobInfo>& jobs, const std::vector<RunInfo>& runs);
+                const std::vector<JobInfo>& jobs, const std::vector<RunInfo>& runs,
+                const std::function<void(const std::filesystem::path&)>& before_rename);
 
 // True when the HDF5 file open as file is a view (its root has mpibatch_view).
 bool is_view(hid_t file);
