@@ -45,6 +45,8 @@ def call(mpibatch, args, cwd):
         r = subprocess.run([mpibatch, *args], capture_output=True, text=True, timeout=HANG, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise Fail("`mpibatch %s` hung" % " ".join(args))
+    except UnicodeDecodeError as e:  # a damaged file's bytes echoed as they are
+        raise Fail("`mpibatch %s` printed bytes that are not UTF-8: %s" % (" ".join(args), e))
     if r.returncode < 0:
         raise Fail("`mpibatch %s` died of %s" % (" ".join(args), signal.Signals(-r.returncode).name))
     return r

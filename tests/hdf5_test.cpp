@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "test_support.hpp"
 
@@ -31,6 +32,20 @@ TEST(Hdf5, FileDescriptorIsTheFilesOwn) {
   ASSERT_EQ(::fstat(fd, &st), 0);
   EXPECT_GT(st.st_size, 800000);
   EXPECT_EQ(static_cast<std::uintmax_t>(st.st_size), std::filesystem::file_size(path));
+}
+
+// A link planted where a table or view is created (its .tmp) is replaced,
+// never written through.
+TEST(Hdf5, CreatingAFileNeverWritesThroughALinkAtItsPath) {
+  TempDir dir;
+  const auto target = dir / "precious.txt";
+  { std::ofstream(target) << "mine"; }
+  std::filesystem::create_symlink(target, dir / "t.h5.tmp");
+  { h5::Handle file = h5::create_file((dir / "t.h5.tmp").string()); }
+  EXPECT_FALSE(std::filesystem::is_symlink(dir / "t.h5.tmp"));
+  std::string text;
+  std::getline(std::ifstream(target), text);
+  EXPECT_EQ(text, "mine");
 }
 
 // A killed run leaves the view without the job's group: verify asks for "jobs/exec/v2" and

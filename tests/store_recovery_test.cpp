@@ -97,6 +97,8 @@ TEST_F(StoreRecovery, FailedLogWriteIsThrownByCommitAndCommittedWorkStays) {
     std::signal(SIGXFSZ, SIG_IGN);
     const rlimit limit{64 << 10, 64 << 10};
     if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) throw std::runtime_error("setrlimit");
+    const fs::path log = only_log(Store::sidecar(s.path()));
+    const auto committed = fs::file_size(log);
     try {
       append_range(s, 30, 40000);  // several MiB of log
       s.commit();
@@ -104,6 +106,9 @@ TEST_F(StoreRecovery, FailedLogWriteIsThrownByCommitAndCommittedWorkStays) {
       const std::string what = e.what();
       if (what.find(".log") == std::string::npos || what.find("large") == std::string::npos)
         throw std::runtime_error("IoError without the log or the cause: " + what);
+      // What will never be committed is given back: on a full disk, the next attempt's room.
+      if (fs::file_size(log) != committed)
+        throw std::runtime_error("the failed write's bytes stay in the log");
       crash();
     }
     throw std::runtime_error("commit did not report the failed write");
@@ -123,10 +128,13 @@ TEST_F(StoreRecovery, TornLogTailIsDroppedSilentlyAndWritingGoesOn) {
     expect_exactly(s, 10);
   }
   // Garbage after the last commit (a half-written frame) is also a torn tail.
+  const auto cut = fs::file_size(log);
   { std::ofstream(log, std::ios::app | std::ios::binary) << "\x4d\x42\x46\x4d garbage"; }
   Store s = Store::open(path);
   EXPECT_TRUE(s.problems().empty());
   expect_exactly(s, 10);
+  // The writer cut the tail off: it is never read, and a full disk needs the room.
+  EXPECT_LT(fs::file_size(log), cut);
   append_range(s, 10, 25);
   s.commit();
   expect_exactly(s, 25);
@@ -301,6 +309,55 @@ TEST_F(StoreRecovery, ASidecarThatIsASymbolicLinkIsNeverFollowed) {
   fs::permissions(Store::sidecar(other), fs::perms::others_write, fs::perm_options::add);
   EXPECT_THROW(Store::open(other), NotAStoreError);
   EXPECT_NO_THROW(Store::open(other, {.read_only = true}));
+}
+
+// The sidecar is opened once: a name swapped for a link while a writer works
+// (anyone who may rename entries in the store's folder could) is never
+// followed; every file goes to the folder the writer opened. Messages still
+// name files by the sidecar's name, not by the descriptor.
+TEST_F(StoreRecovery, ASidecarSwappedForALinkWhileWritingIsNeverFollowed) {
+  const fs::path victim = dir / "victim";
+  fs::create_directory(victim);
+  const std::vector<std::string> mine = {"x.tmp", "000000000002.h5", "000000000001.log",
+                                         "MANIFEST.tmp"};
+  for (const auto& name : mine) std::ofstream(victim / name) << "mine";
+  const auto path = dir / "s.h5";
+  const fs::path moved = dir / "moved.d";
+  {
+    Store s = Store::open(path, {.segment_records = 100});
+    s.define_job(demo_job());
+    append_range(s, 0, 50);
+    s.commit();
+    fs::rename(Store::sidecar(path), moved);
+    fs::create_directory_symlink(victim, Store::sidecar(path));
+    append_range(s, 50, 500);  // segments flushed, logs removed, the MANIFEST replaced
+    s.commit();
+    s.compact();  // a merge: new base, old tables deleted
+  }
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(victim)) left.push_back(e.path().filename());
+  std::sort(left.begin(), left.end());
+  std::vector<std::string> want = mine;
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(left, want);
+  for (const auto& name : mine) {
+    std::string text;
+    std::getline(std::ifstream(victim / name), text);
+    EXPECT_EQ(text, "mine") << name;
+  }
+  // The store lives on in the folder the writer opened.
+  fs::remove(Store::sidecar(path));
+  fs::rename(moved, Store::sidecar(path));
+  const Store r = Store::open(path, {.read_only = true});
+  EXPECT_TRUE(r.problems().empty());
+  EXPECT_EQ(r.size(), 500u);
+  // A damaged table is named by its path under the sidecar.
+  const auto table = mpibatch::test_support::tables(path).at(0);
+  { std::ofstream(table, std::ios::app) << "junk"; }
+  const Store d = Store::open(path, {.read_only = true});
+  ASSERT_FALSE(d.problems().empty());
+  EXPECT_EQ(d.problems()[0].file, table.string());
+  EXPECT_EQ(d.problems()[0].what.find("/proc/self/fd"), std::string::npos) << d.problems()[0].what;
 }
 
 TEST_F(StoreRecovery, PathThatIsNotAStore) {

@@ -21,7 +21,8 @@ enum ExitStatus : int {
 // Root of the hierarchy. what() is one line meant for the user.
 class MPIBATCH_EXPORT Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  // A folder the store reaches through a descriptor is named by its path.
+  explicit Error(const std::string& message);
   // The process exit status this error should produce.
   virtual int exit_status() const noexcept { return kExitRuntime; }
 };

@@ -1,6 +1,10 @@
 #include "hdf5/hdf5.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "mpibatch/error.hpp"
@@ -135,8 +139,11 @@ Handle create_file(const std::string& path, bool virtual_datasets) {
   check(virtual_datasets ? H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110)
                          : H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18),
         "H5Pset_libver_bounds");
+  // A leftover goes first; then O_EXCL: never through a link planted at path.
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    throw IoError("unlink " + path + ": " + std::strerror(errno));
   return Handle(
-      check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "H5Fcreate", path));
+      check_id(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()), "H5Fcreate", path));
 }
 
 int file_descriptor(hid_t file) {

@@ -59,6 +59,8 @@ Handle key_type();          // compound {hi: uint64, lo: uint64}
 // Files: created without HDF5's own file locking (we lock the store ourselves,
 // and these files are immutable once renamed into place).
 // virtual_datasets: in HDF5 1.10's file format (needed for them; h5py reads it).
+// A file already at path is removed first (a symbolic link there: the link,
+// never what it names).
 Handle create_file(const std::string& path, bool virtual_datasets = false);
 // The file descriptor under a file of the default (sec2) driver, or -1 for
 // another driver. Valid while the file is open; HDF5 owns it.

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/shown_paths.hpp"
 #include "mpibatch/error.hpp"
 
 namespace mpibatch::detail {
@@ -25,6 +26,24 @@ Fd& Fd::operator=(Fd&& o) noexcept {
 
 Fd::~Fd() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+Dir::Dir(Fd fd, const std::filesystem::path& shown)
+    : fd_(std::move(fd)), anchor_("/proc/self/fd/" + std::to_string(fd_.get())) {
+  register_anchor(fd_.get(), shown.string());
+}
+
+Dir& Dir::operator=(Dir&& o) noexcept {
+  if (this != &o) {
+    if (fd_) unregister_anchor(fd_.get());
+    fd_ = std::move(o.fd_);
+    anchor_ = std::move(o.anchor_);
+  }
+  return *this;
+}
+
+Dir::~Dir() {
+  if (fd_) unregister_anchor(fd_.get());
 }
 
 Fd open_or_throw(const std::string& path, int flags, mode_t mode) {
@@ -54,7 +73,7 @@ void fsync_dir(const std::filesystem::path& dir) {
 }
 
 void fsync_path(const std::filesystem::path& path) {
-  Fd fd = open_or_throw(path.string(), O_RDONLY);
+  Fd fd = open_or_throw(path.string(), O_RDONLY | O_NOFOLLOW);
   fsync_or_throw(fd.get(), path.string());
 }
 
@@ -77,7 +96,7 @@ void link_or_copy(const std::filesystem::path& from, const std::filesystem::path
 }
 
 std::string read_file(const std::filesystem::path& path) {
-  Fd fd = open_or_throw(path.string(), O_RDONLY);
+  Fd fd = open_or_throw(path.string(), O_RDONLY | O_NOFOLLOW);
   std::string out;
   char buf[1 << 16];
   for (;;) {

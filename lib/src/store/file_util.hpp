@@ -29,6 +29,25 @@ class Fd {
   int fd_ = -1;
 };
 
+// A folder opened once, without following a link (O_DIRECTORY | O_NOFOLLOW).
+// Paths under anchor() (/proc/self/fd/N) stay in this folder even if its name
+// is later renamed or swapped for a symbolic link; messages name it as shown.
+class Dir {
+ public:
+  Dir() = default;
+  Dir(Fd fd, const std::filesystem::path& shown);
+  Dir(Dir&& o) noexcept = default;
+  Dir& operator=(Dir&& o) noexcept;
+  ~Dir();
+  int fd() const { return fd_.get(); }
+  explicit operator bool() const { return static_cast<bool>(fd_); }
+  const std::filesystem::path& anchor() const { return anchor_; }
+
+ private:
+  Fd fd_;
+  std::filesystem::path anchor_;
+};
+
 Fd open_or_throw(const std::string& path, int flags, mode_t mode = 0644);
 void write_all(int fd, std::string_view data, const std::string& path);
 void fsync_or_throw(int fd, const std::string& path);

@@ -28,6 +28,13 @@ Holder parse(const std::string& text) {
   return h;
 }
 
+// A damaged LOCK's bytes never reach the terminal as they are.
+std::string printable(std::string text) {
+  for (char& c : text)
+    if (c < 0x20 || c > 0x7e) c = '?';
+  return text.substr(0, 64);
+}
+
 // A zombie (killed, not yet reaped by its parent) is dead: kill(pid, 0)
 // still finds it, /proc says Z (or X).
 bool zombie(std::int64_t pid) {
@@ -82,16 +89,16 @@ void LockFile::release() noexcept {
 LockFile LockFile::acquire(const std::filesystem::path& lock_path, const std::string& store) {
   const std::string me = host_name() + " " + std::to_string(::getpid()) + "\n";
   const std::string tmp = lock_path.string() + "." + std::to_string(::getpid()) + ".tmp";
-  {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) throw_errno("open", tmp);
-    write_all(fd.get(), me, tmp);
-    fsync_or_throw(fd.get(), tmp);
-  }
   struct RemoveTmp {
     const std::string& path;
     ~RemoveTmp() { ::unlink(path.c_str()); }
-  } remove_tmp{tmp};
+  };
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (fd.get() < 0) throw_errno("open", tmp);
+  const RemoveTmp remove_tmp{tmp};  // also when the disk is full
+  write_all(fd.get(), me, tmp);
+  fsync_or_throw(fd.get(), tmp);
+  fd = Fd();
   const auto patience = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (::link(tmp.c_str(), lock_path.c_str()) == 0) {
@@ -118,8 +125,8 @@ LockFile LockFile::acquire(const std::filesystem::path& lock_path, const std::st
         --attempt;
         continue;
       }
-      throw StoreLockedError("store " + store + " is being written by host " + holder.host +
-                             " pid " + std::to_string(holder.pid) +
+      throw StoreLockedError("store " + store + " is being written by host " +
+                             printable(holder.host) + " pid " + std::to_string(holder.pid) +
                              "; if that process is gone, remove " + lock_path.string());
     }
     // Stale lock. Rename it away first so that only one of several racing

@@ -52,7 +52,8 @@ struct LogWriter::Writes {
   };
   Fd fd;
   std::string path;
-  std::size_t offset = 0;  // where the next write lands
+  std::size_t offset = 0;   // where the next write lands
+  std::size_t durable = 0;  // the end of the last synced write
   std::mutex mutex;
   std::condition_variable wake_writer;
   std::condition_variable wake_caller;
@@ -84,8 +85,11 @@ struct LogWriter::Writes {
                             static_cast<off_t>(job.bytes.size()), SYNC_FILE_RANGE_WRITE);
           offset += job.bytes.size();
           if (job.sync && ::fdatasync(fd.get()) != 0) throw_errno("fdatasync", path);
+          if (job.sync) durable = offset;
         } catch (...) {
           failed = std::current_exception();
+          // A full disk: give back what will never be committed (best effort).
+          if (::ftruncate(fd.get(), static_cast<off_t>(durable)) == 0) offset = durable;
         }
       }
       job.bytes.clear();
@@ -109,6 +113,7 @@ LogWriter::LogWriter(std::filesystem::path path) : path_(std::move(path)) {
   fsync_dir(path_.parent_path());
   handed_over_ = header.size();
   w->offset = header.size();
+  w->durable = header.size();
   w->thread = std::thread([p = w.get()] { p->run(); });
   writes_ = std::move(w);
 }

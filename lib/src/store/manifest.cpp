@@ -171,7 +171,7 @@ void write_manifest(const fs::path& file, const Manifest& m) {
   text += std::string(kChecksum) + hex64(XXH3_64bits(text.data(), text.size())) + "\n";
   const fs::path tmp = file.string() + ".tmp";
   {
-    Fd fd = open_or_throw(tmp.string(), O_WRONLY | O_CREAT | O_TRUNC);
+    Fd fd = open_or_throw(tmp.string(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW);
     write_all(fd.get(), text, tmp.string());
   }
   atomic_replace(tmp, file);

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "core/prefetch.hpp"
+#include "core/shown_paths.hpp"
 #include "hdf5/hdf5.hpp"
 #include "mpibatch/store_dispatch.hpp"
 #include "store/file_util.hpp"
@@ -139,6 +140,7 @@ std::vector<Problem> Store::check_files() const {
     for (auto& what : t->check_index()) out.push_back({t->path().string(), std::move(what)});
     for (auto& what : t->check_data()) out.push_back({t->path().string(), std::move(what)});
   }
+  for (auto& p : out) p = {detail::shown_paths(p.file), detail::shown_paths(p.what)};
   return out;
 }
 
@@ -169,7 +171,7 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
   if (options.metadata_only && !options.read_only)
     throw UsageError(name + ": metadata_only needs read_only");
 
-  impl->check_sidecar();
+  impl->open_sidecar();
   std::error_code ec;
   const bool present = fs::exists(path, ec);
   const bool has_sidecar = fs::exists(impl->manifest_path(), ec);
@@ -187,6 +189,7 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
       fs::create_directory(impl->dir, ec);
       if (ec) throw IoError("cannot create " + impl->dir.string() + ": " + ec.message());
       detail::fsync_dir(impl->dir.parent_path());
+      impl->open_sidecar();
     }
     impl->lock = detail::LockFile::acquire(impl->dir / "LOCK", name);
     fs::remove(path.string() + ".tmp", ec);  // a view or compaction cut short by a crash
@@ -204,6 +207,7 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
     loaded = impl->load(attempt == kAttempts - 1);
     if (!loaded) ::usleep(50000);
   }
+  for (auto& p : impl->problems) p = {detail::shown_paths(p.file), detail::shown_paths(p.what)};
 
   if (impl->writer()) {
     if (!impl->problems.empty() && !options.allow_damaged) {
@@ -232,6 +236,7 @@ Store Store::open(const fs::path& path, const StoreOptions& options) {
     // The view first: until it is replaced, the old one may map what goes next.
     impl->write_view();
     impl->remove_obsolete();
+    impl->trim_logs();
     impl->start_log();
     impl->save_manifest();  // lists the log, and the logs replayed with their committed length
     // A run still "running" was cut short by a crash: say so.

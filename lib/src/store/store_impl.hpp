@@ -110,7 +110,8 @@ using dispatch::Claim;
 
 struct Store::Impl {
   fs::path path;
-  fs::path dir;  // sidecar
+  fs::path dir;      // the sidecar: through side's anchor once it is open
+  detail::Dir side;  // the sidecar, opened once
   StoreOptions opt;
   std::vector<Problem> problems;
   detail::LockFile lock;
@@ -275,10 +276,12 @@ struct Store::Impl {
   // tables an older MANIFEST listed, are made now).
   Manifest manifest_now();
   void save_manifest() { write_manifest(manifest_path(), manifest_now()); }
-  // Throws NotAStoreError when the sidecar is there but is a symbolic link
-  // or not a folder (never followed: it could aim a writer's deletions at
+  // Opens the sidecar once, if it is there, and reaches every file in it
+  // through that descriptor from then on (dir becomes its anchor), so a name
+  // swapped for a link later is never followed. Throws NotAStoreError when it
+  // is a symbolic link or not a folder (it could aim a writer's deletions at
   // any folder), or, for a writer, is not the user's or anyone may write it.
-  void check_sidecar() const;
+  void open_sidecar();
   // Why a listed table file does not match its stamp ("" when it does).
   std::string check_table(const fs::path& file) const;
 
@@ -341,6 +344,10 @@ struct Store::Impl {
   // Writers: deletes what the MANIFEST and base no longer need: folded or
   // orphaned segments, logs a segment covers, temporaries of a crash.
   void remove_obsolete();
+  // Writers: cuts each replayed log back to its committed length. A killed
+  // writer's torn tail is never read, and on a full disk it is the space the
+  // next attempt needs.
+  void trim_logs();
 
   void start_log();
 

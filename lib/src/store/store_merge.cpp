@@ -127,10 +127,10 @@ void Store::Impl::write_view() {
 
 std::vector<detail::ViewSource> Store::Impl::view_sources() const {
   std::vector<detail::ViewSource> sources;
-  const std::string side = dir.filename().string();
+  const std::string folder = sidecar(path).filename().string();
   for (const auto& t : tables) {
     detail::ViewSource src;
-    src.file = side + "/" + t->path().filename().string();
+    src.file = folder + "/" + t->path().filename().string();
     for (const auto& g : t->groups()) {
       src.rows[g.job.id()] = g.rows;
       if (!g.has_error) src.no_errors.insert(g.job.id());

@@ -1,8 +1,10 @@
 // Store::Impl: opening a store: loading, recovery, the sidecar's files.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 
 #include "core/prefetch.hpp"
@@ -118,25 +120,34 @@ Manifest Store::Impl::manifest_now() {
   return m;
 }
 
-void Store::Impl::check_sidecar() const {
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) return;  // none yet
+void Store::Impl::open_sidecar() {
+  if (side) return;
   const std::string name = dir.string();
-  if (S_ISLNK(st.st_mode))
+  const int fd = ::open(name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return;  // none yet
+  struct stat st {};
+  // O_DIRECTORY | O_NOFOLLOW fails on a link with ENOTDIR or ELOOP: lstat tells which.
+  if (fd < 0 && (errno == ELOOP || errno == ENOTDIR) && ::lstat(name.c_str(), &st) == 0 &&
+      S_ISLNK(st.st_mode))
     throw NotAStoreError(name +
                          ": a symbolic link; a store's sidecar must be a real folder "
                          "(mpibatch never follows a link there)");
-  if (!S_ISDIR(st.st_mode)) throw NotAStoreError(name + ": not a folder, so not a store's sidecar");
-  if (!writer()) return;
-  if (st.st_uid != ::geteuid())
+  if (fd < 0 && errno == ENOTDIR)
+    throw NotAStoreError(name + ": not a folder, so not a store's sidecar");
+  if (fd < 0) detail::throw_errno("open", name);
+  detail::Fd owned(fd);
+  if (::fstat(fd, &st) != 0) detail::throw_errno("fstat", name);
+  if (writer() && st.st_uid != ::geteuid())
     throw NotAStoreError(name + ": owned by uid " + std::to_string(st.st_uid) +
                          ", not by you; mpibatch writes only a sidecar of your own");
-  if ((st.st_mode & S_IWOTH) != 0) {  // a group may share it, the world not
+  if (writer() && (st.st_mode & S_IWOTH) != 0) {  // a group may share it, the world not
     char mode[8];
     std::snprintf(mode, sizeof mode, "%03o", st.st_mode & 0777);
     throw NotAStoreError(name + ": anyone may write in it (mode " + mode +
                          "); run chmod o-w on it first");
   }
+  side = detail::Dir(std::move(owned), dir);
+  dir = side.anchor();
 }
 
 std::string Store::Impl::check_table(const fs::path& file) const {
@@ -315,6 +326,17 @@ void Store::Impl::remove_obsolete() {
     const bool obsolete =
         (seg >= 0 && !listed) || (lg >= 0 && lg <= newest) || name.ends_with(".tmp") || old_base;
     if (obsolete) fs::remove(entry.path(), ec);
+  }
+}
+
+void Store::Impl::trim_logs() {
+  if (!problems.empty()) return;  // damage stays as it was found, for verify
+  for (const auto& [seq, committed] : replayed_logs) {
+    const fs::path p = dir / seq_name(seq, ".log");
+    std::error_code ec;
+    const std::uintmax_t size = fs::file_size(p, ec);
+    if (ec || committed == 0 || size <= committed) continue;
+    if (::truncate(p.c_str(), static_cast<off_t>(committed)) == 0) detail::fsync_path(p);
   }
 }
 
