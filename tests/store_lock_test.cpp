@@ -67,4 +67,34 @@ TEST_F(StoreLock, StaleLockOfDeadProcessIsTakenOverForeignHostIsNot) {
   }
 }
 
+// Right after kill -9 of a run, its rank 0 may take a second to go: a new
+// writer waits a little for a live holder, and names one that stays.
+TEST_F(StoreLock, AHolderThatGoesWithinSecondsIsWaitedForOneThatStaysIsNamed) {
+  const auto path = dir / "s.h5";
+  Store::open(path).close();
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  for (const int seconds : {1, 30}) {
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::sleep(static_cast<unsigned>(seconds));
+      ::_exit(0);
+    }
+    { std::ofstream(Store::sidecar(path) / "LOCK") << host << " " << child << "\n"; }
+    if (seconds == 1) {
+      EXPECT_NO_THROW(Store::open(path).close());
+    } else {
+      try {
+        Store::open(path);
+        ADD_FAILURE() << "took the lock of a live process";
+      } catch (const StoreLockedError& e) {
+        EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(child)), std::string::npos)
+            << e.what();
+      }
+      ::kill(child, SIGKILL);
+    }
+    ::waitpid(child, nullptr, 0);
+  }
+}
+
 }  // namespace
