@@ -127,6 +127,24 @@ class Slurm(unittest.TestCase):
                 self.assertIn("JobState=COMPLETED", info, job)
                 self.assertIn("ExitCode=0:0", info, job)
 
+    def test_a_worker_that_dies_is_resubmitted_and_the_chain_completes(self):
+        store, side, mark = self.path("dies.h5"), self.path("ran.txt"), self.path("died")
+        # Task 30 kills its own worker rank once ($PPID: the rank that spawned the shell).
+        cmd = ("if [ {i} = 30 ] && [ ! -e %s ]; then touch %s; kill -9 $PPID; sleep 5; fi; "
+               "echo {i} >> %s; sleep 0.05" % (mark, mark, side))
+        self.mpibatch("submit", "exec", "--shell", "--cmd", cmd, "--grid", "i=1..60", "--ntasks", "2",
+                      "--time", "2", "--chain", "3", "--store", store, check=0)
+        runs = self.wait_for_store(store, 240)
+        self.assertTrue(os.path.exists(mark), "the worker was killed")
+        self.assertGreaterEqual(len(runs), 2, [r["state"] for r in runs])
+        self.assertEqual(runs[-1]["state"], "finished")
+        self.assertEqual(runs[-1]["done"], 60)
+        outs = "".join(open(os.path.join(self.dir, f)).read() for f in os.listdir(self.dir) if ".slurm-" in f)
+        self.assertIn("a rank died or was killed", outs)
+        with open(side) as f:
+            ran = [int(x) for x in f.read().split()]
+        self.assertEqual(set(ran), set(range(1, 61)), "every task ran")
+
     def test_no_progress_stops_resubmitting(self):
         store = self.path("stuck.h5")
         # Each task outlasts the job: nothing can finish.

@@ -72,18 +72,23 @@ std::string batch_script(const SubmitArgs& a, const std::string& path) {
          "mpirun " +
          cmd + " &\n";
   } else {
-    s += "srun --mpi=pmix " + cmd + " &\n";
+    // A rank that dies ends the step (else rank 0 would wait for it for ever).
+    s += "srun --mpi=pmix --kill-on-bad-exit=1 " + cmd + " &\n";
   }
   s += "pid=$!\n"
        "# A trap runs only between commands: the run is in the background and we wait for it.\n"
        "trap 'echo \"mpibatch: time limit near, stopping the run\"; kill -USR1 $pid' USR1\n"
        "wait $pid; status=$?\n"
        "while kill -0 $pid 2>/dev/null; do wait $pid; status=$?; done\n\n"
-       "# Stopped early (3): resubmit while the chain lasts and the run progresses. A link\n"
-       "# that resubmitted exits 0 (a drained, resumable stop is not a failure in sacct);\n"
-       "# the last link's state tells the truth.\n"
-       "if [ \"$status\" -eq 3 ]; then\n"
+       "# Stopped early (3), or a rank died (above 4: a signal, a lost node; the store keeps\n"
+       "# what was committed): resubmit while the chain lasts and the run progresses. A\n"
+       "# drained link that resubmitted exits 0 (not a failure in sacct); one whose rank died\n"
+       "# keeps its status; the last link's state tells the truth.\n"
+       "if [ \"$status\" -eq 3 ] || [ \"$status\" -gt 4 ]; then\n"
        "  after=$(done_tasks); after=${after:-0}\n"
+       "  if [ \"$status\" -ne 3 ]; then\n"
+       "    echo \"mpibatch: the run ended with status $status (a rank died or was killed)\"\n"
+       "  fi\n"
        "  if [ \"$chain\" -le 0 ]; then\n"
        "    echo \"mpibatch: stopped with tasks pending and no resubmissions left; continue "
        "with: sbatch --export=ALL,MPIBATCH_CHAIN=N $script\"\n"
@@ -92,7 +97,7 @@ std::string batch_script(const SubmitArgs& a, const std::string& path) {
        "--dependency=afterany:$SLURM_JOB_ID \"$script\"); then\n"
        "      echo \"mpibatch: $((after - before)) tasks done in this job; resubmitted as job "
        "$next\"\n"
-       "      status=0\n"
+       "      if [ \"$status\" -eq 3 ]; then status=0; fi\n"
        "    else\n"
        "      echo \"mpibatch: resubmitting failed; continue with: sbatch $script\"\n"
        "    fi\n"
