@@ -22,10 +22,16 @@ herr_t collect(unsigned n, const H5E_error2_t* err, void* client) {
   return 0;
 }
 
-[[noreturn]] void fail(const char* routine, const std::string& what) {
+// HDF5's error stack as one line, cleared.
+std::string take_error_stack() {
   std::string stack;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect, &stack);
   H5Eclear2(H5E_DEFAULT);
+  return stack;
+}
+
+[[noreturn]] void fail(const char* routine, const std::string& what) {
+  const std::string stack = take_error_stack();
   std::string msg = std::string(routine);
   if (!what.empty()) msg += "(" + what + ")";
   msg += " failed";
@@ -341,9 +347,7 @@ namespace {
 // A failed read names the file, the dataset and the rows; a chunk that
 // fails its checksum is damage, not an HDF5 fault.
 [[noreturn]] void fail_read(hid_t dset, const std::string& rows) {
-  std::string stack;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect, &stack);
-  H5Eclear2(H5E_DEFAULT);
+  const std::string stack = take_error_stack();
   const std::string where = name_of(dset) + ": " + rows;
   if (stack.find("Fletcher32") != std::string::npos || stack.find("checksum") != std::string::npos)
     throw StoreCorruptError(where + " are damaged (a chunk fails its checksum)");
