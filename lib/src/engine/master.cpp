@@ -82,6 +82,20 @@ void keep_rows(RecordBatch& b, const std::vector<std::uint8_t>& keep) {
     for (auto& c : *columns) std::visit(filter, c);
 }
 
+// What the progress log's start line says: the run's ranks and hosts as
+// recorded when it began, and what the store holds already.
+ProgressStart progress_start(const Store& store, std::int64_t run, const RunOptions& opt,
+                             std::optional<std::uint64_t> task_count) {
+  ProgressStart s{.tasks = task_count, .store = opt.store.string(), .stored = store.size()};
+  for (const RunInfo& r : store.runs()) {
+    if (r.id == run) {
+      s.ranks = r.ranks;
+      s.hosts = r.hosts;
+    }
+  }
+  return s;
+}
+
 class Master {
  public:
   Master(const ErasedJob& job, const TaskSource& source, std::optional<std::uint64_t> task_count,
@@ -94,7 +108,8 @@ class Master {
         store_(store),
         run_id_(run_id),
         sizer_(opt.batch, std::max(opt.batch_seconds, channel.workers() / kBatchesPerSecond)),
-        progress_(opt.progress, opt.progress_file, job.info.name),
+        progress_(opt.progress, opt.progress_file, job.info.name,
+                  progress_start(store, run_id, opt, task_count)),
         in_flight_(static_cast<std::size_t>(channel.workers())) {
     if (const JobInfo* stored = store_.find_job(job.info.name, job.info.version)) {
       to_stored_params_ = FieldMap(job.info.params, stored->params);
