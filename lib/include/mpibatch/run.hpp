@@ -30,7 +30,7 @@ namespace mpibatch {
 enum class ProgressMode : std::uint8_t {
   automatic,  // bar on a terminal, plain lines otherwise (Slurm output files)
   bar,        // one line redrawn in place
-  log,        // a plain line every few seconds
+  log,        // timestamped lines: a start line, each 5 % or 30 s, a summary
   json,       // JSON lines (to progress_file, or standard error)
   none
 };
