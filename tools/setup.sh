@@ -18,6 +18,8 @@ packages=(
   libabsl-dev
   python3 python3-h5py python3-numpy python3-pandas
   python3-dev pybind11-dev
+  clang-14 libclang-rt-14-dev  # tools/sanitize.sh: ASan, UBSan and libFuzzer
+  chromium python3-pil  # report_test renders a report in headless Chromium and reads the PNG
 )
 for arg in "$@"; do
   case "$arg" in

@@ -92,6 +92,19 @@ int run_command_line(int argc, char** argv) {
       ->check(CLI::IsMember({"csv", "jsonl"}))
       ->capture_default_str();
   exp->add_option("-o,--output", out_file, "Output file (default: standard output)");
+  auto* report = app.add_subcommand(
+      "report",
+      "One self-contained HTML file (opens offline) showing a run: a timeline per rank, tasks "
+      "per second, task durations, the slowest and failed tasks, the status figures.\n"
+      "Example:\n  mpibatch report pi.h5 -o pi.html");
+  report->add_option("store", store_path, "The store")->required();
+  report->add_option("--run", run_id, "Run id (default: the latest)");
+  report->add_option("-o,--output", out_file, "The HTML file to write (- for standard output)")
+      ->required();
+  int report_top = 20;
+  report->add_option("--top", report_top, "Rows of the slowest and of the failed tasks' tables")
+      ->check(CLI::Range(0, 10000))
+      ->capture_default_str();
   auto* failed = app.add_subcommand(
       "failed",
       "The failed tasks, one line each with its message (exit status 4 when there are any).\n"
@@ -146,6 +159,7 @@ int run_command_line(int argc, char** argv) {
     if (submit->parsed()) return detail::do_submit(ra, sa, argc, argv);
     if (status->parsed()) return detail::do_status(store_path, run_id, json);
     if (exp->parsed()) return detail::do_export(store_path, run_id, format, out_file);
+    if (report->parsed()) return detail::do_report(store_path, run_id, out_file, report_top);
     if (failed->parsed()) return detail::do_failed(store_path, json, failed_full);
     if (verify->parsed()) return detail::do_verify(store_path);
     if (clear->parsed())

@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <nlohmann/json.hpp>
 
 #include "cli/values.hpp"
 #include "cli/verbs.hpp"
@@ -34,92 +33,103 @@ double seconds_since_change(const std::filesystem::path& store) {
 
 }  // namespace
 
-int do_status(const std::string& path, std::int64_t run_id, bool json) {
-  // The run's counts are in its metadata: no key index, whatever the store's size.
-  Store s = Store::open(path, {.read_only = true, .metadata_only = true});
-  std::vector<RunInfo> runs;
-  const RunInfo& run = pick_run(s, run_id, runs);
-  std::uint64_t total = 0, cached = 0, computed = 0, failed = 0, pending = 0;
-  std::map<int, std::uint64_t> per_rank;
+RunStatus run_status(const std::string& path, const RunInfo& run) {
+  RunStatus st;
   if (run.counts) {
     const RunCounts& c = *run.counts;
     auto u = [](std::int64_t v) {
       return static_cast<std::uint64_t>(std::max<std::int64_t>(v, 0));
     };
-    total = u(c.total);
-    cached = u(c.cached);
-    computed = u(c.computed);
-    failed = u(c.failed);
-    pending = total - std::min(total, cached + computed + failed);
+    st.total = u(c.total);
+    st.cached = u(c.cached);
+    st.computed = u(c.computed);
+    st.failed = u(c.failed);
+    st.pending = st.total - std::min(st.total, st.cached + st.computed + st.failed);
     for (std::size_t r = 0; r < c.per_rank.size(); ++r)
-      if (c.per_rank[r] > 0) per_rank[static_cast<int>(r)] = u(c.per_rank[r]);
+      if (c.per_rank[r] > 0) st.per_rank[static_cast<int>(r)] = u(c.per_rank[r]);
   } else {  // a run recorded before runs kept counts: read its tasks' records
     const Store full = Store::open(path, {.read_only = true});
     full.for_each_task(run.id, [&](const TaskKey&, const Record* r) {
-      ++total;
+      ++st.total;
       if (r == nullptr) {
-        ++pending;
+        ++st.pending;
       } else if (r->status == Status::failed) {
-        ++failed;
+        ++st.failed;
       } else if (r->run == run.id) {
-        ++computed;
-        ++per_rank[r->rank];
+        ++st.computed;
+        ++st.per_rank[r->rank];
       } else {
-        ++cached;
+        ++st.cached;
       }
     });
   }
   // A run killed outright still says running until the next writer opens the store.
-  const bool writer_gone =
-      run.state == RunState::running && !LockFile::held(Store::sidecar(path) / "LOCK");
+  st.writer_gone = run.state == RunState::running && !LockFile::held(Store::sidecar(path) / "LOCK");
   const double end = run.state == RunState::running ? now_unix() : run.end_time;
-  const double elapsed = std::max(0.0, end - run.start_time);
-  const double rate = elapsed > 0 ? static_cast<double>(computed) / elapsed : 0;
-  const double eta = rate > 0 && run.state == RunState::running && !writer_gone
-                         ? static_cast<double>(pending) / rate
-                         : -1;
-  const double since = seconds_since_change(path);
-  if (json) {
-    nlohmann::json j{{"store", path},
-                     {"run", run.id},
-                     {"state", to_string(run.state)},
-                     {"writer_alive", run.state == RunState::running && !writer_gone},
-                     {"exit_status", run.exit_status},
-                     {"start_time", run.start_time},
-                     {"end_time", run.end_time},
-                     {"command_line", run.command_line},
-                     {"ranks", run.ranks},
-                     {"hosts", run.hosts},
-                     {"slurm_job_id", run.slurm_job_id},
-                     {"slurm_nodelist", run.slurm_nodelist},
-                     {"slurm_restart_count", run.slurm_restart_count},
-                     {"total", total},
-                     {"done", cached + computed + failed},
-                     {"cached", cached},
-                     {"computed", computed},
-                     {"failed", failed},
-                     {"pending", pending},
-                     {"rate", rate},
-                     {"eta", eta < 0 ? nlohmann::json() : nlohmann::json(eta)},
-                     {"seconds_since_last_commit", since},
-                     {"runs", runs.size()}};
-    nlohmann::json ranks = nlohmann::json::object();
-    for (const auto& [r, n] : per_rank) ranks[std::to_string(r)] = n;
-    j["per_rank"] = ranks;
-    nlohmann::json chain = nlohmann::json::array();
-    for (const auto& r : runs) {
-      if (!r.slurm_job_id.empty()) {
-        chain.push_back({{"run", r.id},
-                         {"slurm_job_id", r.slurm_job_id},
-                         {"nodes", r.slurm_nodelist},
-                         {"restart_count", r.slurm_restart_count},
-                         {"state", to_string(r.state)}});
-      }
+  st.elapsed = std::max(0.0, end - run.start_time);
+  st.rate = st.elapsed > 0 ? static_cast<double>(st.computed) / st.elapsed : 0;
+  st.eta = st.rate > 0 && run.state == RunState::running && !st.writer_gone
+               ? static_cast<double>(st.pending) / st.rate
+               : -1;
+  st.seconds_since_change = seconds_since_change(path);
+  return st;
+}
+
+nlohmann::json status_json(const std::string& path, const RunInfo& run,
+                           const std::vector<RunInfo>& runs, const RunStatus& st) {
+  nlohmann::json j{{"store", path},
+                   {"run", run.id},
+                   {"state", to_string(run.state)},
+                   {"writer_alive", run.state == RunState::running && !st.writer_gone},
+                   {"exit_status", run.exit_status},
+                   {"start_time", run.start_time},
+                   {"end_time", run.end_time},
+                   {"elapsed", st.elapsed},
+                   {"command_line", run.command_line},
+                   {"ranks", run.ranks},
+                   {"hosts", run.hosts},
+                   {"slurm_job_id", run.slurm_job_id},
+                   {"slurm_nodelist", run.slurm_nodelist},
+                   {"slurm_restart_count", run.slurm_restart_count},
+                   {"total", st.total},
+                   {"done", st.cached + st.computed + st.failed},
+                   {"cached", st.cached},
+                   {"computed", st.computed},
+                   {"failed", st.failed},
+                   {"pending", st.pending},
+                   {"rate", st.rate},
+                   {"eta", st.eta < 0 ? nlohmann::json() : nlohmann::json(st.eta)},
+                   {"seconds_since_last_commit", st.seconds_since_change},
+                   {"runs", runs.size()}};
+  nlohmann::json ranks = nlohmann::json::object();
+  for (const auto& [r, n] : st.per_rank) ranks[std::to_string(r)] = n;
+  j["per_rank"] = ranks;
+  nlohmann::json chain = nlohmann::json::array();
+  for (const auto& r : runs) {
+    if (!r.slurm_job_id.empty()) {
+      chain.push_back({{"run", r.id},
+                       {"slurm_job_id", r.slurm_job_id},
+                       {"nodes", r.slurm_nodelist},
+                       {"restart_count", r.slurm_restart_count},
+                       {"state", to_string(r.state)}});
     }
-    j["slurm_jobs"] = chain;
-    std::printf("%s\n", j.dump().c_str());
+  }
+  j["slurm_jobs"] = chain;
+  return j;
+}
+
+int do_status(const std::string& path, std::int64_t run_id, bool json) {
+  // The run's counts are in its metadata: no key index, whatever the store's size.
+  Store s = Store::open(path, {.read_only = true, .metadata_only = true});
+  std::vector<RunInfo> runs;
+  const RunInfo& run = pick_run(s, run_id, runs);
+  const RunStatus st = run_status(path, run);
+  if (json) {
+    std::printf("%s\n", status_json(path, run, runs, st).dump().c_str());
     return kExitOk;
   }
+  const auto& [total, cached, computed, failed, pending, per_rank, writer_gone, elapsed, rate, eta,
+               since] = st;
   const double done = static_cast<double>(cached + computed + failed);
   std::printf("store    %s (%s%s)\n", path.c_str(), plural(runs.size(), "run").c_str(),
               s.problems().empty() ? "" : ", DAMAGED: run 'mpibatch verify'");

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,25 @@ void collect_job_options(CLI::App* sub, RunArgs& args);
 int do_run(const RunArgs& args, int argc, char** argv);
 int do_submit(const RunArgs& args, SubmitArgs submit, int argc, char** argv);
 int do_status(const std::string& store, std::int64_t run_id, bool json);
+// An HTML report of a run (report_verb.cpp); output "-" is standard output.
+int do_report(const std::string& store, std::int64_t run_id, const std::string& output, int top);
+
+// A run's figures as `status` computes them: from its metadata (or, for a
+// run recorded before runs kept counts, its tasks' records). `report` shows
+// the same, under status --json's names.
+struct RunStatus {
+  std::uint64_t total = 0, cached = 0, computed = 0, failed = 0, pending = 0;
+  std::map<int, std::uint64_t> per_rank;  // computed (ok or failed) by each rank
+  bool writer_gone = false;               // says running, but no writer holds the lock
+  double elapsed = 0;                     // wall seconds (until now while running)
+  double rate = 0;                        // computed / elapsed
+  double eta = -1;                        // seconds; -1 when unknown or not running
+  double seconds_since_change = -1;       // since the store's newest file changed
+};
+RunStatus run_status(const std::string& store, const RunInfo& run);
+// The object `status --json` prints.
+nlohmann::json status_json(const std::string& store, const RunInfo& run,
+                           const std::vector<RunInfo>& runs, const RunStatus& st);
 int do_export(const std::string& store, std::int64_t run_id, const std::string& format,
               const std::string& file);
 // Exits 4 when there are failed tasks (0 when none), as `run` does.
