@@ -98,6 +98,7 @@ nlohmann::json status_json(const std::string& path, const RunInfo& run,
                    {"failed", st.failed},
                    {"pending", st.pending},
                    {"rate", st.rate},
+                   {"mean_rate", st.rate},  // progress JSON's name for this figure
                    {"eta", st.eta < 0 ? nlohmann::json() : nlohmann::json(st.eta)},
                    {"seconds_since_last_commit", st.seconds_since_change},
                    {"runs", runs.size()}};
