@@ -7,8 +7,14 @@ namespace mpibatch::detail {
 // mod/ref analysis sees that absl's prefetch() changes no memory and drops
 // the call, so a loop's prefetches silently vanish (checked in the
 // disassembly); noipa keeps the call, and the prefetch inside it.
+// Clang has no noipa (and would warn): noinline keeps the call's shape there.
+#if defined(__clang__)
+#define MPIBATCH_NOIPA gnu::noinline
+#else
+#define MPIBATCH_NOIPA gnu::noipa
+#endif
 template <class Table, class Key>
-[[gnu::noipa, gnu::flatten]] void prefetch(const Table& table, const Key& key) {
+[[MPIBATCH_NOIPA, gnu::flatten]] void prefetch(const Table& table, const Key& key) {
   table.prefetch(key);
 }
 

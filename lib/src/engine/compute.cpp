@@ -56,6 +56,7 @@ void push_row(std::vector<ValueColumn>& columns, const std::vector<Value>* value
 
 ResultBatch compute(const ErasedJob& job, const Batch& batch) {
   using Clock = std::chrono::steady_clock;
+  if (const std::string why = misfit(batch); !why.empty()) throw Error(why);
   const std::size_t n = batch.sizes.size();
   ResultBatch out;
   RecordBatch& r = out.records;

@@ -327,11 +327,8 @@ class Master {
     RecordBatch& b = rb.records;
     std::vector<Task> tasks = std::move(q.front());
     q.pop_front();
-    if (b.status.size() != tasks.size()) {
-      throw Error("worker " + std::to_string(w + 1) + " returned " +
-                  std::to_string(b.status.size()) + " results for " + std::to_string(tasks.size()) +
-                  " tasks");
-    }
+    if (const std::string why = misfit(rb, tasks.size(), job_.info); !why.empty())
+      throw Error("worker " + std::to_string(w + 1) + " returned bad results: " + why);
     sizer_.observe(tasks.size(), rb.seconds);
     uncommitted_work_ += rb.seconds;
     std::vector<std::uint8_t> keep(tasks.size(), 1);
@@ -340,7 +337,6 @@ class Master {
     // claims are released at the end) they run again on resume. A worker
     // that saw one got a stop signal: the run stops, as if the master had.
     for (const std::uint32_t i : rb.interrupted) {
-      if (i >= keep.size()) throw Error("worker " + std::to_string(w + 1) + ": bad result index");
       keep[i] = 0;
       all = false;
       interrupted_ = true;

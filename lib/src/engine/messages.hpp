@@ -3,6 +3,7 @@
 // serialize, with no per-task object for Boost to track.
 #pragma once
 
+#include <algorithm>
 #include <boost/serialization/binary_object.hpp>
 #include <cstdint>
 #include <string>
@@ -21,31 +22,72 @@ namespace mpibatch::detail {
 enum Tag : int { kTagBatch = 1, kTagStop = 2, kTagResults = 3, kTagBye = 4 };
 
 // A vector of trivially copyable values as its length and raw bytes.
+// Loading grows it 64 KiB at a time as the bytes come, so a damaged length
+// ends in an archive error at the message's end, never in an allocation of
+// what it claims (the bytes are the same as one binary object's).
 template <class A, class T>
 void serialize_pod(A& a, std::vector<T>& v) {
   static_assert(std::is_trivially_copyable_v<T>);
   std::uint64_t n = v.size();
   a& n;
-  if constexpr (A::is_loading::value) v.resize(n);
-  if (n > 0) {
-    auto bytes = boost::serialization::make_binary_object(v.data(), n * sizeof(T));
+  constexpr std::uint64_t kStep = (std::uint64_t{1} << 16) / sizeof(T) + 1;
+  if constexpr (A::is_loading::value) v.clear();
+  for (std::uint64_t at = 0; at < n;) {
+    const std::uint64_t m = A::is_loading::value ? std::min(n - at, kStep) : n;
+    if constexpr (A::is_loading::value) v.resize(at + m);
+    auto bytes = boost::serialization::make_binary_object(v.data() + at, m * sizeof(T));
     a& bytes;
+    at += m;
   }
 }
 
+// A string as Boost writes one (its length, then its bytes), loaded as a
+// vector is above: Boost's own load sizes the string to the length first.
+template <class A>
+void serialize_bytes(A& a, std::string& s) {
+  std::uint64_t n = s.size();
+  a& n;
+  constexpr std::uint64_t kStep = std::uint64_t{1} << 16;
+  if constexpr (A::is_loading::value) s.clear();
+  for (std::uint64_t at = 0; at < n;) {
+    const std::uint64_t m = A::is_loading::value ? std::min(n - at, kStep) : n;
+    if constexpr (A::is_loading::value) s.resize(at + m);
+    auto bytes = boost::serialization::make_binary_object(s.data() + at, m);
+    a& bytes;
+    at += m;
+  }
+}
+
+// A string column: its length, then each string (no reserve of the length).
+template <class A>
+void serialize_strings(A& a, std::vector<std::string>& v) {
+  std::uint64_t n = v.size();
+  a& n;
+  if constexpr (A::is_loading::value) {
+    v.clear();
+    for (std::uint64_t i = 0; i < n; ++i) serialize_bytes(a, v.emplace_back());
+  } else {
+    for (auto& s : v) serialize_bytes(a, s);
+  }
+}
+
+// Columns, each its type byte and its values; loaded one by one (no resize
+// to the stated count).
 template <class A>
 void serialize_columns(A& a, std::vector<ValueColumn>& columns) {
   std::uint64_t n = columns.size();
   a& n;
-  if constexpr (A::is_loading::value) columns.resize(n);
-  for (auto& c : columns) {
+  if constexpr (A::is_loading::value) columns.clear();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if constexpr (A::is_loading::value) columns.emplace_back();
+    ValueColumn& c = columns[i];
     std::uint8_t type = static_cast<std::uint8_t>(c.index());
     a& type;
     if constexpr (A::is_loading::value) c = empty_column(static_cast<FieldType>(type));
     std::visit(
         [&a](auto& v) {
           if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::vector<std::string>>)
-            a& v;
+            serialize_strings(a, v);
           else
             serialize_pod(a, v);
         },
@@ -59,10 +101,19 @@ struct Batch {
   std::vector<std::uint32_t> sizes;
   template <class A>
   void serialize(A& a, unsigned) {
-    a& inputs;
+    serialize_bytes(a, inputs);
     serialize_pod(a, sizes);
   }
 };
+
+// Why batch's sizes do not cut its inputs into tasks ("" when they do).
+inline std::string misfit(const Batch& batch) {
+  std::uint64_t total = 0;
+  for (const auto n : batch.sizes) total += n;
+  if (total == batch.inputs.size()) return {};
+  return "a batch's " + std::to_string(batch.sizes.size()) + " task sizes add up to " +
+         std::to_string(total) + " bytes, not its " + std::to_string(batch.inputs.size());
+}
 
 // Every member of RecordBatch, once, with whether it travels from a worker
 // (the master fills the others). A member added to RecordBatch but not here
@@ -96,7 +147,7 @@ static_assert(listed_bytes() == sizeof(RecordBatch),
 template <class A, class T>
 void serialize_member(A& a, T& v) {
   if constexpr (std::is_same_v<T, std::string>)
-    a& v;
+    serialize_bytes(a, v);
   else if constexpr (std::is_same_v<T, std::vector<ValueColumn>>)
     serialize_columns(a, v);
   else if constexpr (std::is_trivially_copyable_v<T>)
@@ -122,5 +173,45 @@ struct ResultBatch {
         kRecordBatchMembers);
   }
 };
+
+// Why rb cannot be a worker's answer to a batch of `tasks` tasks of job
+// ("" when it can): a column of another length or type, sizes that do not
+// add up, a row number out of range. The master checks what it receives
+// before it uses any of it.
+inline std::string misfit(const ResultBatch& rb, std::size_t tasks, const JobInfo& job) {
+  const RecordBatch& b = rb.records;
+  std::string why;
+  auto rows = [&](const char* column, std::size_t n) {
+    if (why.empty() && n != tasks)
+      why = std::string("column ") + column + " has " + std::to_string(n) + " rows for " +
+            std::to_string(tasks) + " tasks";
+  };
+  auto bytes = [&](const char* column, const std::vector<std::uint32_t>& sizes, std::size_t n) {
+    std::uint64_t total = 0;
+    for (const auto s : sizes) total += s;
+    if (why.empty() && total != n)
+      why = std::string(column) + " sizes add up to " + std::to_string(total) + " bytes, not " +
+            std::to_string(n);
+  };
+  rows("status", b.status.size());
+  rows("start_time", b.start_time.size());
+  rows("duration", b.duration.size());
+  rows("result_sizes", b.result_sizes.size());
+  rows("error_sizes", b.error_sizes.size());
+  bytes("result", b.result_sizes, b.results.size());
+  bytes("error", b.error_sizes, b.errors.size());
+  for (const auto& [kind, fields, columns] : {std::tuple{"result", &job.results, &b.values},
+                                              std::tuple{"param", &job.params, &b.params}}) {
+    if (why.empty()) why = detail::misfit(*fields, *columns, kind);
+    for (const auto& c : *columns)
+      rows(kind, std::visit([](const auto& v) { return v.size(); }, c));
+  }
+  for (const auto i : rb.interrupted)
+    if (why.empty() && i >= tasks) why = "interrupted row " + std::to_string(i) + " out of range";
+  for (const Status s : b.status)
+    if (why.empty() && s != Status::ok && s != Status::failed)
+      why = "a status of " + std::to_string(static_cast<int>(s));
+  return why;
+}
 
 }  // namespace mpibatch::detail

@@ -243,22 +243,35 @@ bool has_attr(hid_t obj, const std::string& name) {
   return check_tri(H5Aexists(obj, name.c_str()), "H5Aexists", name) > 0;
 }
 
-std::int64_t read_attr_int(hid_t obj, const std::string& name) {
+namespace {
+// Attribute name of obj, which must hold one value: H5Aread writes every
+// value an attribute holds, and these callers have room for one.
+Handle open_one_value(hid_t obj, const std::string& name) {
   Handle a(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "H5Aopen", name));
+  Handle space(check_id(H5Aget_space(a.get()), "H5Aget_space", name));
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  if (n != 1)
+    throw Hdf5Error("attribute " + name + " holds " + std::to_string(n) + " values, not one");
+  return a;
+}
+}  // namespace
+
+std::int64_t read_attr_int(hid_t obj, const std::string& name) {
+  Handle a = open_one_value(obj, name);
   std::int64_t v = 0;
   check(H5Aread(a.get(), H5T_NATIVE_INT64, &v), "H5Aread", name);
   return v;
 }
 
 double read_attr_double(hid_t obj, const std::string& name) {
-  Handle a(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "H5Aopen", name));
+  Handle a = open_one_value(obj, name);
   double v = 0;
   check(H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v), "H5Aread", name);
   return v;
 }
 
 std::string read_attr_string(hid_t obj, const std::string& name) {
-  Handle a(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "H5Aopen", name));
+  Handle a = open_one_value(obj, name);
   Handle t = utf8_string_type();
   char* p = nullptr;
   check(H5Aread(a.get(), t.get(), &p), "H5Aread", name);

@@ -25,7 +25,7 @@ void put_fields(Encoder& e, const std::vector<Field>& fields) {
 }
 
 std::vector<Field> get_fields(Decoder& d) {
-  std::vector<Field> fields(d.get<std::uint32_t>());
+  std::vector<Field> fields(d.fits(d.get<std::uint32_t>(), 13));  // 3 lengths and a type
   for (auto& f : fields) {
     f.name = d.get_str();
     f.type = d.get<FieldType>();
@@ -57,6 +57,8 @@ class RecordFields {
  public:
   RecordFields(Decoder& d, std::uint64_t format) : d_(d), v1_(format < 2) {}
   std::uint64_t count() { return v1_ ? d_.get<std::uint32_t>() : d_.get_varint(); }
+  // A count of values (each at least a type byte and a byte).
+  std::uint64_t values() { return d_.fits(count(), 2); }
   std::int64_t rank() { return v1_ ? d_.get<std::int32_t>() : d_.get_signed(); }
   std::int64_t run() { return v1_ ? d_.get<std::int64_t>() : d_.get_signed(); }
   std::string_view view() { return d_.get_view(count()); }
@@ -86,7 +88,7 @@ void get_value(Decoder& d, RecordFields& f, Fn&& fn) {
 }
 
 void get_values(Decoder& d, RecordFields& f, std::vector<Value>& values) {
-  values.resize(f.count());
+  values.resize(f.values());
   for (Value& v : values) {
     get_value(d, f, [&v](auto x) {
       if constexpr (std::is_same_v<decltype(x), std::string_view>)
@@ -332,7 +334,7 @@ RunInfo decode_run(Decoder& d) {
   run.end_time = d.get<double>();
   run.command_line = d.get_str();
   run.ranks = d.get<std::int32_t>();
-  run.hosts.resize(d.get<std::uint32_t>());
+  run.hosts.resize(d.fits(d.get<std::uint32_t>(), 4));
   for (auto& h : run.hosts) h = d.get_str();
   run.slurm_job_id = d.get_str();
   run.slurm_nodelist = d.get_str();
@@ -349,7 +351,7 @@ RunInfo decode_run(Decoder& d) {
     const auto ranks = d.get<std::uint32_t>();
     if (ranks > (1u << 24))
       throw StoreCorruptError("run frame with " + std::to_string(ranks) + " ranks");
-    c.per_rank.resize(ranks);
+    c.per_rank.resize(d.fits(ranks, 8));
     for (auto& n : c.per_rank) n = d.get<std::int64_t>();
     run.counts = std::move(c);
   }
@@ -369,8 +371,7 @@ std::int64_t decode_tasks(Decoder& d, std::vector<TaskKey>& keys) {
   const auto run = d.get<std::int64_t>();
   const auto n = d.get<std::uint64_t>();
   const std::size_t old = keys.size();
-  if (n > (std::uint64_t{1} << 40)) throw StoreCorruptError("task list frame too long");
-  keys.resize(old + n);
+  keys.resize(old + d.fits(n, sizeof(TaskKey)));
   for (std::size_t i = 0; i < n; ++i) keys[old + i] = d.get<TaskKey>();
   return run;
 }

@@ -138,6 +138,12 @@ class Decoder {
     return v;
   }
   bool done() const { return in_.empty(); }
+  // n, a count of items that take at least min_bytes each, when what is
+  // left can hold them: a damaged count is an error, never an allocation.
+  std::uint64_t fits(std::uint64_t n, std::size_t min_bytes) const {
+    if (n > in_.size() / min_bytes) throw_corrupt("frame payload is shorter than its counts");
+    return n;
+  }
 
  private:
   // Inline: it guards every field a flush decodes; the throw is out of line.

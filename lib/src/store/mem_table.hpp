@@ -94,7 +94,7 @@ struct MemTable {
     for (std::size_t i = 0; i < jobs.size(); ++i)
       if (jobs[i].version == version && jobs[i].name == name) return static_cast<std::uint16_t>(i);
     if (jobs.size() >= 0xFFFF) throw StoreError("more than 65535 job versions in one segment");
-    jobs.emplace_back(name, version);
+    jobs.push_back({name, version});
     return static_cast<std::uint16_t>(jobs.size() - 1);
   }
 

@@ -102,7 +102,9 @@ struct RowColumns {
     result_sizes.push_back(r.result.size());
     results += r.result;
     add_error(r.error);
-    for (auto [vals, cols] : {std::pair{&r.values, &values}, std::pair{&r.params, &params}}) {
+    for (const auto& p : {std::pair{&r.values, &values}, std::pair{&r.params, &params}}) {
+      auto* const vals = p.first;  // not a structured binding: clang 14 cannot capture one
+      auto* const cols = p.second;
       const std::size_t n = std::min(vals->size(), cols->size());
       for (std::size_t c = 0; c < n; ++c)
         std::visit([&](const auto& v) { add_value((*cols)[c], v); }, (*vals)[c]);

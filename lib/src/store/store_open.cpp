@@ -38,6 +38,9 @@ void Store::Impl::apply_frame(std::string_view payload, std::uint64_t format,
     case detail::FrameType::job: {
       std::uint32_t id = 0;
       JobInfo job = detail::decode_job(d, id);
+      // A log numbers its jobs 0, 1, ... as it defines them (log_job_id).
+      if (id > replay_jobs.size())
+        throw StoreCorruptError("job id " + std::to_string(id) + " defined out of sequence");
       if (replay_jobs.size() <= id) replay_jobs.resize(id + 1);
       replay_jobs[id] = job.id();
       add_job(job);

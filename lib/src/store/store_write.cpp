@@ -85,7 +85,7 @@ void Store::Impl::start_flush() {
       std::vector<std::uint64_t> group_rows(jobs_copy.size(), 0);
       for (const auto& [job, live] : f->live) {
         const auto g = static_cast<std::uint32_t>(std::find_if(jobs_copy.begin(), jobs_copy.end(),
-                                                               [&job](const auto& j) {
+                                                               [&job = job](const auto& j) {
                                                                  return j.name == job.name &&
                                                                         j.version == job.version;
                                                                }) -
@@ -109,9 +109,9 @@ void Store::Impl::start_flush() {
     detail::RowColumns rows;
     for (const auto& [job, live] : f->live) {
       if (live.size() > kMaxRows) throw StoreError("segment too large");
-      const auto info = std::find_if(jobs_copy.begin(), jobs_copy.end(), [&job](const auto& j) {
-        return j.name == job.name && j.version == job.version;
-      });
+      const auto info = std::find_if(
+          jobs_copy.begin(), jobs_copy.end(),
+          [&job = job](const auto& j) { return j.name == job.name && j.version == job.version; });
       if (info == jobs_copy.end()) throw StoreError("memtable record of an unknown job");
       for (std::size_t at = 0; at < live.size(); at += kFetchChunk) {
         const std::size_t end = std::min(live.size(), at + kFetchChunk);
@@ -161,7 +161,7 @@ void Store::Impl::finish_flush() {
   // The memtable's k-th job (in live's order) is the table's group of that job.
   const auto& groups = table->groups();
   for (const auto& [job, live] : f->live) {
-    const auto g = std::find_if(groups.begin(), groups.end(), [&job](const auto& grp) {
+    const auto g = std::find_if(groups.begin(), groups.end(), [&job = job](const auto& grp) {
       return grp.job.name == job.name && grp.job.version == job.version;
     });
     if (g == groups.end()) fail(table->path().string() + " lacks job " + job.name);

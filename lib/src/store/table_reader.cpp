@@ -2,6 +2,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 #include "core/value_types.hpp"
@@ -30,6 +31,29 @@ RunState parse_state(const std::string& s) {
     if (s == mpibatch::to_string(st)) return st;
   }
   return RunState::crashed;
+}
+
+// A run group's name: its id (std::stoll would throw a non-Error on "x").
+std::int64_t run_id(const std::string& name, const std::string& where) {
+  std::int64_t id = 0;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
+  if (ec != std::errc() || end != name.data() + name.size() || name.empty())
+    throw StoreCorruptError(where + ": run group '" + name + "' is not a run number");
+  return id;
+}
+
+// Reads a string column into strs. A read that fails partway (a chunk
+// that fails its checksum) has already allocated the strings of the chunks
+// before it: they are freed before the error goes on.
+template <class Read>
+void read_strings(const Read& read, hid_t ds, hid_t type, std::vector<char*>& strs) {
+  std::fill(strs.begin(), strs.end(), nullptr);
+  try {
+    read(ds, type, strs.data());
+  } catch (const Error&) {
+    h5::reclaim(type, strs.data(), strs.size());
+    throw;
+  }
 }
 
 std::vector<Field> read_fields(hid_t g, const std::string& prefix, const std::string& where) {
@@ -102,11 +126,11 @@ TableReader::TableReader(const std::filesystem::path& path) : path_(path) {
       if (h5::exists(g.get(), "tasks")) {
         h5::Handle t(h5::check_id(H5Dopen2(g.get(), "tasks", H5P_DEFAULT), "H5Dopen2",
                                   name + ":/runs/" + id + "/tasks"));
-        task_rows_[std::stoll(id)] = h5::dataset_size(t.get());
+        task_rows_[run_id(id, name)] = h5::dataset_size(t.get());
       }
       if (!h5::has_attr(g.get(), "state")) continue;
       RunInfo r;
-      r.id = std::stoll(id);
+      r.id = run_id(id, name);
       r.start_time = h5::read_attr_double(g.get(), "start_time");
       r.end_time = h5::read_attr_double(g.get(), "end_time");
       r.command_line = h5::read_attr_string(g.get(), "command_line");
@@ -164,6 +188,11 @@ namespace {
 void read_result_bytes(hid_t data, const std::vector<std::uint64_t>& offset,
                        const std::vector<std::uint64_t>& size, std::vector<Record>& out) {
   constexpr std::uint64_t kGap = 1 << 16;
+  // Offsets and sizes are read from the file: none may reach past its bytes.
+  const hsize_t total = h5::dataset_size(data);
+  for (std::size_t i = 0; i < offset.size(); ++i)
+    if (offset[i] > total || size[i] > total - offset[i])
+      throw StoreCorruptError(h5::name_of(data) + ": a row's result bytes lie past its end");
   std::vector<std::size_t> order(offset.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
@@ -222,7 +251,7 @@ void read_values(const Read& read, const Col& col, const std::string& prefix,
           if (keep(i)) (out[i].*member).emplace_back(std::in_place_type<bool>, i8[i] != 0);
         break;
       case FieldType::string:
-        read(ds.get(), str.get(), strs.data());
+        read_strings(read, ds.get(), str.get(), strs);
         for (std::size_t i = 0; i < n; ++i)
           if (keep(i))
             (out[i].*member).emplace_back(std::in_place_type<std::string>, strs[i] ? strs[i] : "");
@@ -273,7 +302,7 @@ std::vector<Record> TableReader::read_selected(
     read_result_bytes(col("result_data").get(), offset, size, out);
   }
   if (grp.has_error) {  // else no row failed
-    read(col("error").get(), str.get(), strs.data());
+    read_strings(read, col("error").get(), str.get(), strs);
     for (std::size_t i = 0; i < n; ++i) out[i].error = strs[i] ? strs[i] : "";
     h5::reclaim(str.get(), strs.data(), n);
   }
