@@ -41,7 +41,8 @@ TEST(BatchScript, SlurmLinesChainAndEveryWordQuotedOnce) {
   EXPECT_TRUE(has(s, "store='/data/my store.h5'\n"));
   // srun by default; the template stays one word, its quotes and $ untouched.
   EXPECT_TRUE(has(s,
-                  "srun --mpi=pmix '/opt/mpibatch/bin/mpibatch' 'run' 'exec' '--cmd' "
+                  "srun --mpi=pmix --kill-on-bad-exit=1 '/opt/mpibatch/bin/mpibatch' 'run' 'exec' "
+                  "'--cmd' "
                   "'echo '\\''it'\\'''\\''s'\\'' {f} $HOME' &\n"))
       << s;
   SubmitArgs m = args();
@@ -58,7 +59,7 @@ TEST(BatchScript, BashParsesItAndGivesTheCommandItsWordsBack) {
   EXPECT_EQ(std::system(("bash -n '" + path + "'").c_str()), 0);
   // The launch line, with srun replaced by printf, prints each word on its own line.
   const std::string probe = (dir / "probe.sh").string();
-  std::ofstream(probe) << "srun() { shift; printf '%s\\n' \"$@\"; }\n"
+  std::ofstream(probe) << "srun() { shift 2; printf '%s\\n' \"$@\"; }\n"
                        << "eval \"$(grep '^srun ' '" << path << "' | sed 's/ &$//')\"\n";
   std::FILE* p = ::popen(("bash '" + probe + "'").c_str(), "r");
   ASSERT_NE(p, nullptr);
@@ -85,8 +86,11 @@ TEST(BatchScript, SlurmConventions) {
   EXPECT_TRUE(
       has(s, "cd '/home/me/my runs' || exit 1\nmodule load hdf5\nsource ~/venv/bin/activate\n"));
   EXPECT_LT(s.find("module load"), s.find("srun "));
-  // Resubmitted: exit 0; the chain used up with tasks pending: says how to go on, exits 3.
-  EXPECT_TRUE(has(s, "resubmitted as job $next\"\n      status=0\n"));
+  // Resubmitted after a drain: exit 0; after a rank died (above 4): resubmitted too, and
+  // its status kept; the chain used up with tasks pending: says how to go on, exits 3.
+  EXPECT_TRUE(
+      has(s, "resubmitted as job $next\"\n      if [ \"$status\" -eq 3 ]; then status=0; fi\n"));
+  EXPECT_TRUE(has(s, "if [ \"$status\" -eq 3 ] || [ \"$status\" -gt 4 ]; then\n"));
   EXPECT_TRUE(has(s, "no resubmissions left; continue with: sbatch"));
   a.job_name = "sweep 7";
   EXPECT_TRUE(has(batch_script(a, "/x.sbatch"), "#SBATCH --job-name=sweep_7\n"));
