@@ -14,10 +14,7 @@ namespace {
 using namespace mpibatch;
 using namespace mpibatch::detail;
 
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "%s\n", what);
-  std::abort();
-}
+using fuzz::fail;
 
 double number(const Value& v) {
   if (const auto* i = std::get_if<std::int64_t>(&v)) return static_cast<double>(*i);

@@ -19,10 +19,7 @@ namespace {
 using namespace mpibatch;
 using namespace mpibatch::detail;
 
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "%s\n", what);
-  std::abort();
-}
+using fuzz::fail;
 
 void results(std::string_view bytes, std::size_t tasks) {
   ResultBatch rb;

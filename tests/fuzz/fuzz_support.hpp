@@ -22,6 +22,12 @@ namespace mpibatch::fuzz {
 
 namespace fs = std::filesystem;
 
+// A finding: says what was wrong and aborts, which libFuzzer reports with the input.
+[[noreturn]] inline void fail(const char* what) {
+  std::fprintf(stderr, "%s\n", what);
+  std::abort();
+}
+
 // A fresh folder under TMPDIR (or /tmp), removed when the process exits.
 inline const fs::path& work_dir() {
   static const fs::path dir = [] {

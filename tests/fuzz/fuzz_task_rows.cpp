@@ -18,10 +18,7 @@ namespace {
 using namespace mpibatch;
 using namespace mpibatch::detail;
 
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "%s\n", what);
-  std::abort();
-}
+using fuzz::fail;
 
 constexpr const char* kFixed[] = {"n=1", "x=0.5", "b=true", "s=hi"};
 
