@@ -15,3 +15,7 @@ if [[ "${CI:-}" == "true" ]]; then
 fi
 cd build
 ctest --output-on-failure --timeout 1800 -j2
+# The same tests under AddressSanitizer and UndefinedBehaviorSanitizer, and
+# short fuzz runs (tools/sanitize.sh says what it leaves to the build above).
+cd ..
+bash tools/sanitize.sh
