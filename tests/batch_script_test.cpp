@@ -105,7 +105,7 @@ TEST(BatchScript, TheScriptsBranchesRunUnderBash) {
   s = s.substr(s.find("# Stopped early"));
   for (const auto& [chain, want_status, want_text] :
        {std::tuple{2, 0, "resubmitted as job 4242"}, std::tuple{0, 3, "no resubmissions left"}}) {
-    std::ofstream(path) << "sbatch() { echo 4242; }\ndone_tasks() { echo 7; }\nbefore=3\nstatus=3\n"
+    std::ofstream(path) << "sbatch() { echo 4242; }\nprogress() { echo 7; }\nbefore=3\nstatus=3\n"
                         << "script=" << path << "\nchain=" << chain << "\n"
                         << s;
     std::FILE* p = ::popen(("bash '" + path + "' 2>&1").c_str(), "r");

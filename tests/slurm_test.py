@@ -145,6 +145,34 @@ class Slurm(unittest.TestCase):
             ran = [int(x) for x in f.read().split()]
         self.assertEqual(set(ran), set(range(1, 61)), "every task ran")
 
+    def test_tasks_that_crash_their_worker_are_quarantined_and_the_chain_finishes(self):
+        store, side = self.path("poison.h5"), self.path("calls.txt")
+        with open(self.path("poison.py"), "w") as f:
+            f.write("import ctypes, os\n"
+                    "def f(x: int) -> int:\n"
+                    "    with open(%r, 'a') as log: log.write('%%d\\n' %% x)\n"
+                    "    if x == 3: ctypes.string_at(0)\n"
+                    "    if x == 5: os.abort()\n"
+                    "    return x * x\n" % side)
+        env = dict(ENV, PYTHONPATH=self.dir)
+        # Four crashes (two a task) and the link that finishes: a chain of 6 is enough.
+        self.mpibatch("submit", "python", "--function", "poison:f", "--grid", "x=1..20", "--ntasks", "2",
+                      "--time", "2", "--chain", "6", "--store", store, check=0, env=env)
+        runs = self.wait_for_store(store, 300)
+        states = [(r["state"], r["exit_status"]) for r in runs]
+        self.assertEqual(len(runs), 5, states)
+        self.assertEqual(states[-1], ("finished", 4), states)
+        self.assertEqual(runs[-1]["done"], 20)
+        failed = [json.loads(l) for l in self.mpibatch("failed", "--json", store, check=4).stdout.splitlines()]
+        self.assertEqual(sorted((l["params"]["x"], l["crashed"]) for l in failed), [(3, True), (5, True)])
+        self.assertIn("SIGSEGV", [l for l in failed if l["params"]["x"] == 3][0]["error"])
+        self.assertIn("SIGABRT", [l for l in failed if l["params"]["x"] == 5][0]["error"])
+        with open(side) as f:
+            calls = [int(x) for x in f.read().split()]
+        self.assertEqual((calls.count(3), calls.count(5)), (2, 2), calls)
+        outs = "".join(open(os.path.join(self.dir, f)).read() for f in os.listdir(self.dir) if ".slurm-" in f)
+        self.assertIn("crashes recorded in this job; resubmitted", outs)
+
     def test_no_progress_stops_resubmitting(self):
         store = self.path("stuck.h5")
         # Each task outlasts the job: nothing can finish.

@@ -67,6 +67,16 @@ struct ErasedJob {
   // Writes the part of an input that makes its key (task_key) to key_input;
   // null: the whole input does.
   std::function<void(std::string_view input, Bytes& key_input)> key_input;
+  // Fills params from an input without running the task (a task that is not
+  // run again is still stored with its params); null: stand-ins are stored.
+  std::function<void(std::string_view input, std::vector<Value>& params)> params;
+
+  // The task's key (task_key of its key input); scratch is reused.
+  TaskKey key(std::string_view input, Bytes& scratch) const {
+    if (!key_input) return task_key(info.name, info.version, input);
+    key_input(input, scratch);
+    return task_key(info.name, info.version, scratch);
+  }
 };
 
 }  // namespace detail
@@ -91,7 +101,7 @@ struct Job {
     if (!params.empty() && !param_values) {
       throw UsageError("job " + name + " lists param fields but has no param_values function");
     }
-    return detail::ErasedJob{
+    detail::ErasedJob erased{
         info(), [f = fn, v = values, pv = param_values](
                     std::string_view in, std::vector<Value>& out, std::vector<Value>& par) {
           const In input = from_bytes<In>(in);
@@ -100,6 +110,12 @@ struct Job {
           out = v(result);
           return to_bytes(result);
         }};
+    if (param_values) {
+      erased.params = [pv = param_values](std::string_view in, std::vector<Value>& par) {
+        par = pv(from_bytes<In>(in));
+      };
+    }
+    return erased;
   }
 };
 

@@ -49,7 +49,10 @@ struct RunOptions {
   // (0 to 1; 0: none) of the tasks this run finished, at least 1 / rate of them.
   std::uint64_t max_failures = 0;
   double max_failure_rate = 0;
-  bool skip_failed = false;         // stored failures count as done (not retried)
+  bool skip_failed = false;  // stored failures count as done (not retried)
+  // Tasks that crashed their worker twice run again (else they are stored as
+  // failed and skipped: docs/ARCHITECTURE.md, "Tasks that crash").
+  bool retry_crashed = false;
   double checkpoint_seconds = 2.0;  // commit at least this often (and when a segment is due)
   ProgressMode progress = ProgressMode::automatic;
   std::filesystem::path progress_file;  // JSON lines go here when set

@@ -46,6 +46,9 @@ RunSummary run(const Environment& env, const CommandJob& job, const RowStream& r
                              values = job.fn(Params(job.info.params, params));
                              return Bytes();
                            }};
+  erased.params = [](std::string_view in, std::vector<Value>& params) {
+    detail::decode_row(in, params);
+  };
   if (job.key_params > 0 && job.key_params < job.info.params.size()) {
     erased.key_input = [n = job.key_params](std::string_view in, Bytes& key_input) {
       detail::encode_row_prefix(in, n, key_input);

@@ -8,6 +8,7 @@
 #include "cli/run_spec.hpp"
 #include "cli/values.hpp"
 #include "cli/verbs.hpp"
+#include "engine/crash_records.hpp"
 #include "mpibatch/csv.hpp"
 
 namespace mpibatch::detail {
@@ -67,6 +68,12 @@ nlohmann::json to_json(const Value& v) {
       v);
 }
 
+// A task stored as failed because it crashed its worker (crash_records.hpp).
+bool quarantined(const CrashCounts& crashes, const TaskKey& key) {
+  const auto it = crashes.find(key);
+  return it != crashes.end() && it->second.count >= kQuarantineCrashes;
+}
+
 }  // namespace
 
 int do_export(const std::string& path, std::int64_t run_id, const std::string& format,
@@ -89,6 +96,7 @@ int do_export(const std::string& path, std::int64_t run_id, const std::string& f
     if (const JobInfo* stored = s.find_job(name, version)) return *stored;
     return find_command_job(name).info;  // throws, naming the jobs there are
   };
+  const CrashCounts crashes = read_crash_records(path);
   for_each_run_task(s, run, job_of, [&](const TaskKey& key, const Record* r) {
     if (r != nullptr && job == nullptr) job = s.find_job(r->job, r->job_version);
     cells.clear();
@@ -103,9 +111,10 @@ int do_export(const std::string& path, std::int64_t run_id, const std::string& f
                            r && i < r->values.size() ? to_json(r->values[i]) : nlohmann::json());
       }
     }
-    cells.emplace_back("status", r == nullptr              ? "pending"
-                                 : r->status == Status::ok ? "ok"
-                                                           : "failed");
+    cells.emplace_back("status", r == nullptr                ? "pending"
+                                 : r->status == Status::ok   ? "ok"
+                                 : quarantined(crashes, key) ? "crashed"
+                                                             : "failed");
     cells.emplace_back("error", r ? r->error : "");
     out.row(cells);
   });
@@ -117,10 +126,13 @@ int do_failed(const std::string& path, bool json, bool full) {
   // checksum does (strings in HDF5's heap), for a small part of the cost.
   Store s = Store::open(path, {.read_only = true, .check_digests = true});
   require_sound(s);
-  std::uint64_t n = 0;
+  const CrashCounts crashes = read_crash_records(path);
+  std::uint64_t n = 0, crashed = 0;
   s.for_each([&](const Record& r) {
     if (r.status != Status::failed) return;
     ++n;
+    const bool q = quarantined(crashes, r.key);
+    crashed += q;
     std::string params;
     nlohmann::json jparams = nlohmann::json::object();
     if (const JobInfo* job = s.find_job(r.job, r.job_version)) {
@@ -131,11 +143,8 @@ int do_failed(const std::string& path, bool json, bool full) {
       }
     }
     if (json) {
-      const nlohmann::json j{{"key", r.key.hex()},
-                             {"job", r.job},
-                             {"version", r.job_version},
-                             {"params", jparams},
-                             {"error", r.error}};
+      const nlohmann::json j{{"key", r.key.hex()}, {"job", r.job}, {"version", r.job_version},
+                             {"params", jparams},  {"crashed", q}, {"error", r.error}};
       std::printf("%s\n", j.dump().c_str());
       return;
     }
@@ -147,7 +156,13 @@ int do_failed(const std::string& path, bool json, bool full) {
     std::printf("%s %s v%lld %s: %s\n", r.key.hex().c_str(), r.job.c_str(),
                 static_cast<long long>(r.job_version), params.c_str(), error.c_str());
   });
-  if (!json) std::fprintf(stderr, "%s\n", plural(n, "failed task").c_str());
+  if (!json) {
+    std::fprintf(stderr, "%s%s\n", plural(n, "failed task").c_str(),
+                 crashed > 0 ? (" (" + std::to_string(crashed) +
+                                " crashed their worker and are not run again)")
+                                   .c_str()
+                             : "");
+  }
   return n > 0 ? kExitFailedTasks : kExitOk;
 }
 

@@ -319,6 +319,7 @@ RunOptions run_options(const RunArgs& a, const Environment& env, int argc, char*
   o.fail_fast = a.fail_fast;
   if (!a.halt.empty()) parse_halt(a.halt, o);
   o.skip_failed = a.skip_failed;
+  o.retry_crashed = a.retry_crashed;
   o.checkpoint_seconds = a.checkpoint;
   o.grace = a.grace;
   o.compress = a.compress;
@@ -384,6 +385,8 @@ void add_run_options(CLI::App* sub, RunArgs& ra) {
                   "(at least 100/P), failed for good in this run (exit 4)");
   sub->add_flag("--skip-failed", ra.skip_failed,
                 "Count stored failures as done instead of retrying them");
+  sub->add_flag("--retry-crashed", ra.retry_crashed,
+                "Run again the tasks that crashed their worker twice (else stored as failed)");
   sub->add_option("--checkpoint-every", ra.checkpoint, "Commit at least every SECONDS")
       ->check(seconds())
       ->capture_default_str();

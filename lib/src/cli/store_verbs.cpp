@@ -5,6 +5,7 @@
 
 #include "cli/values.hpp"
 #include "cli/verbs.hpp"
+#include "engine/crash_records.hpp"
 
 namespace mpibatch::detail {
 
@@ -59,7 +60,14 @@ int do_clear(const std::string& path, const std::string& job, bool failed_only, 
     }
   }
   Store s = Store::open(path, {.create = false});
-  const std::uint64_t n = s.erase_if(doomed);
+  const CrashCounts crashes = read_crash_records(path);
+  std::unordered_set<TaskKey, TaskKeyHash> keys;  // a cleared task's crashes go too
+  const std::uint64_t n = s.erase_if([&](const Record& r) {
+    if (!doomed(r)) return false;
+    if (crashes.count(r.key) > 0) keys.insert(r.key);
+    return true;
+  });
+  forget_crash_records(path, keys);
   s.close();
   std::fprintf(stderr, "mpibatch clear: removed %s from %s\n", plural(n, "result").c_str(),
                path.c_str());

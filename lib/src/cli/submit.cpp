@@ -63,9 +63,14 @@ std::string batch_script(const SubmitArgs& a, const std::string& path) {
   // wherever this script is submitted from later.
   if (!a.workdir.empty()) s += "cd " + quote(a.workdir) + " || exit 1\n";
   for (const auto& line : a.setup) s += line + "\n";
-  s += "done_tasks() { " + mpibatch +
-       " status \"$store\" --json 2>/dev/null | sed -n 's/.*\"done\":\\([0-9]*\\).*/\\1/p'; }\n";
-  s += "before=$(done_tasks); before=${before:-0}\n\n";
+  s += "# Tasks done, plus crashes recorded (a task that crashes its worker twice is\n"
+       "# quarantined, so links that only record crashes still lead to the end).\n"
+       "progress() {\n  finished=$(" +
+       mpibatch +
+       " status \"$store\" --json 2>/dev/null | sed -n 's/.*\"done\":\\([0-9]*\\).*/\\1/p')\n"
+       "  crashes=$(find \"$store.d/crashes\" -type f -size +0c 2>/dev/null | wc -l)\n"
+       "  echo $(( ${finished:-0} + crashes ))\n}\n";
+  s += "before=$(progress)\n\n";
   if (a.launcher == "mpirun") {
     s += "# mpirun as root needs these; it forwards USR1 to the ranks.\n"
          "export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\n"
@@ -85,7 +90,7 @@ std::string batch_script(const SubmitArgs& a, const std::string& path) {
        "# drained link that resubmitted exits 0 (not a failure in sacct); one whose rank died\n"
        "# keeps its status; the last link's state tells the truth.\n"
        "if [ \"$status\" -eq 3 ] || [ \"$status\" -gt 4 ]; then\n"
-       "  after=$(done_tasks); after=${after:-0}\n"
+       "  after=$(progress)\n"
        "  if [ \"$status\" -ne 3 ]; then\n"
        "    echo \"mpibatch: the run ended with status $status (a rank died or was killed)\"\n"
        "  fi\n"
@@ -95,8 +100,8 @@ std::string batch_script(const SubmitArgs& a, const std::string& path) {
        "  elif [ \"$after\" -gt \"$before\" ]; then\n"
        "    if next=$(sbatch --parsable --export=ALL,MPIBATCH_CHAIN=$((chain - 1)) "
        "--dependency=afterany:$SLURM_JOB_ID \"$script\"); then\n"
-       "      echo \"mpibatch: $((after - before)) tasks done in this job; resubmitted as job "
-       "$next\"\n"
+       "      echo \"mpibatch: $((after - before)) tasks done or crashes recorded in this job; "
+       "resubmitted as job $next\"\n"
        "      if [ \"$status\" -eq 3 ]; then status=0; fi\n"
        "    else\n"
        "      echo \"mpibatch: resubmitting failed; continue with: sbatch $script\"\n"

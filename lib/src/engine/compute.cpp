@@ -6,6 +6,7 @@
 
 #include "core/value_types.hpp"
 #include "engine/channel.hpp"
+#include "engine/crash_records.hpp"
 #include "engine/stop_signals.hpp"
 #include "mpibatch/run.hpp"
 
@@ -68,7 +69,8 @@ ResultBatch compute(const ErasedJob& job, const Batch& batch) {
   r.values = empty_columns(job.info.results, n);
   r.params = empty_columns(job.info.params, n);
   std::vector<Value> values, params;
-  Bytes result;
+  Bytes result, key_scratch;
+  const bool recording = crash_recording();
   // One wall-clock reading per batch; task start times follow the steady clock.
   const double wall0 =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -84,6 +86,7 @@ ResultBatch compute(const ErasedJob& job, const Batch& batch) {
     bool threw = true;
     try {
       if (tasks_interrupted()) throw InterruptedError("not started: the run is stopping");
+      if (recording) crash_task_begin(job.key(input, key_scratch));
       result = job.call(input, values, params);
       check_values(job.info.name, "result", job.info.results, values);
       if (result.size() > 0xFFFFFFFFu) throw Error("a result larger than 4 GiB cannot be stored");
@@ -104,6 +107,7 @@ ResultBatch compute(const ErasedJob& job, const Batch& batch) {
       values.clear();
       error = "unknown exception (not derived from std::exception)";
     }
+    if (recording) crash_task_end();
     if (threw && error.empty()) error = "failed (an exception with an empty message)";
     const auto te = Clock::now();
     r.start_time.push_back(wall0 + std::chrono::duration<double>(ts - t0).count());

@@ -99,7 +99,8 @@ ProgressStart progress_start(const Store& store, std::int64_t run, const RunOpti
 class Master {
  public:
   Master(const ErasedJob& job, const TaskSource& source, std::optional<std::uint64_t> task_count,
-         const RunOptions& opt, Channel& channel, Store& store, std::int64_t run_id)
+         const RunOptions& opt, Channel& channel, Store& store, std::int64_t run_id,
+         const CrashCounts& crashes)
       : job_(job),
         source_(source),
         task_count_(task_count),
@@ -107,10 +108,14 @@ class Master {
         channel_(channel),
         store_(store),
         run_id_(run_id),
+        crashes_(crashes),
         sizer_(opt.batch, std::max(opt.batch_seconds, channel.workers() / kBatchesPerSecond)),
-        progress_(opt.progress, opt.progress_file, job.info.name,
-                  progress_start(store, run_id, opt, task_count)),
-        in_flight_(static_cast<std::size_t>(channel.workers())) {
+        start_(progress_start(store, run_id, opt, task_count)),
+        progress_(opt.progress, opt.progress_file, job.info.name, start_),
+        in_flight_(static_cast<std::size_t>(channel.workers())),
+        computing_since_(in_flight_.size()),
+        stall_warned_(in_flight_.size(), false) {
+    if (const char* floor = std::getenv("MPIBATCH_STALL_SECONDS")) stall_floor_ = std::atof(floor);
     if (const JobInfo* stored = store_.find_job(job.info.name, job.info.version)) {
       to_stored_params_ = FieldMap(job.info.params, stored->params);
       to_stored_results_ = FieldMap(job.info.results, stored->results);
@@ -186,6 +191,7 @@ class Master {
         uncommitted_work_ = 0;
       }
       progress_.update(counts());
+      if (Clock::now() >= next_stall_check_) warn_stalled();
     }
     return finish();
   }
@@ -244,12 +250,7 @@ class Master {
         }
         Task t;
         t.index = next_index_++;
-        if (job_.key_input) {
-          job_.key_input(input, key_input);
-          t.key = task_key(job_.info.name, job_.info.version, key_input);
-        } else {
-          t.key = task_key(job_.info.name, job_.info.version, input);
-        }
+        t.key = job_.key(input, key_input);
         t.input = std::move(input);
         keys.push_back(t.key);
         chunk.push_back(std::move(t));
@@ -272,7 +273,7 @@ class Master {
             break;
           case Lookup::missing:
             chunk[i].claim = claims[i];
-            queue_.push_back(std::move(chunk[i]));
+            if (!quarantine(chunk[i])) queue_.push_back(std::move(chunk[i]));
             break;
         }
       }
@@ -308,13 +309,18 @@ class Master {
       std::vector<Task> tasks;
       msg.sizes.reserve(n);
       tasks.reserve(n);
+      // A task that crashed a worker before runs alone: if it crashes
+      // again, no other task's work is lost with it.
       for (std::size_t i = 0; i < n; ++i) {
+        if (i > 0 && crashed(queue_.front())) break;
         tasks.push_back(std::move(queue_.front()));
         queue_.pop_front();
         msg.inputs += tasks.back().input;
         msg.sizes.push_back(static_cast<std::uint32_t>(tasks.back().input.size()));
+        if (crashed(tasks.back())) break;
       }
       channel_.send(w, to_bytes(msg));
+      if (q.empty()) computing_since_[static_cast<std::size_t>(w)] = Clock::now();
       q.push_back(std::move(tasks));
     }
   }
@@ -324,13 +330,81 @@ class Master {
     if (q.empty())
       throw Error("worker " + std::to_string(w + 1) + " sent results it was not asked for");
     ResultBatch rb = from_bytes<ResultBatch>(bytes);
-    RecordBatch& b = rb.records;
     std::vector<Task> tasks = std::move(q.front());
     q.pop_front();
+    computing_since_[static_cast<std::size_t>(w)] = Clock::now();  // the next batch, if any
+    stall_warned_[static_cast<std::size_t>(w)] = false;
     if (const std::string why = misfit(rb, tasks.size(), job_.info); !why.empty())
       throw Error("worker " + std::to_string(w + 1) + " returned bad results: " + why);
     sizer_.observe(tasks.size(), rb.seconds);
     uncommitted_work_ += rb.seconds;
+    settle(rb, tasks, channel_.rank(w));
+  }
+
+  // A batch that has run ten times as long as its tasks should take, and at
+  // least a minute (MPIBATCH_STALL_SECONDS), is named once: a hung task, or
+  // a worker stopped (SIGSTOP) or swapping. Only once a task time is known.
+  void warn_stalled() {
+    const auto now = Clock::now();
+    next_stall_check_ = now + std::chrono::seconds(1);
+    const double per_task = sizer_.seconds_per_task();
+    if (per_task <= 0) return;
+    for (std::size_t w = 0; w < in_flight_.size(); ++w) {
+      if (in_flight_[w].empty() || stall_warned_[w]) continue;
+      const std::size_t n = in_flight_[w].front().size();
+      const double expected = per_task * static_cast<double>(n);
+      const double running = seconds(now - computing_since_[w]);
+      if (running < std::max(10 * expected, stall_floor_)) continue;
+      stall_warned_[w] = true;
+      const int rank = channel_.rank(static_cast<int>(w));
+      const auto& hosts = start_.hosts;
+      const std::string host = static_cast<std::size_t>(rank) < hosts.size()
+                                   ? " on " + hosts[static_cast<std::size_t>(rank)]
+                                   : std::string();
+      auto span = [](double s) {
+        if (s >= 60) return format_duration(s);
+        char text[32];
+        std::snprintf(text, sizeof text, "%.3g s", s);
+        return std::string(text);
+      };
+      progress_.warn("rank " + std::to_string(rank) + host + " has run a batch of " +
+                     std::to_string(n) + (n == 1 ? " task" : " tasks") + " for " + span(running) +
+                     ", " + std::to_string(static_cast<long long>(running / expected)) +
+                     " times the " + span(expected) +
+                     " expected: a task that hangs, or a stopped or starved process? (exec's "
+                     "--task-timeout ends tasks that run too long)");
+    }
+  }
+
+  bool crashed(const Task& t) const { return !crashes_.empty() && crashes_.count(t.key) > 0; }
+
+  // Stores a task that crashed its worker often enough as failed, with its
+  // params, instead of running it again (unless retry_crashed).
+  bool quarantine(Task& t) {
+    if (crashes_.empty() || opt_.retry_crashed) return false;
+    const auto it = crashes_.find(t.key);
+    if (it == crashes_.end() || it->second.count < kQuarantineCrashes) return false;
+    ErasedJob stored = job_;
+    stored.call = [&](std::string_view input, std::vector<Value>&,
+                      std::vector<Value>& params) -> Bytes {
+      if (job_.params) job_.params(input, params);
+      throw Error(crash_message(it->second) + "; not run again (run --retry-crashed to)");
+    };
+    Batch one;
+    one.inputs = t.input;
+    one.sizes.push_back(static_cast<std::uint32_t>(t.input.size()));
+    ResultBatch rb = compute(stored, one);
+    t.attempt = opt_.retries;  // no retry either
+    std::vector<Task> tasks;
+    tasks.push_back(std::move(t));
+    settle(rb, tasks, -1);
+    return true;
+  }
+
+  // Stores a batch's results (rank -1: the master's own records); failed
+  // tasks with attempts left go back to the queue.
+  void settle(ResultBatch& rb, std::vector<Task>& tasks, int rank) {
+    RecordBatch& b = rb.records;
     std::vector<std::uint8_t> keep(tasks.size(), 1);
     bool all = true;
     // Tasks a stop signal cut short are not results: left unsettled (their
@@ -356,7 +430,7 @@ class Master {
     b.job = job_.info.name;
     b.job_version = job_.info.version;
     b.run = run_id_;
-    b.rank.assign(b.status.size(), channel_.rank(w));
+    b.rank.assign(b.status.size(), std::max(rank, 0));
     b.keys.clear();
     b.keys.reserve(b.status.size());
     std::vector<dispatch::Claim> claims;
@@ -368,9 +442,11 @@ class Master {
       ++(b.status[b.keys.size() - 1] == Status::ok ? summary_.computed : summary_.failed);
       if (b.status[b.keys.size() - 1] != Status::ok) ++failed_here_;
     }
-    const auto rank = static_cast<std::size_t>(channel_.rank(w));
-    if (per_rank_.size() <= rank) per_rank_.resize(rank + 1);
-    per_rank_[rank] += static_cast<std::int64_t>(b.keys.size());
+    if (rank >= 0) {
+      const auto r = static_cast<std::size_t>(rank);
+      if (per_rank_.size() <= r) per_rank_.resize(r + 1);
+      per_rank_[r] += static_cast<std::int64_t>(b.keys.size());
+    }
     to_stored_params_.apply(b.params, b.size());
     to_stored_results_.apply(b.values, b.size());
     dispatch::append(store_, b, claims);
@@ -429,11 +505,17 @@ class Master {
   Channel& channel_;
   Store& store_;
   std::int64_t run_id_;
+  const CrashCounts& crashes_;
   FieldMap to_stored_params_, to_stored_results_;  // Store::define_job may widen
   BatchSizer sizer_;
+  ProgressStart start_;
   Progress progress_;
   std::deque<Task> queue_;
   std::vector<std::deque<std::vector<Task>>> in_flight_;  // per worker, oldest first
+  std::vector<Clock::time_point> computing_since_;        // per worker: its oldest batch began
+  std::vector<bool> stall_warned_;                        // per worker, about its oldest batch
+  Clock::time_point next_stall_check_{};
+  double stall_floor_ = 60;  // seconds
   std::uint64_t next_index_ = 0;
   bool source_done_ = false;
   bool stopping_ = false;
@@ -452,7 +534,8 @@ RunSummary run_master(const ErasedJob& job, const TaskSource& tasks,
                       std::optional<std::uint64_t> task_count, const RunOptions& options,
                       Channel& channel, RunSession& session, const StopSignals& signals,
                       bool& clean) {
-  Master master(job, tasks, task_count, options, channel, session.store(), session.run_id());
+  Master master(job, tasks, task_count, options, channel, session.store(), session.run_id(),
+                session.crashes());
   RunSummary summary = master.run(signals);
   // Workers finish the batch they hold; results that come are kept.
   clean = channel.stop(master.goodbye_deadline(signals),

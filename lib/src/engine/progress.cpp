@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string_view>
 
 #include "mpibatch/error.hpp"
@@ -312,6 +313,21 @@ void Progress::finish(const ProgressCounts& c, const char* state) {
   meter_.sample(seconds(now), c.computed + c.failed);
   report(c, state, now, true);
   if (mode_ == ProgressMode::bar) std::fputc('\n', stderr);
+  std::fflush(stderr);
+}
+
+void Progress::warn(const std::string& text) {
+  if (json_ != nullptr || mode_ == ProgressMode::json) {
+    std::FILE* out = json_ != nullptr ? json_ : stderr;
+    const nlohmann::json j{{"job", job_}, {"warning", text}};
+    std::fprintf(out, "%s\n",
+                 j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::fflush(out);
+    if (json_ == nullptr) return;
+  }
+  if (mode_ == ProgressMode::bar) std::fputs("\r\x1b[K", stderr);  // the bar comes back below
+  if (mode_ == ProgressMode::log) std::fprintf(stderr, "%s ", timestamp_now().c_str());
+  std::fprintf(stderr, "mpibatch: warning: %s\n", text.c_str());
   std::fflush(stderr);
 }
 

@@ -103,6 +103,10 @@ class Progress {
   void update(const ProgressCounts& c);
   // The last report, with the run's end state.
   void finish(const ProgressCounts& c, const char* state);
+  // A line of its own, whatever the mode: "mpibatch: warning: <text>" (after
+  // a timestamp in log mode, above the bar on a terminal), and in JSON output
+  // {"job":..., "warning": text}. Does not throw.
+  void warn(const std::string& text);
 
  private:
   using Clock = std::chrono::steady_clock;

@@ -2,9 +2,11 @@
 // runs the master; the other ranks serve batches until told to stop.
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "core/reported.hpp"
 #include "engine/channel.hpp"
+#include "engine/crash_records.hpp"
 #include "engine/master.hpp"
 #include "engine/run_session.hpp"
 #include "engine/stop_signals.hpp"
@@ -15,10 +17,10 @@ namespace mpibatch::detail {
 
 namespace {
 
-// Host names of all ranks, gathered on rank 0 (empty elsewhere).
-std::vector<std::string> gather_hosts(const Environment& env) {
+// Each rank's text (cut at 255 bytes), gathered on rank 0 (empty elsewhere).
+std::vector<std::string> gather_text(const Environment& env, std::string mine) {
   constexpr int kLen = 256;
-  std::string mine = env.host();
+  mine.resize(kLen - 1, '\0');
   mine.resize(kLen, '\0');
   std::string all(env.rank() == 0 ? static_cast<std::size_t>(kLen * env.size()) : 0, '\0');
   MPI_Request request = MPI_REQUEST_NULL;
@@ -26,10 +28,29 @@ std::vector<std::string> gather_hosts(const Environment& env) {
       MPI_Igather(mine.data(), kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, env.comm(), &request),
       "MPI_Igather");
   mpi::wait(request);
-  std::vector<std::string> hosts;
+  std::vector<std::string> texts;
   for (int r = 0; env.rank() == 0 && r < env.size(); ++r)
-    hosts.emplace_back(all.c_str() + r * kLen);
-  return hosts;
+    texts.emplace_back(all.c_str() + r * kLen);
+  return texts;
+}
+
+// Every computing rank records the task that crashes it in the store's
+// folder, which rank 0 made: a rank that cannot reach it is named once.
+void warn_unshared(const std::vector<std::string>& why, const std::vector<std::string>& hosts,
+                   const std::filesystem::path& store) {
+  int first = -1, count = 0;
+  for (std::size_t r = 0; r < why.size(); ++r) {
+    if (why[r].empty()) continue;
+    if (first < 0) first = static_cast<int>(r);
+    ++count;
+  }
+  if (first < 0) return;
+  std::fprintf(stderr,
+               "mpibatch: warning: rank %d on %s%s cannot reach %s (%s), so a task that crashes "
+               "it is not recorded or quarantined; put the store where every node sees it\n",
+               first, hosts[static_cast<std::size_t>(first)].c_str(),
+               count > 1 ? (" and " + std::to_string(count - 1) + " more").c_str() : "",
+               Store::sidecar(store).c_str(), why[static_cast<std::size_t>(first)].c_str());
 }
 
 }  // namespace
@@ -39,7 +60,7 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
   validate(options);
   RunOptions opt = options;
   if (opt.store.empty()) opt.store = job.info.name + ".h5";
-  const std::vector<std::string> hosts = gather_hosts(env);
+  const std::vector<std::string> hosts = gather_text(env, env.host());
   StopSignals signals;
 
   if (env.rank() != 0) {
@@ -50,7 +71,11 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
       s.exit_status = go < 0 ? -go : kExitRuntime;
       return s;
     }
+    const int run = env.broadcast(0);
+    CrashRecorder recorder(opt.store, run, env.rank());
+    gather_text(env, recorder.error());
     serve(env, job);
+    recorder.finished();
     s.exit_status = env.broadcast(s.exit_status);
     return s;
   }
@@ -85,11 +110,20 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
     throw;
   }
   env.broadcast(1);
+  const int run = env.broadcast(static_cast<int>(session->run_id()));
+  std::optional<CrashRecorder> recorder;  // rank 0 computes when it is alone
+  if (env.size() == 1) {
+    recorder.emplace(opt.store, run, 0);
+    warn_unshared({recorder->error()}, hosts, opt.store);
+  } else {
+    warn_unshared(gather_text(env, std::string()), hosts, opt.store);
+  }
 
   RunSummary summary;
   try {
     bool clean = true;
     summary = run_master(job, tasks, task_count, opt, *channel, *session, signals, clean);
+    if (recorder) recorder->finished();
     session->end(summary);
     if (!clean) {
       std::fprintf(

@@ -23,6 +23,7 @@ RunSession::RunSession(const Environment& env, const JobInfo& job, const RunOpti
     : store_(std::make_unique<Store>(Store::open(opt.store, {.compress = opt.compress}))),
       compact_(opt.compact) {
   store_->define_job(job);
+  crashes_ = take_crash_records(opt.store);
   RunInfo info;
   info.start_time =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/crash_records.hpp"
 #include "mpibatch/environment.hpp"
 #include "mpibatch/job.hpp"
 #include "mpibatch/run.hpp"
@@ -15,7 +16,8 @@ namespace mpibatch::detail {
 class RunSession {
  public:
   // Opens (or creates) options.store, defines the job and records a new run
-  // (command line, ranks, hosts, the Slurm job), committed before any work.
+  // (command line, ranks, hosts, the Slurm job), committed before any work;
+  // takes the crash records of earlier runs (take_crash_records).
   // Throws Error (StoreLockedError, a damaged store, ...).
   RunSession(const Environment& env, const JobInfo& job, const RunOptions& options,
              const std::vector<std::string>& hosts);
@@ -25,6 +27,8 @@ class RunSession {
   RunSession& operator=(const RunSession&) = delete;
 
   Store& store() { return *store_; }
+  // The tasks that crashed a worker, read when the session began.
+  const CrashCounts& crashes() const { return crashes_; }
   std::int64_t run_id() const { return run_id_; }
 
   // Records how the run ended, merges the store's newer tables after a
@@ -38,6 +42,7 @@ class RunSession {
  private:
   std::unique_ptr<Store> store_;
   std::int64_t run_id_ = 0;
+  CrashCounts crashes_;
   bool compact_ = true;
   bool ended_ = false;
 };

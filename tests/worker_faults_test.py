@@ -1,0 +1,197 @@
+"""Workers in trouble (issue 17): tasks that crash their worker are recorded, run
+alone and quarantined; a batch that stalls is named.
+
+A python function segfaults on x=3 and aborts on x=5; x=7 is sent SIGSEGV once
+by another process (a kill from outside, which must not count). The same
+command is rerun until it finishes, at 1 to 4 ranks.
+
+Usage: worker_faults_test.py MPIBATCH_BINARY   (run by ctest with Debian's python3)
+"""
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+MPIBATCH = sys.argv.pop(1)
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           PYTHONDONTWRITEBYTECODE="1")
+
+MODULE = textwrap.dedent('''
+    import ctypes, os, signal, subprocess
+
+    def f(x: int) -> int:
+        with open("calls.txt", "a") as log:
+            log.write("%d\\n" % x)
+        if x == 3:
+            ctypes.string_at(0)              # SIGSEGV
+        if x == 5:
+            os.abort()                       # SIGABRT
+        if x == 7 and not os.path.exists("killed-7"):
+            open("killed-7", "w").close()
+            subprocess.run(["kill", "-SEGV", str(os.getpid())])  # from outside
+        return x * x
+''')
+
+MPIRUN = ["mpirun", "--oversubscribe"]
+
+
+class Poison(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mpibatch-poison-")
+        with open(os.path.join(self.dir, "poison.py"), "w") as f:
+            f.write(MODULE)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def mpibatch(self, *args):
+        return subprocess.run([MPIBATCH, *args], cwd=self.dir, env=ENV, capture_output=True,
+                              text=True, timeout=120)
+
+    def run_job(self, ranks, *extra, grid="x=1..12"):
+        cmd = MPIRUN + ["-n", str(ranks), MPIBATCH, "run", "python", "--function", "poison:f",
+                        "--grid", grid, "--store", "s.h5", "--progress", "none", *extra]
+        return subprocess.run(cmd, cwd=self.dir, env=ENV, capture_output=True, text=True,
+                              timeout=180)
+
+    def records(self):
+        folder = os.path.join(self.dir, "s.h5.d", "crashes")
+        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+    def calls(self):
+        with open(os.path.join(self.dir, "calls.txt")) as f:
+            return [int(line) for line in f]
+
+    def rerun_until_finished(self, ranks):
+        statuses = []
+        for _ in range(8):
+            p = self.run_job(ranks)
+            statuses.append(p.returncode)
+            if p.returncode in (0, 4):
+                return statuses, p
+        self.fail("never finished: statuses %s\n%s" % (statuses, p.stderr[-3000:]))
+
+    def check_quarantined(self, ranks):
+        statuses, last = self.rerun_until_finished(ranks)
+        # At most two crashes a poison task, one for the kill, one run that finishes.
+        self.assertLessEqual(len(statuses), 6, statuses)
+        self.assertEqual(statuses[-1], 4, last.stderr[-2000:])
+        for s in statuses[:-1]:
+            self.assertNotIn(s, (0, 1, 2, 3, 4), statuses)  # a crash ends the job
+        rows = list(csv.DictReader(io.StringIO(self.mpibatch("export", "s.h5").stdout)))
+        by_x = {int(r["x"]): r for r in rows}
+        self.assertEqual(sorted(by_x), list(range(1, 13)))
+        for x, r in by_x.items():
+            if x in (3, 5):
+                self.assertEqual(r["status"], "crashed", r)
+                self.assertEqual(r["value"], "", r)
+            else:
+                self.assertEqual((r["status"], int(r["value"])), ("ok", x * x), r)
+        self.assertIn("crashed its worker: signal 11 (SIGSEGV), in 2 runs", by_x[3]["error"])
+        self.assertIn("crashed its worker: signal 6 (SIGABRT), in 2 runs", by_x[5]["error"])
+        failed = self.mpibatch("failed", "--json", "s.h5")
+        self.assertEqual(failed.returncode, 4)
+        lines = [json.loads(l) for l in failed.stdout.splitlines()]
+        self.assertEqual(sorted((l["params"]["x"], l["crashed"]) for l in lines),
+                         [(3, True), (5, True)])
+        self.assertIn("2 crashed their worker", self.mpibatch("failed", "s.h5").stderr)
+        # Each poison task ran exactly twice: never again once quarantined.
+        calls = self.calls()
+        self.assertEqual(calls.count(3), 2, calls)
+        self.assertEqual(calls.count(5), 2, calls)
+        # The kill from outside left no record: four records, two per poison task.
+        self.assertEqual(len(self.records()), 4, self.records())
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "killed-7")))
+        # A rerun computes nothing, runs neither again and still says 4.
+        again = self.run_job(ranks)
+        self.assertEqual(again.returncode, 4, again.stderr[-2000:])
+        self.assertEqual(self.calls(), calls)
+        self.assertEqual(self.mpibatch("verify", "s.h5").returncode, 0)
+
+    def test_poison_tasks_are_quarantined_at_1_to_4_ranks(self):
+        for ranks in (1, 2, 3, 4):
+            with self.subTest(ranks=ranks):
+                self.tearDown()
+                self.setUp()
+                self.check_quarantined(ranks)
+
+    def test_clear_failed_forgets_the_crashes_and_retry_crashed_runs_them(self):
+        self.check_quarantined(2)
+        # --retry-crashed runs x=3 and x=5 again: the job crashes, a third record.
+        p = self.run_job(2, "--retry-crashed")
+        self.assertNotIn(p.returncode, (0, 4))
+        self.assertGreater(len(self.records()), 4)
+        # clear --failed drops their results and every record naming them.
+        c = self.mpibatch("clear", "s.h5", "--failed", "--yes")
+        self.assertEqual(c.returncode, 0, c.stderr)
+        self.assertEqual(self.records(), [])
+        before = len(self.calls())
+        p = self.run_job(2)  # suspects again from scratch: one crash, no quarantine yet
+        self.assertNotIn(p.returncode, (0, 4))
+        self.assertGreater(len(self.calls()), before)
+        self.assertGreaterEqual(len(self.records()), 1)
+
+    def test_a_worker_that_cannot_reach_the_store_folder_is_named(self):
+        # Rank 0 in one folder, the workers in another: what a store on a
+        # disk only rank 0's node sees looks like to them.
+        other = os.path.join(self.dir, "elsewhere")
+        os.mkdir(other)
+        shutil.copy(os.path.join(self.dir, "poison.py"), other)
+        base = [MPIBATCH, "run", "python", "--function", "poison:f", "--grid", "x=8..9",
+                "--store", "s.h5", "--progress", "none"]
+        cmd = MPIRUN + ["-n", "1", "--wdir", self.dir, *base, ":", "-n", "2", "--wdir", other,
+                        *base]
+        p = subprocess.run(cmd, cwd=self.dir, env=ENV, capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        warning = [l for l in p.stderr.splitlines() if "cannot reach" in l]
+        self.assertEqual(len(warning), 1, p.stderr)
+        self.assertIn("rank 1 on ", warning[0])
+        self.assertIn("and 1 more", warning[0])
+        self.assertIn("s.h5.d", warning[0])
+        # Workers that see it say nothing, and leave no empty record behind.
+        p = self.run_job(3, grid="x=8..11")
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertNotIn("cannot reach", p.stderr)
+        self.assertEqual(self.records(), [])
+
+
+class Stall(unittest.TestCase):
+    def test_a_batch_far_slower_than_expected_is_named_once(self):
+        d = tempfile.mkdtemp(prefix="mpibatch-stall-")
+        self.addCleanup(shutil.rmtree, d, True)
+        # Tasks of 50 ms but one of 6 s (the floor of a minute lowered to 2 s).
+        env = dict(ENV, MPIBATCH_STALL_SECONDS="2")
+        for ranks, mode in ((2, "log"), (3, "json"), (4, "bar")):
+            store = os.path.join(d, "s%d.h5" % ranks)
+            cmd = MPIRUN + ["-n", str(ranks), "-x", "MPIBATCH_STALL_SECONDS", MPIBATCH, "run",
+                            "exec", "--shell", "--cmd",
+                            "if [ {i} = 20 ]; then sleep 6; else sleep 0.05; fi", "--grid",
+                            "i=1..40", "--store", store, "--progress", mode]
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+            lines = [l for l in p.stderr.splitlines() if "has run a batch" in l]
+            self.assertEqual(len(lines), 1, p.stderr[-3000:])
+            self.assertRegex(lines[0], r"rank [1-3] on \S+ has run a batch of 1 task for "
+                             r"[0-9.]+ s, [0-9]+ times the [0-9.e-]+ s expected")
+            if mode == "json":
+                self.assertIn("has run a batch", json.loads(lines[0])["warning"])
+            elif mode == "log":
+                self.assertRegex(lines[0], r"^\d{4}-\d\d-\d\dT\S+ mpibatch: warning: ")
+        # Tasks that are all slow, evenly, warn of nothing.
+        p = subprocess.run(MPIRUN + ["-n", "2", "-x", "MPIBATCH_STALL_SECONDS", MPIBATCH, "run",
+                                     "exec", "--shell", "--cmd", "sleep 0.5; : {i}", "--grid", "i=1..8", "--store",
+                                     os.path.join(d, "even.h5"), "--progress", "log"],
+                           env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertNotIn("warning", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
