@@ -36,6 +36,20 @@ MODULE = textwrap.dedent('''
             open("killed-7", "w").close()
             subprocess.run(["kill", "-SEGV", str(os.getpid())])  # from outside
         return x * x
+
+    def forks(x: int) -> int:
+        if x == 2:  # a child it forks segfaults: not the worker's crash
+            pid = os.fork()
+            if pid == 0:
+                ctypes.string_at(0)
+            os.waitpid(pid, 0)
+        return x
+
+    def slow(x: int) -> int:
+        if x == 2:
+            import time
+            time.sleep(60)
+        return x
 ''')
 
 MPIRUN = ["mpirun", "--oversubscribe"]
@@ -137,24 +151,81 @@ class Poison(unittest.TestCase):
         self.assertGreater(len(self.calls()), before)
         self.assertGreaterEqual(len(self.records()), 1)
 
+    def test_isolate_fails_crashing_tasks_alone_in_one_run(self):
+        for ranks in (1, 2, 3, 4):
+            with self.subTest(ranks=ranks):
+                self.tearDown()
+                self.setUp()
+                open(os.path.join(self.dir, "killed-7"), "w").close()  # no outside kill here
+                p = self.run_job(ranks, "--isolate")
+                self.assertEqual(p.returncode, 4, p.stderr[-2000:])
+                rows = list(csv.DictReader(io.StringIO(self.mpibatch("export", "s.h5").stdout)))
+                by_x = {int(r["x"]): r for r in rows}
+                self.assertEqual(sorted(by_x), list(range(1, 13)))
+                for x, r in by_x.items():
+                    if x not in (3, 5):
+                        self.assertEqual((r["status"], int(r["value"])), ("ok", x * x), r)
+                self.assertEqual((by_x[3]["status"], by_x[3]["error"]),
+                                 ("crashed", "crashed its worker: signal 11 (SIGSEGV)"))
+                self.assertEqual((by_x[5]["status"], by_x[5]["error"]),
+                                 ("crashed", "crashed its worker: signal 6 (SIGABRT)"))
+                self.assertEqual(self.records(), [])  # no worker crashed: nothing recorded
+                # Run again, as failed tasks are: they crash alone again, the rest is served.
+                before = self.calls()
+                p = self.run_job(ranks, "--isolate")
+                self.assertEqual(p.returncode, 4, p.stderr[-2000:])
+                new = self.calls()[len(before):]
+                self.assertEqual(sorted(set(new)), [3, 5], new)
+
+    def test_a_forked_child_that_crashes_is_not_recorded(self):
+        for ranks in (1, 2):
+            cmd = MPIRUN + ["-n", str(ranks), MPIBATCH, "run", "python", "--function",
+                            "poison:forks", "--grid", "x=1..4", "--store", "f%d.h5" % ranks,
+                            "--progress", "none"]
+            p = subprocess.run(cmd, cwd=self.dir, env=ENV, capture_output=True, text=True,
+                               timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+            folder = os.path.join(self.dir, "f%d.h5.d" % ranks, "crashes")
+            self.assertEqual(os.listdir(folder), [])
+
+    def test_isolate_task_timeout_ends_a_task_that_hangs(self):
+        base = MPIRUN + ["-n", "3", MPIBATCH, "run", "python", "--function", "poison:slow", "--grid",
+                         "x=1..6", "--store", "t.h5", "--progress", "none", "--task-timeout", "1"]
+        p = subprocess.run(base + ["--isolate"], cwd=self.dir, env=ENV, capture_output=True,
+                           text=True, timeout=50)
+        self.assertEqual(p.returncode, 4, p.stderr[-2000:])
+        rows = list(csv.DictReader(io.StringIO(self.mpibatch("export", "t.h5").stdout)))
+        by_x = {int(r["x"]): r for r in rows}
+        self.assertEqual(by_x[2]["status"], "failed")
+        self.assertIn("timed out after 1 s (--task-timeout)", by_x[2]["error"])
+        self.assertEqual([int(by_x[x]["value"]) for x in (1, 3, 4, 5, 6)], [1, 3, 4, 5, 6])
+        # Without --isolate a python task cannot be ended: the option is refused.
+        p = subprocess.run(base, cwd=self.dir, env=ENV, capture_output=True, text=True,
+                           timeout=50)
+        self.assertEqual(p.returncode, 2, p.stderr[-2000:])
+        self.assertIn("--task-timeout is an option of exec", p.stderr)
+
     def test_a_worker_that_cannot_reach_the_store_folder_is_named(self):
-        # Rank 0 in one folder, the workers in another: what a store on a
-        # disk only rank 0's node sees looks like to them.
-        other = os.path.join(self.dir, "elsewhere")
-        os.mkdir(other)
-        shutil.copy(os.path.join(self.dir, "poison.py"), other)
-        base = [MPIBATCH, "run", "python", "--function", "poison:f", "--grid", "x=8..9",
-                "--store", "s.h5", "--progress", "none"]
-        cmd = MPIRUN + ["-n", "1", "--wdir", self.dir, *base, ":", "-n", "2", "--wdir", other,
-                        *base]
-        p = subprocess.run(cmd, cwd=self.dir, env=ENV, capture_output=True, text=True,
-                           timeout=120)
-        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
-        warning = [l for l in p.stderr.splitlines() if "cannot reach" in l]
-        self.assertEqual(len(warning), 1, p.stderr)
-        self.assertIn("rank 1 on ", warning[0])
-        self.assertIn("and 1 more", warning[0])
-        self.assertIn("s.h5.d", warning[0])
+        # The workers in a mount namespace of their own, with an empty file
+        # system over the store's folder: what a disk only rank 0's node has
+        # looks like to them. Then the same with a folder of that name there.
+        if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+            self.skipTest("unshare -m is not allowed here")
+        store = os.path.join(self.dir, "s.h5")
+        base = [MPIBATCH, "run", "exec", "--cmd", "echo {i}", "--grid", "i=1..4", "--store",
+                store, "--progress", "none"]
+        for setup, why in (("", "No such file"),
+                           ("mkdir -p s.h5.d/crashes && ", "another folder here than on rank 0")):
+            hidden = ["unshare", "-m", "sh", "-c",
+                      'mount -t tmpfs tmpfs "$0" && cd "$0" && %sexec "$@"' % setup, self.dir]
+            cmd = MPIRUN + ["-n", "1", *base, ":", "-n", "2", *hidden, *base]
+            p = subprocess.run(cmd, cwd=self.dir, env=ENV, capture_output=True, text=True,
+                               timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+            warning = [l for l in p.stderr.splitlines() if "cannot reach" in l]
+            self.assertEqual(len(warning), 1, p.stderr)
+            self.assertRegex(warning[0], r"rank [12] on \S+ and 1 more cannot reach .*s\.h5\.d")
+            self.assertIn(why, warning[0])
         # Workers that see it say nothing, and leave no empty record behind.
         p = self.run_job(3, grid="x=8..11")
         self.assertEqual(p.returncode, 0, p.stderr[-2000:])

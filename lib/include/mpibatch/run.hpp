@@ -53,6 +53,14 @@ struct RunOptions {
   // Tasks that crashed their worker twice run again (else they are stored as
   // failed and skipped: docs/ARCHITECTURE.md, "Tasks that crash").
   bool retry_crashed = false;
+  // Computing ranks run their batches in a process of their own, started as
+  // isolate_command (posix_spawn; it must serve batches: the mpibatch
+  // command's `run --isolate` sets it) and restarted after a crash, so a task
+  // that crashes fails alone within the run. isolate_hello is sent to each
+  // such process first. Empty: tasks run in the rank itself.
+  std::vector<std::string> isolate_command;
+  std::string isolate_hello;
+  double isolate_task_timeout = 0;  // seconds a task may take there (0: no limit)
   double checkpoint_seconds = 2.0;  // commit at least this often (and when a segment is due)
   ProgressMode progress = ProgressMode::automatic;
   std::filesystem::path progress_file;  // JSON lines go here when set

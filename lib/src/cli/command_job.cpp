@@ -36,16 +36,17 @@ const std::string& Params::text(std::string_view name) const {
   return get<std::string>(at(name), name, "a string");
 }
 
-RunSummary run(const Environment& env, const CommandJob& job, const RowStream& rows,
-               const RunOptions& options, std::optional<std::uint64_t> task_count) {
+namespace detail {
+
+ErasedJob erase(const CommandJob& job) {
   // A task's input is its row of params (row_codec.hpp); its results travel
   // and are stored as columns only.
-  detail::ErasedJob erased{job.info, [&job](std::string_view in, std::vector<Value>& values,
-                                            std::vector<Value>& params) {
-                             detail::decode_row(in, params);
-                             values = job.fn(Params(job.info.params, params));
-                             return Bytes();
-                           }};
+  ErasedJob erased{job.info, [&job](std::string_view in, std::vector<Value>& values,
+                                    std::vector<Value>& params) {
+                     detail::decode_row(in, params);
+                     values = job.fn(Params(job.info.params, params));
+                     return Bytes();
+                   }};
   erased.params = [](std::string_view in, std::vector<Value>& params) {
     detail::decode_row(in, params);
   };
@@ -54,6 +55,14 @@ RunSummary run(const Environment& env, const CommandJob& job, const RowStream& r
       detail::encode_row_prefix(in, n, key_input);
     };
   }
+  return erased;
+}
+
+}  // namespace detail
+
+RunSummary run(const Environment& env, const CommandJob& job, const RowStream& rows,
+               const RunOptions& options, std::optional<std::uint64_t> task_count) {
+  const detail::ErasedJob erased = detail::erase(job);
   std::vector<Value> row;
   const detail::TaskSource source = [&](Bytes& input) {
     if (!rows || !rows(row)) return false;

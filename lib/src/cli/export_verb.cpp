@@ -68,10 +68,12 @@ nlohmann::json to_json(const Value& v) {
       v);
 }
 
-// A task stored as failed because it crashed its worker (crash_records.hpp).
-bool quarantined(const CrashCounts& crashes, const TaskKey& key) {
-  const auto it = crashes.find(key);
-  return it != crashes.end() && it->second.count >= kQuarantineCrashes;
+// A failed task that crashed its worker: quarantined (crash_records.hpp), or
+// failed alone in its compute process under --isolate.
+bool crashed(const CrashCounts& crashes, const Record& r) {
+  const auto it = crashes.find(r.key);
+  return (it != crashes.end() && it->second.count >= kQuarantineCrashes) ||
+         r.error.starts_with(kCrashedPrefix);
 }
 
 }  // namespace
@@ -111,10 +113,10 @@ int do_export(const std::string& path, std::int64_t run_id, const std::string& f
                            r && i < r->values.size() ? to_json(r->values[i]) : nlohmann::json());
       }
     }
-    cells.emplace_back("status", r == nullptr                ? "pending"
-                                 : r->status == Status::ok   ? "ok"
-                                 : quarantined(crashes, key) ? "crashed"
-                                                             : "failed");
+    cells.emplace_back("status", r == nullptr              ? "pending"
+                                 : r->status == Status::ok ? "ok"
+                                 : crashed(crashes, *r)    ? "crashed"
+                                                           : "failed");
     cells.emplace_back("error", r ? r->error : "");
     out.row(cells);
   });
@@ -127,12 +129,12 @@ int do_failed(const std::string& path, bool json, bool full) {
   Store s = Store::open(path, {.read_only = true, .check_digests = true});
   require_sound(s);
   const CrashCounts crashes = read_crash_records(path);
-  std::uint64_t n = 0, crashed = 0;
+  std::uint64_t n = 0, n_crashed = 0;
   s.for_each([&](const Record& r) {
     if (r.status != Status::failed) return;
     ++n;
-    const bool q = quarantined(crashes, r.key);
-    crashed += q;
+    const bool q = crashed(crashes, r);
+    n_crashed += q;
     std::string params;
     nlohmann::json jparams = nlohmann::json::object();
     if (const JobInfo* job = s.find_job(r.job, r.job_version)) {
@@ -157,11 +159,9 @@ int do_failed(const std::string& path, bool json, bool full) {
                 static_cast<long long>(r.job_version), params.c_str(), error.c_str());
   });
   if (!json) {
-    std::fprintf(stderr, "%s%s\n", plural(n, "failed task").c_str(),
-                 crashed > 0 ? (" (" + std::to_string(crashed) +
-                                " crashed their worker and are not run again)")
-                                   .c_str()
-                             : "");
+    std::fprintf(
+        stderr, "%s%s\n", plural(n, "failed task").c_str(),
+        n_crashed > 0 ? (" (" + std::to_string(n_crashed) + " crashed their worker)").c_str() : "");
   }
   return n > 0 ? kExitFailedTasks : kExitOk;
 }

@@ -14,6 +14,7 @@
 #include "cli/run_spec.hpp"
 #include "cli/values.hpp"
 #include "cli/verbs.hpp"
+#include "engine/isolated_compute.hpp"
 #include "mpibatch/csv.hpp"
 #include "mpibatch/mpibatch.hpp"
 
@@ -76,8 +77,10 @@ std::vector<Value> parse_run_options(const CommandJob& job,
         for (const auto& f : j.run_options)
           if (f.name == name) owners += (owners.empty() ? "" : ", ") + j.info.name;
       }
-      throw UsageError(option_flag(Field{name, FieldType::string, "", ""}) + " is an option of " +
-                       owners + ", not of job " + job.info.name);
+      throw UsageError(
+          option_flag(Field{name, FieldType::string, "", ""}) + " is an option of " + owners +
+          ", not of job " + job.info.name +
+          (name == "task_timeout" ? " (with --isolate it limits any job's tasks)" : ""));
     }
   }
   std::vector<Value> out;
@@ -385,6 +388,9 @@ void add_run_options(CLI::App* sub, RunArgs& ra) {
                   "(at least 100/P), failed for good in this run (exit 4)");
   sub->add_flag("--skip-failed", ra.skip_failed,
                 "Count stored failures as done instead of retrying them");
+  sub->add_flag("--isolate", ra.isolate,
+                "Run each worker's tasks in a process of its own, restarted after a crash: a task "
+                "that crashes fails alone and the run goes on");
   sub->add_flag("--retry-crashed", ra.retry_crashed,
                 "Run again the tasks that crashed their worker twice (else stored as failed)");
   sub->add_option("--checkpoint-every", ra.checkpoint, "Commit at least every SECONDS")
@@ -417,8 +423,56 @@ void collect_job_options(CLI::App* sub, RunArgs& ra) {
   }
 }
 
-int do_run(const RunArgs& a, int argc, char** argv) {
+// With --isolate, --task-timeout of a job that has no such option of its
+// own (exec has) limits each task in its compute process: taken out of the
+// job's options into timeout.
+RunArgs with_isolate_timeout(const RunArgs& given, double& timeout) {
+  RunArgs a = given;
+  const auto it = a.job_options.find("task_timeout");
+  if (!a.isolate || it == a.job_options.end()) return a;
+  const CommandJob* cj = nullptr;
+  try {
+    cj = &find_command_job(a.job);
+  } catch (const Error&) {
+    return a;  // said later, as without --isolate
+  }
+  for (const auto& f : cj->run_options)
+    if (f.name == "task_timeout") return a;
+  const Value v =
+      parse_value(Field{"task_timeout", FieldType::float64, "s", ""}, it->second, "--task-timeout");
+  timeout = std::get<double>(v);
+  if (!(timeout >= 0) || !std::isfinite(timeout))
+    throw UsageError("--task-timeout must be a finite number of seconds >= 0");
+  a.job_options.erase(it);
+  return a;
+}
+
+// A worker's compute process under --isolate (isolated_compute.hpp): the
+// job built as on a worker, then batches from the worker until it ends.
+int run_compute_process(const RunArgs& args) {
+  double timeout = 0;
+  const RunArgs a = with_isolate_timeout(args, timeout);
+  const std::string hello = read_compute_hello();
+  try {
+    const CommandJob* cj = &find_command_job(a.job);
+    CommandJob job = *cj;
+    if (cj->bind) {
+      const std::vector<Value> given = parse_run_options(*cj, a.job_options);
+      job.fn = cj->bind(Params(cj->run_options, given));
+    }
+    AddedFields::decode(hello).apply(*cj, job);
+    return serve_compute_process(erase(job));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mpibatch: compute process: %s\n", e.what());
+    return kExitRuntime;
+  }
+}
+
+int do_run(const RunArgs& args, int argc, char** argv) {
+  if (std::getenv(kComputeProcessEnv) != nullptr) return run_compute_process(args);
   Environment env(argc, argv);
+  double isolate_timeout = 0;
+  RunArgs a;
   // Every rank checks the options; rank 0 also reads every task row once
   // before any work, so a bad row stops all ranks with the same message.
   std::string error;
@@ -429,6 +483,7 @@ int do_run(const RunArgs& a, int argc, char** argv) {
   std::optional<std::uint64_t> task_count;  // counted by the check pass
   std::string added;                        // AddedFields::encode() of rank 0's rows
   try {
+    a = with_isolate_timeout(args, isolate_timeout);
     cj = &find_command_job(a.job);
     job = *cj;
     if (cj->bind) {
@@ -463,7 +518,13 @@ int do_run(const RunArgs& a, int argc, char** argv) {
     return status;
   }
 
-  AddedFields::decode(env.broadcast(added)).apply(*cj, job);
+  added = env.broadcast(added);
+  AddedFields::decode(added).apply(*cj, job);
+  if (a.isolate) {
+    o.isolate_command.assign(argv, argv + argc);
+    o.isolate_hello = added;
+    o.isolate_task_timeout = isolate_timeout;
+  }
   std::unique_ptr<RunTasks> rows;
   RowStream stream;
   if (env.rank() == 0) {

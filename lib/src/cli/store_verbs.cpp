@@ -60,15 +60,19 @@ int do_clear(const std::string& path, const std::string& job, bool failed_only, 
     }
   }
   Store s = Store::open(path, {.create = false});
+  // Crash records go with the results cleared, and with tasks that have none
+  // yet (crashed but not quarantined): a clear starts them afresh.
   const CrashCounts crashes = read_crash_records(path);
-  std::unordered_set<TaskKey, TaskKeyHash> keys;  // a cleared task's crashes go too
+  std::unordered_set<TaskKey, TaskKeyHash> keys;
+  for (const auto& entry : crashes)
+    if (!s.get(entry.first)) keys.insert(entry.first);
   const std::uint64_t n = s.erase_if([&](const Record& r) {
     if (!doomed(r)) return false;
     if (crashes.count(r.key) > 0) keys.insert(r.key);
     return true;
   });
-  forget_crash_records(path, keys);
   s.close();
+  forget_crash_records(path, keys);
   std::fprintf(stderr, "mpibatch clear: removed %s from %s\n", plural(n, "result").c_str(),
                path.c_str());
   return kExitOk;

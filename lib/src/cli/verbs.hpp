@@ -26,7 +26,7 @@ struct RunArgs {
   std::map<std::string, std::string> job_options;
   std::string store, batch = "auto", progress = "auto", progress_file, time_limit;
   int retries = 0;
-  bool fail_fast = false, skip_failed = false, retry_crashed = false;
+  bool fail_fast = false, skip_failed = false, retry_crashed = false, isolate = false;
   std::string halt;  // "[soon,]fail=N" or "[soon,]fail=P%", as GNU Parallel's --halt
   double checkpoint = 2.0, grace = 30;
   int compress = 0;
@@ -34,12 +34,35 @@ struct RunArgs {
 
 // The options of run and submit themselves, as field names ('-' as '_'):
 // no job's run_options may take one.
-inline constexpr const char* kOwnOptionNames[] = {
-    "job",      "tasks",         "grid",       "param",       "store",         "batch",
-    "retries",  "fail_fast",     "halt",       "skip_failed", "retry_crashed", "checkpoint_every",
-    "progress", "progress_file", "time_limit", "grace",       "compress",      "help",
-    "h",        "nodes",         "ntasks",     "time",        "partition",     "account",
-    "chain",    "warn",          "launcher",   "dry_run"};
+inline constexpr const char* kOwnOptionNames[] = {"job",
+                                                  "tasks",
+                                                  "grid",
+                                                  "param",
+                                                  "store",
+                                                  "batch",
+                                                  "retries",
+                                                  "fail_fast",
+                                                  "halt",
+                                                  "skip_failed",
+                                                  "retry_crashed",
+                                                  "isolate",
+                                                  "checkpoint_every",
+                                                  "progress",
+                                                  "progress_file",
+                                                  "time_limit",
+                                                  "grace",
+                                                  "compress",
+                                                  "help",
+                                                  "h",
+                                                  "nodes",
+                                                  "ntasks",
+                                                  "time",
+                                                  "partition",
+                                                  "account",
+                                                  "chain",
+                                                  "warn",
+                                                  "launcher",
+                                                  "dry_run"};
 
 // Adds run's options to sub (run or submit), including every registered
 // job's run_options; collect_job_options() copies those given into args
@@ -51,6 +74,8 @@ CLI::Validator seconds(bool zero_ok = false);
 void collect_job_options(CLI::App* sub, RunArgs& args);
 
 int do_run(const RunArgs& args, int argc, char** argv);
+// The job of the command's rows as the engine runs it (command_job.cpp).
+ErasedJob erase(const CommandJob& job);
 int do_submit(const RunArgs& args, SubmitArgs submit, int argc, char** argv);
 int do_status(const std::string& store, std::int64_t run_id, bool json);
 // An HTML report of a run (report_verb.cpp); output "-" is standard output.

@@ -29,11 +29,15 @@ class Channel {
                     const std::function<void(int, Bytes&)>& on_results) = 0;
 };
 
+// How a computing rank computes a batch: compute(), or in a process of its
+// own (IsolatedCompute).
+using ComputeFn = std::function<ResultBatch(const Batch&)>;
+
 std::unique_ptr<Channel> make_mpi_channel(const Environment& env);
-std::unique_ptr<Channel> make_local_channel(const ErasedJob& job);
+std::unique_ptr<Channel> make_local_channel(ComputeFn compute_batch);
 
 // A worker rank's loop: batches in, results out, until the master says stop.
-void serve(const Environment& env, const ErasedJob& job);
+void serve(const Environment& env, const ComputeFn& compute_batch);
 
 // Computes a batch (shared by MPI workers and the local channel); a task's
 // exception becomes a failed item carrying its message.

@@ -3,8 +3,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -26,6 +28,7 @@ constexpr char kFolder[] = "crashes";
 struct Armed {
   int fd = -1;
   pid_t pid = 0;
+  std::atomic<long> tid{0};  // the thread that runs the tasks (crash_record_this_thread)
   std::uint64_t hi = 0, lo = 0;
   volatile std::sig_atomic_t running = 0;
   struct sigaction saved[kNumFatal] = {};
@@ -33,6 +36,10 @@ struct Armed {
 Armed g_armed;
 bool g_in_use = false;
 alignas(16) char g_alt_stack[64 * 1024];  // so a stack overflow is recorded too
+
+long this_tid() {
+  return ::syscall(SYS_gettid);
+}
 
 char* put_hex(char* p, std::uint64_t v) {
   for (int shift = 60; shift >= 0; shift -= 4) *p++ = "0123456789abcdef"[(v >> shift) & 0xF];
@@ -51,9 +58,12 @@ char* put_decimal(char* p, int v) {
 }
 
 void on_fatal(int sig, siginfo_t* info, void*) {
-  // Raised by this process (a fault, abort(), raise()), not sent from outside.
+  const int saved_errno = errno;
+  // Raised by this process (a fault, abort(), raise()), not sent from outside;
+  // on the thread running the task, not in a child forked by it.
   const bool own = info == nullptr || info->si_code > 0 || info->si_pid == g_armed.pid;
-  if (g_armed.running != 0 && own && g_armed.fd >= 0) {
+  if (g_armed.running != 0 && own && g_armed.fd >= 0 && ::getpid() == g_armed.pid &&
+      this_tid() == g_armed.tid.load(std::memory_order_relaxed)) {
     g_armed.running = 0;
     char line[64] = "crash ";
     char* p = put_hex(put_hex(line + 6, g_armed.hi), g_armed.lo);
@@ -68,6 +78,7 @@ void on_fatal(int sig, siginfo_t* info, void*) {
   // A fault repeats when the handler returns, now to the handler before;
   // a signal the process sent itself must be sent again.
   if (info == nullptr || info->si_code <= 0) ::raise(sig);
+  errno = saved_errno;
 }
 
 // STORE.d/crashes, opened without following links; created when create.
@@ -89,7 +100,7 @@ Fd open_folder(const std::filesystem::path& store, bool create) {
   return folder;
 }
 
-bool parse_record(const std::string& text, TaskKey& key, int& sig) {
+bool parse_line(const std::string& text, TaskKey& key, int& sig) {
   // "crash <32 hex digits> <signal>\n"
   if (text.size() < 6 + 32 + 3 || text.compare(0, 6, "crash ") != 0 || text.back() != '\n')
     return false;
@@ -107,33 +118,54 @@ bool parse_record(const std::string& text, TaskKey& key, int& sig) {
   return sig > 0 && text.size() > 40;
 }
 
-bool is_record_name(const char* name) {
+// The run of a record's name ("run<R>-rank<N>"), or -1 for another name.
+long long record_run(const char* name) {
   long long run = 0;
   int rank = 0, end = 0;
-  return std::sscanf(name, "run%lld-rank%d%n", &run, &rank, &end) == 2 && name[end] == '\0';
+  if (std::strncmp(name, "run", 3) != 0 || name[3] < '0' || name[3] > '9' ||
+      std::sscanf(name, "run%lld-rank%d%n", &run, &rank, &end) != 2 || name[end] != '\0' ||
+      run < 0 || rank < 0)
+    return -1;
+  return run;
 }
 
-// Calls f(name, key, signal, parsed, empty) for each record file.
+// Calls f(name, key, signal, parsed, empty) for each record of each file
+// (once with parsed false for a file with no record but some bytes), files
+// in the order of their runs.
 template <class F>
 void for_each_record(int folder, const std::string& shown, F f) {
-  DIR* d = ::fdopendir(::dup(folder));
-  if (d == nullptr) throw_errno("opendir", shown);
-  std::vector<std::string> names;
+  const int listing = ::openat(folder, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* d = listing < 0 ? nullptr : ::fdopendir(listing);
+  if (d == nullptr) {
+    if (listing >= 0) ::close(listing);
+    throw_errno("opendir", shown);
+  }
+  std::vector<std::pair<long long, std::string>> names;
   while (const dirent* e = ::readdir(d))
-    if (is_record_name(e->d_name)) names.emplace_back(e->d_name);
+    if (const long long run = record_run(e->d_name); run >= 0) names.emplace_back(run, e->d_name);
   ::closedir(d);
-  for (const std::string& name : names) {
+  std::sort(names.begin(), names.end());
+  for (const auto& entry : names) {
+    const std::string& name = entry.second;
     Fd fd(::openat(folder, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!fd) continue;  // removed meanwhile, or not a file
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    char buf[128];
+    char buf[4096];  // a rank crashes once: a record is one line
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     const std::string text(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
-    TaskKey key;
-    int sig = 0;
-    const bool parsed = parse_record(text, key, sig);
-    f(name, key, sig, parsed, n == 0);
+    bool any = false;
+    for (std::size_t at = 0; at < text.size();) {
+      const std::size_t end = std::min(text.find('\n', at), text.size() - 1) + 1;
+      TaskKey key;
+      int sig = 0;
+      if (parse_line(text.substr(at, end - at), key, sig)) {
+        f(name, key, sig, true, false);
+        any = true;
+      }
+      at = end;
+    }
+    if (!any) f(name, TaskKey{}, 0, false, n == 0);
   }
 }
 
@@ -191,26 +223,53 @@ void forget_crash_records(const std::filesystem::path& store,
       });
 }
 
-std::string crash_message(const Crashes& c) {
-  std::string name = "signal " + std::to_string(c.signal);
-  if (const char* abbrev = ::sigabbrev_np(c.signal)) name += std::string(" (SIG") + abbrev + ")";
-  return "crashed its worker: " + name + ", in " + std::to_string(c.count) + " runs";
+std::string crashed_by_signal(int signal) {
+  std::string text = kCrashedPrefix + ("signal " + std::to_string(signal));
+  if (const char* abbrev = ::sigabbrev_np(signal)) text += std::string(" (SIG") + abbrev + ")";
+  return text;
 }
 
-CrashRecorder::CrashRecorder(const std::filesystem::path& store, std::int64_t run, int rank) {
+std::string crash_message(const Crashes& c) {
+  return crashed_by_signal(c.signal) + ", in " + std::to_string(c.count) + " runs";
+}
+
+std::string crash_folder(const std::filesystem::path& store) {
+  try {
+    const Fd folder = open_folder(store, false);
+    struct stat st {};
+    if (!folder || ::fstat(folder.get(), &st) != 0) return {};
+    return std::to_string(st.st_dev) + " " + std::to_string(st.st_ino) + " " +
+           (std::filesystem::absolute(Store::sidecar(store)) / kFolder).string();
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+CrashRecorder::CrashRecorder(const std::string& folder_id, std::int64_t run, int rank) {
   if (g_in_use) {
     error_ = "a crash recorder is armed already";
     return;
   }
   name_ = "run" + std::to_string(run) + "-rank" + std::to_string(rank);
+  unsigned long long dev = 0, ino = 0;
+  int at = 0;
+  if (std::sscanf(folder_id.c_str(), "%llu %llu %n", &dev, &ino, &at) != 2) {
+    error_ = "rank 0 could not open the folder of crash records";
+    return;
+  }
+  const std::string path = folder_id.substr(static_cast<std::size_t>(at));
   try {
-    Fd folder = open_folder(store, false);
-    if (!folder) throw IoError("no folder " + Store::sidecar(store).string());
+    Fd folder(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!folder) throw_errno("open", path);
+    struct stat st {};
+    if (::fstat(folder.get(), &st) != 0) throw_errno("stat", path);
+    if (st.st_dev != dev || st.st_ino != ino)
+      throw IoError(path + " is another folder here than on rank 0 (a file system not shared)");
     Fd fd(::openat(folder.get(), name_.c_str(),
                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_APPEND | O_CLOEXEC, 0644));
-    if (!fd) throw_errno("create", Store::sidecar(store).string() + "/" + kFolder + "/" + name_);
-    g_armed.fd = ::dup(fd.get());
-    folder_ = ::dup(folder.get());
+    if (!fd) throw_errno("create", path + "/" + name_);
+    g_armed.fd = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
+    folder_ = ::fcntl(folder.get(), F_DUPFD_CLOEXEC, 0);
   } catch (const Error& e) {
     error_ = e.what();
     return;
@@ -218,10 +277,7 @@ CrashRecorder::CrashRecorder(const std::filesystem::path& store, std::int64_t ru
   g_in_use = true;
   g_armed.pid = ::getpid();
   g_armed.running = 0;
-  stack_t ss = {};
-  ss.ss_sp = g_alt_stack;
-  ss.ss_size = sizeof g_alt_stack;
-  ::sigaltstack(&ss, nullptr);
+  crash_record_this_thread();
   struct sigaction sa = {};
   sa.sa_sigaction = on_fatal;
   sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
@@ -239,8 +295,17 @@ CrashRecorder::~CrashRecorder() {
   ::close(folder_);
 }
 
+void crash_record_this_thread() {
+  if (g_armed.fd < 0 || this_tid() == g_armed.tid.load()) return;
+  g_armed.tid = this_tid();
+  stack_t ss = {};
+  ss.ss_sp = g_alt_stack;
+  ss.ss_size = sizeof g_alt_stack;
+  ::sigaltstack(&ss, nullptr);
+}
+
 bool crash_recording() {
-  return g_armed.fd >= 0;
+  return g_armed.fd >= 0 && this_tid() == g_armed.tid.load(std::memory_order_relaxed);
 }
 
 void crash_task_begin(const TaskKey& key) {

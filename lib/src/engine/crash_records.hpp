@@ -37,18 +37,26 @@ CrashCounts read_crash_records(const std::filesystem::path& store);
 // Removes the records naming any of keys (a clear of their results).
 void forget_crash_records(const std::filesystem::path& store,
                           const std::unordered_set<TaskKey, TaskKeyHash>& keys);
+// STORE.d/crashes as every rank must find it: "DEV INODE ABSOLUTE-PATH"
+// ("" when it cannot be opened).
+std::string crash_folder(const std::filesystem::path& store);
 // "crashed its worker: signal 11 (SIGSEGV), in 2 runs".
 std::string crash_message(const Crashes& c);
+// How every message of a task that crashed its worker begins.
+inline constexpr char kCrashedPrefix[] = "crashed its worker: ";
+// kCrashedPrefix, then "signal 11 (SIGSEGV)".
+std::string crashed_by_signal(int signal);
 
 // The recording side: at most one per process, on a computing rank, while it
-// computes. Not thread-safe: tasks run on the thread that armed it.
+// computes. Tasks are recorded on one thread (crash_record_this_thread).
 class CrashRecorder {
  public:
-  // Creates the record file (O_EXCL, not following links) and installs the
-  // handlers, chaining to those before (Open MPI prints a backtrace). Never
-  // throws: when the folder cannot be reached, error() says why and nothing
-  // is recorded.
-  CrashRecorder(const std::filesystem::path& store, std::int64_t run, int rank);
+  // Creates the record file (O_EXCL, not following links) in the folder
+  // rank 0 named (crash_folder) and installs the handlers, chaining to those
+  // before (Open MPI prints a backtrace). Never throws: when the folder
+  // cannot be reached, or is another one than rank 0's, error() says why and
+  // nothing is recorded.
+  CrashRecorder(const std::string& folder_id, std::int64_t run, int rank);
   CrashRecorder(const CrashRecorder&) = delete;
   CrashRecorder& operator=(const CrashRecorder&) = delete;
   // Restores the handlers; removes the (empty) file when finished() was called.
@@ -64,7 +72,10 @@ class CrashRecorder {
   bool finished_ = false;
 };
 
-// Around each task, on the computing thread (no-ops when nothing is armed).
+// Makes the calling thread the one whose tasks are recorded (the recorder's
+// own thread until then), with an alternate signal stack.
+void crash_record_this_thread();
+// Around each task; crash_recording() is false but on that thread.
 bool crash_recording();
 void crash_task_begin(const TaskKey& key);
 void crash_task_end();

@@ -17,7 +17,8 @@ namespace {
 // the master still sees signals and the time limit during a long task.
 class LocalChannel : public Channel {
  public:
-  explicit LocalChannel(const ErasedJob& job) : job_(job), thread_([this] { serve_batches(); }) {}
+  explicit LocalChannel(ComputeFn compute_batch)
+      : compute_(std::move(compute_batch)), thread_([this] { serve_batches(); }) {}
   ~LocalChannel() override {
     {
       std::lock_guard lock(mutex_);
@@ -80,7 +81,7 @@ class LocalChannel : public Channel {
       Bytes results;
       std::exception_ptr error;
       try {
-        results = to_bytes(compute(job_, from_bytes<Batch>(bytes)));
+        results = to_bytes(compute_(from_bytes<Batch>(bytes)));
       } catch (...) {  // tasks' own exceptions are failed items: this is the run's
         error = std::current_exception();
       }
@@ -96,7 +97,7 @@ class LocalChannel : public Channel {
     }
   }
 
-  const ErasedJob& job_;
+  ComputeFn compute_;
   std::mutex mutex_;
   std::condition_variable wake_worker_, wake_master_;
   std::deque<Bytes> inbox_, outbox_;
@@ -107,8 +108,8 @@ class LocalChannel : public Channel {
 
 }  // namespace
 
-std::unique_ptr<Channel> make_local_channel(const ErasedJob& job) {
-  return std::make_unique<LocalChannel>(job);
+std::unique_ptr<Channel> make_local_channel(ComputeFn compute_batch) {
+  return std::make_unique<LocalChannel>(std::move(compute_batch));
 }
 
 }  // namespace mpibatch::detail

@@ -170,7 +170,8 @@ class Master {
       Bytes results;
       const auto wait = std::chrono::milliseconds(idle ? 1 : 50);
       const auto before = Clock::now();
-      if (channel_.receive(wait, max_nap(), w, results)) take_results(w, results);
+      const bool took = channel_.receive(wait, max_nap(), w, results);
+      if (took) take_results(w, results);
       waited += seconds(Clock::now() - before);
       // A full memtable is committed at once, so that it goes to a segment
       // and is reused: memory stays bounded whatever the interval. Else the
@@ -191,7 +192,8 @@ class Master {
         uncommitted_work_ = 0;
       }
       progress_.update(counts());
-      if (Clock::now() >= next_stall_check_) warn_stalled();
+      // Only with nothing left to take: results that wait are no stall.
+      if (!took && Clock::now() >= next_stall_check_) warn_stalled();
     }
     return finish();
   }
@@ -310,7 +312,7 @@ class Master {
       msg.sizes.reserve(n);
       tasks.reserve(n);
       // A task that crashed a worker before runs alone: if it crashes
-      // again, no other task's work is lost with it.
+      // again, it takes no other task of its batch down with it.
       for (std::size_t i = 0; i < n; ++i) {
         if (i > 0 && crashed(queue_.front())) break;
         tasks.push_back(std::move(queue_.front()));

@@ -7,6 +7,7 @@
 #include "core/reported.hpp"
 #include "engine/channel.hpp"
 #include "engine/crash_records.hpp"
+#include "engine/isolated_compute.hpp"
 #include "engine/master.hpp"
 #include "engine/run_session.hpp"
 #include "engine/stop_signals.hpp"
@@ -53,6 +54,20 @@ void warn_unshared(const std::vector<std::string>& why, const std::vector<std::s
                Store::sidecar(store).c_str(), why[static_cast<std::size_t>(first)].c_str());
 }
 
+// compute(), or with isolate_command a process of its own (kept in isolated).
+ComputeFn compute_fn(const ErasedJob& job, const RunOptions& opt,
+                     std::unique_ptr<IsolatedCompute>& isolated) {
+  if (opt.isolate_command.empty()) {
+    return [&job](const Batch& b) {
+      crash_record_this_thread();  // one rank: the local channel's thread
+      return compute(job, b);
+    };
+  }
+  isolated = std::make_unique<IsolatedCompute>(job, opt.isolate_command, opt.isolate_hello,
+                                               opt.isolate_task_timeout);
+  return [p = isolated.get()](const Batch& b) { return p->compute(b); };
+}
+
 }  // namespace
 
 RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSource& tasks,
@@ -72,9 +87,10 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
       return s;
     }
     const int run = env.broadcast(0);
-    CrashRecorder recorder(opt.store, run, env.rank());
+    CrashRecorder recorder(env.broadcast(std::string()), run, env.rank());
     gather_text(env, recorder.error());
-    serve(env, job);
+    std::unique_ptr<IsolatedCompute> isolated;
+    serve(env, compute_fn(job, opt, isolated));
     recorder.finished();
     s.exit_status = env.broadcast(s.exit_status);
     return s;
@@ -82,10 +98,12 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
 
   // Rank 0: open everything first, then tell the workers whether to serve.
   std::unique_ptr<RunSession> session;
+  std::unique_ptr<IsolatedCompute> isolated;  // before the channel that uses it
   std::unique_ptr<Channel> channel;
   try {
     session = std::make_unique<RunSession>(env, job.info, opt, hosts);
-    channel = env.size() > 1 ? make_mpi_channel(env) : make_local_channel(job);
+    channel =
+        env.size() > 1 ? make_mpi_channel(env) : make_local_channel(compute_fn(job, opt, isolated));
   } catch (...) {
     int status = kExitRuntime;
     std::string why;
@@ -111,9 +129,10 @@ RunSummary run_erased(const Environment& env, const ErasedJob& job, const TaskSo
   }
   env.broadcast(1);
   const int run = env.broadcast(static_cast<int>(session->run_id()));
+  const std::string folder = env.broadcast(crash_folder(opt.store));
   std::optional<CrashRecorder> recorder;  // rank 0 computes when it is alone
   if (env.size() == 1) {
-    recorder.emplace(opt.store, run, 0);
+    recorder.emplace(folder, run, 0);
     warn_unshared({recorder->error()}, hosts, opt.store);
   } else {
     warn_unshared(gather_text(env, std::string()), hosts, opt.store);

@@ -7,7 +7,7 @@
 
 namespace mpibatch::detail {
 
-void serve(const Environment& env, const ErasedJob& job) {
+void serve(const Environment& env, const ComputeFn& compute_batch) {
   mpi::Outbox outbox(env.comm());
   std::deque<std::string> batches;  // received, not yet computed: one in hand
   mpi::Message msg;
@@ -32,7 +32,7 @@ void serve(const Environment& env, const ErasedJob& job) {
     }
     const Batch batch = from_bytes<Batch>(batches.front());
     batches.pop_front();
-    outbox.send(0, kTagResults, to_bytes(compute(job, batch)));
+    outbox.send(0, kTagResults, to_bytes(compute_batch(batch)));
     outbox.reap();
   }
   // The master drains results until it has every worker's goodbye.
