@@ -298,10 +298,13 @@ CrashRecorder::~CrashRecorder() {
 void crash_record_this_thread() {
   if (g_armed.fd < 0 || this_tid() == g_armed.tid.load()) return;
   g_armed.tid = this_tid();
-  stack_t ss = {};
-  ss.ss_sp = g_alt_stack;
-  ss.ss_size = sizeof g_alt_stack;
-  ::sigaltstack(&ss, nullptr);
+  stack_t old = {};  // one the thread has already (a sanitizer's) stays
+  if (::sigaltstack(nullptr, &old) == 0 && (old.ss_flags & SS_DISABLE) != 0) {
+    stack_t ss = {};
+    ss.ss_sp = g_alt_stack;
+    ss.ss_size = sizeof g_alt_stack;
+    ::sigaltstack(&ss, nullptr);
+  }
 }
 
 bool crash_recording() {
