@@ -373,8 +373,8 @@ class Master {
                      std::to_string(n) + (n == 1 ? " task" : " tasks") + " for " + span(running) +
                      ", " + std::to_string(static_cast<long long>(running / expected)) +
                      " times the " + span(expected) +
-                     " expected: a task that hangs, or a stopped or starved process? (exec's "
-                     "--task-timeout ends tasks that run too long)");
+                     " expected: a task that hangs, or a stopped or starved process? "
+                     "(--task-timeout ends such tasks: exec's commands, any job's with --isolate)");
     }
   }
 
