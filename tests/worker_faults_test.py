@@ -127,6 +127,11 @@ class Poison(unittest.TestCase):
         self.assertEqual(again.returncode, 4, again.stderr[-2000:])
         self.assertEqual(self.calls(), calls)
         self.assertEqual(self.mpibatch("verify", "s.h5").returncode, 0)
+        # Quarantined tasks are no failure of this run to --halt: new tasks all run.
+        more = self.run_job(ranks, "--halt", "fail=1", grid="x=1..40")
+        self.assertEqual(more.returncode, 4, more.stderr[-2000:])
+        status = json.loads(self.mpibatch("status", "s.h5", "--json").stdout)
+        self.assertEqual((status["state"], status["done"]), ("finished", 40), status)
 
     def test_poison_tasks_are_quarantined_at_1_to_4_ranks(self):
         for ranks in (1, 2, 3, 4):

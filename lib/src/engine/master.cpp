@@ -442,7 +442,8 @@ class Master {
       b.keys.push_back(tasks[i].key);
       claims.push_back(tasks[i].claim);
       ++(b.status[b.keys.size() - 1] == Status::ok ? summary_.computed : summary_.failed);
-      if (b.status[b.keys.size() - 1] != Status::ok) ++failed_here_;
+      // A quarantined task (rank -1) was not computed: --halt counts this run's failures.
+      if (b.status[b.keys.size() - 1] != Status::ok && rank >= 0) ++failed_here_;
     }
     if (rank >= 0) {
       const auto r = static_cast<std::size_t>(rank);
