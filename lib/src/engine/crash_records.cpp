@@ -61,7 +61,11 @@ void on_fatal(int sig, siginfo_t* info, void*) {
   const int saved_errno = errno;
   // Raised by this process (a fault, abort(), raise()), not sent from outside;
   // on the thread running the task, not in a child forked by it.
-  const bool own = info == nullptr || info->si_code > 0 || info->si_pid == g_armed.pid;
+  // A machine-check memory error (SIGBUS) is the hardware's, not the task's.
+  const bool hardware = info != nullptr && sig == SIGBUS &&
+                        (info->si_code == BUS_MCEERR_AR || info->si_code == BUS_MCEERR_AO);
+  const bool own =
+      !hardware && (info == nullptr || info->si_code > 0 || info->si_pid == g_armed.pid);
   if (g_armed.running != 0 && own && g_armed.fd >= 0 && ::getpid() == g_armed.pid &&
       this_tid() == g_armed.tid.load(std::memory_order_relaxed)) {
     g_armed.running = 0;
