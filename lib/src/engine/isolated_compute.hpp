@@ -38,8 +38,6 @@ class IsolatedCompute {
   // its worker: signal 11 (SIGSEGV)", or its exit status); the others are
   // their results. Throws Error when no process can be started.
   ResultBatch compute(const Batch& batch);
-  // Processes started so far (the first one included).
-  int starts() const { return starts_; }
 
  private:
   void start();
@@ -53,7 +51,6 @@ class IsolatedCompute {
   double task_timeout_ = 0;
   pid_t pid_ = -1;
   int to_ = -1, from_ = -1;
-  int starts_ = 0;
 };
 
 // In a compute process: the hello, read first (the job may need it to be built).
