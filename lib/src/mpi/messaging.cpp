@@ -25,12 +25,14 @@ bool try_receive(MPI_Comm comm, Message& out) {
 namespace {
 using Clock = std::chrono::steady_clock;
 
-// Sleeps between calls of done() (20 us doubling to max_nap) until it is
-// true or the deadline passes; returns the last answer.
+// Sleeps between calls of done() (20 us doubling to max_nap; max_nap at once
+// when beyond kMaxNap) until it is true or the deadline passes; returns the
+// last answer.
 template <class Done>
 bool wait_until(Clock::time_point deadline, Done&& done,
                 std::chrono::microseconds max_nap = kMaxNap) {
-  std::chrono::microseconds nap(std::min<std::chrono::microseconds::rep>(20, max_nap.count()));
+  std::chrono::microseconds nap =
+      max_nap > kMaxNap ? max_nap : std::min(std::chrono::microseconds(20), max_nap);
   for (;;) {
     if (done()) return true;
     const auto now = Clock::now();

@@ -27,7 +27,8 @@ bool try_receive(MPI_Comm comm, Message& out);
 // Receives one message, waiting at most `wait` (sleeping, not spinning).
 // max_nap: the longest sleep between probes, i.e. how late the caller may
 // notice a message; longer naps wake a rank (and preempt the busy rank that
-// shares its core) less often.
+// shares its core) less often. Naps start at 20 us and double, except that a
+// max_nap beyond kMaxNap (a caller that can afford to be late) is the first.
 bool receive_within(MPI_Comm comm, std::chrono::microseconds wait, Message& out,
                     std::chrono::microseconds max_nap = kMaxNap);
 
