@@ -55,6 +55,14 @@ MODULE = textwrap.dedent('''
 
     def no_return(a: int):
         return {"x": a}
+
+    def who(a: int) -> str:
+        import os
+        with open("/proc/self/comm") as f:
+            comm = f.read().strip()
+        with open("/proc/self/status") as f:
+            ignored = [l.split()[1] for l in f if l.startswith("SigIgn:")][0]
+        return "%s %d %s" % (comm, os.getpid(), ignored)
 ''')
 
 
@@ -71,11 +79,11 @@ class PythonJob(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def mpibatch(self, *args, np=None, check=None):
+    def mpibatch(self, *args, np=None, check=None, env=ENV):
         cmd = [MPIBATCH, *args]
         if np is not None:
             cmd = ["mpirun", "-n", str(np), "--oversubscribe", *cmd]
-        p = subprocess.run(cmd, env=ENV, cwd=self.dir, capture_output=True, text=True, timeout=300)
+        p = subprocess.run(cmd, env=env, cwd=self.dir, capture_output=True, text=True, timeout=300)
         if check is not None:
             self.assertEqual(p.returncode, check, "%s\nstdout: %s\nstderr: %s" % (cmd, p.stdout, p.stderr))
         return p
@@ -109,6 +117,22 @@ class PythonJob(unittest.TestCase):
             # A grid run records its spec; export lists its tasks again from it, in task order.
             listed = [(int(r["a"]), r["flip"]) for r in self.rows(store, run=2)]
             self.assertEqual(listed, [(a, f) for a in range(1, 13) for f in ("false", "true")])
+
+    def test_ranks_run_in_debians_python3_one_process_each_unless_embedding_is_asked(self):
+        embed = dict(ENV, MPIBATCH_EMBED_PYTHON="1")
+        for np in (1, 2, 3, 4):
+            python3 = os.path.basename(os.path.realpath(sys.executable))  # Debian's: ctest runs it
+            for env, program in ((ENV, python3), (embed, "mpibatch")):
+                store = "who%d%s.h5" % (np, program)
+                self.mpibatch("run", "python", "--function", "sim:who", "--grid", "a=1..40", "--store", store,
+                              "--progress", "none", np=np, check=0, env=env)
+                seen = {r["value"] for r in self.rows(store)}
+                self.assertEqual({s.split()[0] for s in seen}, {program}, (np, seen))
+                self.assertLessEqual(len(seen), max(1, np - 1), ("one process a computing rank", np, seen))
+                # python3 ignores SIGPIPE and SIGXFSZ; the embedded interpreter, and so the hosted one, do not.
+                for s in seen:
+                    mask = int(s.split()[2], 16)
+                    self.assertEqual(mask & (1 << (13 - 1) | 1 << (25 - 1)), 0, (program, s))
 
     def test_results_are_typed_columns_h5py_reads(self):
         self.mpibatch("run", "python", "--function", "sim:simulate", "--grid", "a=1..3", "--param", "b=2",

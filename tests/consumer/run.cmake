@@ -43,3 +43,18 @@ execute_process(COMMAND ${WORK_DIR}/build/my_jobs export ${WORK_DIR}/square.h5 -
 if(rc OR NOT out MATCHES "\"x\":5,\"y\":25")
   message(FATAL_ERROR "my_jobs export gave: ${out}")
 endif()
+
+# The installed command's python job runs its ranks in python3, with the module it installed.
+file(WRITE ${WORK_DIR}/who.py
+     "def who(a: int) -> str:\n    return open('/proc/self/comm').read().strip()\n")
+execute_process(COMMAND mpirun -n 2 --oversubscribe ${WORK_DIR}/prefix/bin/mpibatch run python
+                        --function who:who --grid a=1..3 --store ${WORK_DIR}/who.h5 --progress none
+                WORKING_DIRECTORY ${WORK_DIR} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "the installed mpibatch run python failed: ${rc}")
+endif()
+execute_process(COMMAND ${WORK_DIR}/prefix/bin/mpibatch export ${WORK_DIR}/who.h5 --format jsonl
+                OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(rc OR NOT out MATCHES "\"value\":\"python3")
+  message(FATAL_ERROR "the installed python job did not run in python3: ${out}")
+endif()

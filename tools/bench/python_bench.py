@@ -11,7 +11,9 @@ Debian's python3; install them with `tools/setup.sh --bench`.
 Workloads on 2 workers (`mpirun -n 3 --oversubscribe`: rank 0 dispatches and sleeps):
   pi        the seed tutorial's Leibniz series for pi, order 6, PI_TASKS tasks (a row each)
   trivial   CALLS calls of f(x) = sqrt(x * x)
-Efficiency at 2 workers: the serial loop's time over twice mpibatch's.
+Efficiency at 2 workers: the serial loop's time over twice mpibatch's. The ranks run in Debian's
+python3 (jobs/python_host.hpp); "embedded" is the same command with MPIBATCH_EMBED_PYTHON=1 (the
+interpreter the command links), on a store of its own.
 """
 import argparse
 import os
@@ -91,17 +93,22 @@ def main():
     }
     peers = {"pi": (a.pi_tasks, "joblib_pi.py", "serial_pi.py"),
              "trivial": (a.calls, "joblib_trivial.py", "serial_trivial.py")}
-    figures = {w: {"mpibatch": [], "rerun": [], "joblib": [], "serial": []} for w in runs}
+    figures = {w: {"mpibatch": [], "rerun": [], "embedded": [], "joblib": [], "serial": []} for w in runs}
+    embedded_env = dict(env, MPIBATCH_EMBED_PYTHON="1")
     try:
         for rep in range(a.reps):
             for w, cmd in runs.items():
                 store = os.path.join(work, cmd[cmd.index("--store") + 1])
-                shutil.rmtree(store + ".d", ignore_errors=True)
-                if os.path.exists(store):
-                    os.remove(store)
+                embedded_cmd = cmd[:]
+                embedded_cmd[cmd.index("--store") + 1] = "embedded-" + os.path.basename(store)
+                for s in (store, os.path.join(work, "embedded-" + os.path.basename(store))):
+                    shutil.rmtree(s + ".d", ignore_errors=True)
+                    if os.path.exists(s):
+                        os.remove(s)
                 n, joblib_script, serial_script = peers[w]
                 figures[w]["mpibatch"].append(timed(cmd, env, work))
                 figures[w]["rerun"].append(timed(cmd, env, work))
+                figures[w]["embedded"].append(timed(embedded_cmd, embedded_env, work))
                 figures[w]["joblib"].append(timed([PY, joblib_script, str(n)], env, work))
                 figures[w]["serial"].append(timed([PY, serial_script, str(n)], env, work))
                 print("rep %d %s: %s" % (rep + 1, w, {k: round(v[-1], 3) for k, v in figures[w].items()}),
@@ -120,12 +127,14 @@ def main():
         print("| --- | --- | --- | --- | --- |")
         rows = [("mpibatch: `%s`" % shown, "mpibatch"),
                 ("mpibatch: the same command again (every task from the store)", "rerun"),
+                ("mpibatch, the interpreter it embeds (`MPIBATCH_EMBED_PYTHON=1`), a new store", "embedded"),
                 ("joblib `Parallel(n_jobs=2)`, default batching, results in memory", "joblib"),
                 ("serial loop in one Python process", "serial")]
         for label, k in rows:
-            ratio = "-" if k in ("mpibatch", "rerun") else "%.2fx" % (med[k] / med["mpibatch"])
+            ratio = "-" if k in ("mpibatch", "rerun", "embedded") else "%.2fx" % (med[k] / med["mpibatch"])
             print("| %s | %.2f | %s | %.0f | %s |" % (label, med[k], rng[k], n / med[k], ratio))
-        print("\nEfficiency at 2 workers (serial / (2 x mpibatch)): %.3f" % (med["serial"] / (2 * med["mpibatch"])))
+        print("\nEfficiency at 2 workers (serial / (2 x mpibatch)): %.3f; embedded: %.3f; joblib: %.3f" %
+              tuple(med["serial"] / (2 * med[k]) for k in ("mpibatch", "embedded", "joblib")))
 
 
 if __name__ == "__main__":

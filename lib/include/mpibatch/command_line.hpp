@@ -137,4 +137,10 @@ MPIBATCH_EXPORT RunSummary run(const Environment& env, const CommandJob& job, co
 // 4 tasks failed). Initializes MPI only for `run`. Never throws.
 MPIBATCH_EXPORT int run_command_line(int argc, char** argv);
 
+// run_command_line in a process another program hosts (the python job's
+// ranks run in python3): program is the mpibatch command's file, which
+// `run --isolate` starts for its compute processes in place of
+// /proc/self/exe. Call at most once per process.
+MPIBATCH_EXPORT int run_hosted_command_line(int argc, char** argv, const std::string& program);
+
 }  // namespace mpibatch

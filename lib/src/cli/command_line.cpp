@@ -10,6 +10,7 @@
 
 #include "cli/verbs.hpp"
 #include "core/reported.hpp"
+#include "engine/isolated_compute.hpp"
 #include "mpibatch/version.hpp"
 
 namespace mpibatch {
@@ -173,6 +174,11 @@ int run_command_line(int argc, char** argv) {
     if (!detail::error_reported()) std::fprintf(stderr, "mpibatch: %s\n", e.what());
     return kExitRuntime;
   }
+}
+
+int run_hosted_command_line(int argc, char** argv, const std::string& program) {
+  detail::set_compute_program(program);
+  return run_command_line(argc, argv);
 }
 
 }  // namespace mpibatch

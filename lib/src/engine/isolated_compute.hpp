@@ -53,6 +53,10 @@ class IsolatedCompute {
   int to_ = -1, from_ = -1;
 };
 
+// The program IsolatedCompute starts: /proc/self/exe unless set (before any
+// run) by a command hosted in another program.
+void set_compute_program(std::string path);
+
 // In a compute process: the hello, read first (the job may need it to be built).
 std::string read_compute_hello();
 // In a compute process: computes batches until its input closes; returns the
