@@ -1,5 +1,6 @@
 #include "python_host.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -14,22 +15,41 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Loads the module named by argv[1] (with RTLD_GLOBAL, as mpi4py loads MPI:
-// Open MPI's plugins resolve its symbols) and runs the command line after it,
-// with the signal dispositions of the embedded interpreter (which installs no
-// handlers): python3's would turn a stop signal into KeyboardInterrupt.
-constexpr char kBootstrap[] =
-    "import importlib.util, os, signal, sys\n"
-    "for s in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):\n"
-    "    signal.signal(s, signal.SIG_DFL)\n"
-    "flags = sys.getdlopenflags()\n"
-    "sys.setdlopenflags(flags | os.RTLD_GLOBAL)\n"
-    "spec = importlib.util.spec_from_file_location('_mpibatch_python', sys.argv[1])\n"
-    "module = importlib.util.module_from_spec(spec)\n"
-    "spec.loader.exec_module(module)\n"
-    "sys.setdlopenflags(flags)\n"
-    "args, sys.argv = sys.argv[2:], ['']\n"
-    "sys.exit(module.main(args))\n";
+// argv: MODULE PROGRAM IGNORED WORDS... Loads MODULE (with RTLD_GLOBAL, as
+// mpi4py loads MPI: Open MPI's plugins resolve its symbols) and runs the
+// command line WORDS in it; when MODULE does not load, execs PROGRAM, the
+// command, to run embedded. Signals get the dispositions the command had
+// (IGNORED lists those it ignored): python3 ignores SIGPIPE and SIGXFSZ, and
+// would turn SIGINT into KeyboardInterrupt.
+std::string bootstrap() {
+  return std::string() +
+         "import os, signal, sys\n"
+         "path, program, ignored = sys.argv[1], sys.argv[2], sys.argv[3].split(',')\n"
+         "for s in (signal.SIGPIPE, signal.SIGXFSZ):\n"
+         "    if str(int(s)) not in ignored:\n"
+         "        signal.signal(s, signal.SIG_DFL)\n"
+         "if signal.getsignal(signal.SIGINT) is signal.default_int_handler:\n"
+         "    signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+         "words = [os.fsencode(a) for a in [program] + sys.argv[4:]]\n"
+         "sys.argv = ['']\n"
+         "try:\n"
+         "    import importlib.util\n"
+         "    flags = sys.getdlopenflags()\n"
+         "    sys.setdlopenflags(flags | os.RTLD_GLOBAL)\n"
+         "    spec = importlib.util.spec_from_file_location('_mpibatch_python', path)\n"
+         "    module = importlib.util.module_from_spec(spec)\n"
+         "    spec.loader.exec_module(module)\n"
+         "    sys.setdlopenflags(flags)\n"
+         "except Exception as e:\n"
+         "    if os.environ.get('OMPI_COMM_WORLD_RANK', os.environ.get('PMIX_RANK', '0')) == '0':\n"
+         "        print('mpibatch: warning: cannot load %s (%s): the python job runs in the '\n"
+         "              'command\\'s own interpreter' % (path, e), file=sys.stderr)\n"
+         "    os.environ['" +
+         kEmbedPythonEnv +
+         "'] = '1'\n"
+         "    os.execv(program, words)\n"
+         "sys.exit(module.main(words))\n";
+}
 
 // The module next to the command (the build tree) or in its install folder.
 std::string find_module(const fs::path& self) {
@@ -43,23 +63,40 @@ std::string find_module(const fs::path& self) {
   return {};
 }
 
+// The signals among those python3 changes at start that this process ignores.
+std::string ignored_signals() {
+  std::string out;
+  for (const int s : {SIGPIPE, SIGXFSZ}) {
+    struct sigaction now {};
+    if (::sigaction(s, nullptr, &now) == 0 && now.sa_handler == SIG_IGN)
+      out += (out.empty() ? "" : ",") + std::to_string(s);
+  }
+  return out;
+}
+
 }  // namespace
 
 void host_python_job(int argc, char** argv) {
   if (argc < 3 || std::string_view(argv[1]) != "run" || std::string_view(argv[2]) != "python")
     return;
-  if (std::getenv(kEmbedPythonEnv) != nullptr || std::string_view(MPIBATCH_PYTHON_MODULE).empty())
+  const char* embed = std::getenv(kEmbedPythonEnv);
+  if ((embed != nullptr && *embed != '\0' && std::string_view(embed) != "0") ||
+      std::string_view(MPIBATCH_PYTHON_MODULE).empty())
     return;
   std::error_code ec;
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (ec) return;
   const std::string module = find_module(self);
   if (module.empty() || ::access(MPIBATCH_PYTHON3, X_OK) != 0) return;
-  std::vector<std::string> words = {MPIBATCH_PYTHON3, "-c", kBootstrap, module, self.string()};
+  // -P: the working directory is not put first on sys.path by python3, but
+  // by the job, as embedded (an absolute path, whatever a task does).
+  std::vector<std::string> words = {
+      MPIBATCH_PYTHON3, "-P", "-c", bootstrap(), module, self.string(), ignored_signals()};
   for (int i = 1; i < argc; ++i) words.emplace_back(argv[i]);
   std::vector<char*> args;
   for (auto& w : words) args.push_back(w.data());
   args.push_back(nullptr);
+  ::unsetenv("PYTHONINSPECT");             // python3 would stay at a prompt after the run
   ::execv(MPIBATCH_PYTHON3, args.data());  // returns only when it failed: run embedded
 }
 

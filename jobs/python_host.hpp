@@ -7,7 +7,8 @@
 
 namespace mpibatch::jobs {
 
-// Set to anything: the python job runs in the command's own interpreter.
+// Set (to anything but "" or 0): the python job runs in the command's own
+// interpreter.
 inline constexpr char kEmbedPythonEnv[] = "MPIBATCH_EMBED_PYTHON";
 
 // For `run python ...` (unless kEmbedPythonEnv is set): replaces this

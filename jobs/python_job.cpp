@@ -28,19 +28,22 @@ namespace {
 // Started once, on the thread that first needs it (bind and plan_rows run on
 // the main thread), which then releases the GIL: every use takes it, so a
 // run of one rank may compute on its second thread. Finalized at exit, which
-// flushes what the functions printed.
+// flushes what the functions printed. In python3 (python_host.hpp) it is
+// running already, the GIL released by the module.
 void start_python() {
   static const bool started = [] {
-    if (Py_IsInitialized() != 0) return true;
-    // Python's own SIGINT handler would hide the stop signals mpibatch counts.
-    py::initialize_interpreter(/*init_signal_handlers=*/false);
+    if (Py_IsInitialized() == 0) {
+      // Python's own SIGINT handler would hide the stop signals mpibatch counts.
+      py::initialize_interpreter(/*init_signal_handlers=*/false);
+      static PyThreadState* main_thread = PyEval_SaveThread();
+      std::atexit([] {
+        PyEval_RestoreThread(main_thread);
+        Py_FinalizeEx();
+      });
+    }
+    py::gil_scoped_acquire gil;
     py::module_::import("sys").attr("path").attr("insert")(
         0, std::filesystem::current_path().string());
-    static PyThreadState* main_thread = PyEval_SaveThread();
-    std::atexit([] {
-      PyEval_RestoreThread(main_thread);
-      Py_FinalizeEx();
-    });
     return true;
   }();
   (void)started;

@@ -79,8 +79,8 @@ class PythonJob(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def mpibatch(self, *args, np=None, check=None, env=ENV):
-        cmd = [MPIBATCH, *args]
+    def mpibatch(self, *args, np=None, check=None, env=ENV, program=MPIBATCH):
+        cmd = [program, *args]
         if np is not None:
             cmd = ["mpirun", "-n", str(np), "--oversubscribe", *cmd]
         p = subprocess.run(cmd, env=env, cwd=self.dir, capture_output=True, text=True, timeout=300)
@@ -133,6 +133,25 @@ class PythonJob(unittest.TestCase):
                 for s in seen:
                     mask = int(s.split()[2], 16)
                     self.assertEqual(mask & (1 << (13 - 1) | 1 << (25 - 1)), 0, (program, s))
+        # The working directory is on sys.path as the job puts it, not as python3 would.
+        self.mpibatch("run", "python", "--function", "sim:who", "--grid", "a=1..4", "--store", "safe.h5",
+                      "--progress", "none", np=2, check=0, env=dict(ENV, PYTHONSAFEPATH="1"))
+
+    def test_a_module_that_does_not_load_leaves_the_job_embedded_with_one_warning(self):
+        here = os.path.dirname(os.path.realpath(MPIBATCH))
+        modules = [f for f in os.listdir(here) if f.startswith("_mpibatch_python")]
+        self.assertEqual(len(modules), 1, "the build puts the module next to the command")
+        copy = os.path.join(self.dir, "bin")
+        os.mkdir(copy)
+        shutil.copy2(MPIBATCH, copy)
+        with open(os.path.join(copy, modules[0]), "w") as f:
+            f.write("not a library")
+        p = self.mpibatch("run", "python", "--function", "sim:who", "--grid", "a=1..6", "--store", "w.h5",
+                          "--progress", "none", np=3, check=0, program=os.path.join(copy, "mpibatch"))
+        warnings = [l for l in p.stderr.splitlines() if "warning: cannot load" in l]
+        self.assertEqual(len(warnings), 1, p.stderr)
+        self.assertIn(modules[0], warnings[0])
+        self.assertEqual({r["value"].split()[0] for r in self.rows("w.h5")}, {"mpibatch"})
 
     def test_results_are_typed_columns_h5py_reads(self):
         self.mpibatch("run", "python", "--function", "sim:simulate", "--grid", "a=1..3", "--param", "b=2",

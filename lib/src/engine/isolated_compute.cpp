@@ -27,6 +27,15 @@ namespace {
 
 constexpr int kIn = 3, kOut = 4;  // the compute process's descriptors
 
+// The worker's stop signals, blocked in a compute process from its start
+// until it ignores them: a Ctrl-C while one starts must not kill it.
+sigset_t stop_signals() {
+  sigset_t s;
+  sigemptyset(&s);
+  for (const int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&s, sig);
+  return s;
+}
+
 std::string& compute_program() {
   static std::string path = "/proc/self/exe";
   return path;
@@ -158,9 +167,20 @@ void IsolatedCompute::start() {
       env.push_back(*e);
   env.push_back(marker.data());
   env.push_back(nullptr);
+  // SIGPIPE as the rank had it before it ignored it for its pipes.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  const sigset_t blocked = stop_signals();
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setsigmask(&attr, &blocked);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
   pid_t pid = -1;
   const int rc =
-      ::posix_spawn(&pid, compute_program().c_str(), &actions, nullptr, args.data(), env.data());
+      ::posix_spawn(&pid, compute_program().c_str(), &actions, &attr, args.data(), env.data());
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   ::close(in[0]);
   ::close(out[1]);
@@ -265,6 +285,8 @@ std::string read_compute_hello() {
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_IGN);
   ::signal(SIGUSR1, SIG_IGN);
+  const sigset_t blocked = stop_signals();  // blocked since the spawn; any pending is dropped
+  ::sigprocmask(SIG_UNBLOCK, &blocked, nullptr);
   std::string hello;
   if (!receive_message(kIn, hello)) hello.clear();
   return hello;

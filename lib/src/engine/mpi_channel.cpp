@@ -21,6 +21,9 @@ class MpiChannel : public Channel {
   bool receive(std::chrono::microseconds wait, std::chrono::microseconds max_nap, int& w,
                Bytes& results) override {
     mpi::Message msg;
+    // A batch beyond the eager limit moves only while this rank calls MPI:
+    // short naps until every send is done, or its worker waits in MPI_Mrecv.
+    if (!outbox_.empty()) max_nap = std::min(max_nap, mpi::kMaxNap);
     for (;;) {
       if (!mpi::receive_within(env_.comm(), wait, msg, max_nap)) return false;
       if (msg.tag == kTagResults) break;

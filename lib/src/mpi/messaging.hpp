@@ -1,6 +1,7 @@
 // Point-to-point messages of bytes without busy waiting: Open MPI's blocking
 // receive polls a core at 100 %, so waiting is a probe, then a short sleep
-// that grows (20 us to 10 ms) while nothing comes.
+// that grows (20 us to kMaxNap, or a caller's longer max_nap) while nothing
+// comes.
 #pragma once
 
 #include <mpi.h>
