@@ -65,10 +65,22 @@ CONF
     slurmd
     echo slurmd >> "$state/started"
   fi
-  for _ in $(seq 100); do
-    if [[ "$(sinfo -h -o %T 2>/dev/null | head -n 1)" == idle ]]; then
+  local i node_state
+  for i in $(seq 100); do
+    node_state=$(sinfo -h -o %T 2>/dev/null | head -n 1)
+    if [[ $node_state == idle ]]; then
       echo "slurm_local: node $host idle"
       return 0
+    fi
+    # A run interrupted earlier (a CI job killed mid-test) can leave the node down, drained
+    # or completing: its jobs are this test cluster's own, so cancel them and resume it.
+    if ((i % 25 == 0)) && [[ $node_state =~ ^(down|drain|fail|completing) ]]; then
+      echo "slurm_local: node $host is $node_state; cancelling its jobs and resuming it" >&2
+      scancel --full --nodelist="$host" 2>/dev/null || true
+      if [[ $node_state == completing* ]]; then
+        scontrol update nodename="$host" state=down reason=slurm_local_stuck 2>/dev/null || true
+      fi
+      scontrol update nodename="$host" state=resume 2>/dev/null || true
     fi
     sleep 0.2
   done

@@ -7,11 +7,8 @@
 #     the records; status the run's counts).
 # Not a CI test: about 10 minutes and 20 GB of disk. Usage: tools/bench/hundred_million.sh [N] [DIR]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/bench_setup.sh" 1e8 "${2:-/tmp}"
 n=${1:-100000000}
-dir=$(mktemp -d "${2:-/tmp}/mpibatch-1e8-XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 M=build/tools/mpibatch
 grid="x=0..$((n - 1))"
 

@@ -6,12 +6,9 @@
 # REPEATS runs each.
 # Usage: tools/bench/isolate_bench.sh [TASKS] [REPEATS]   (default 200000, 3)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/bench_setup.sh" isolate
 tasks=${1:-200000}
 repeats=${2:-3}
-dir=$(mktemp -d /tmp/mpibatch-isolate-XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 m=$PWD/build/tools/mpibatch
 printf 'def f(x: int) -> int:\n    return x + 1\n' > "$dir/trivial.py"
 

@@ -3,11 +3,8 @@
 # headless Chromium takes to render it to a PNG (target: under 2 s, under 5 MB at 10^7).
 # Usage: tools/bench/report_bench.sh [TASKS] [DIR]   (default 10000000, /tmp)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/bench_setup.sh" report "${2:-/tmp}"
 tasks=${1:-10000000}
-dir=$(mktemp -d "${2:-/tmp}/mpibatch-report-XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 m=build/tools/mpibatch
 mpirun -n 3 --oversubscribe $m run sqrt --grid "x=1..$tasks" --store "$dir/r.h5" --progress none
 seconds() { local s; s=$(date +%s.%N); "$@" > /dev/null 2>&1; echo "$(date +%s.%N) - $s" | bc; }

@@ -5,12 +5,9 @@
 # over every run, against the store's final size and against the results' own bytes (x and
 # value: 16 bytes a task). Usage: tools/bench/write_amplification.sh [RUNS] [TASKS] [DIR]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/bench_setup.sh" wa "${3:-/tmp}"
 runs=${1:-100}
 tasks=${2:-100000}
-dir=$(mktemp -d "${3:-/tmp}/mpibatch-wa-XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 store="$dir/wa.h5"
 blocks=0
 start=$(date +%s.%N)
