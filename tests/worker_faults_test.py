@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 
 MPIBATCH = sys.argv.pop(1)
@@ -49,6 +50,16 @@ MODULE = textwrap.dedent('''
         if x == 2:
             import time
             time.sleep(60)
+        return x
+
+    def swap(x: int) -> int:
+        if x == 1:  # the test replaces the command's file meanwhile
+            import time
+            open("waiting", "w").close()
+            while not os.path.exists("replaced"):
+                time.sleep(0.05)
+        if x == 2:
+            ctypes.string_at(0)
         return x
 ''')
 
@@ -181,6 +192,38 @@ class Poison(unittest.TestCase):
                 self.assertEqual(p.returncode, 4, p.stderr[-2000:])
                 new = self.calls()[len(before):]
                 self.assertEqual(sorted(set(new)), [3, 5], new)
+
+    def test_isolate_restarts_the_binary_it_started_with_though_its_file_was_replaced(self):
+        here = os.path.dirname(os.path.realpath(MPIBATCH))
+        bin_dir = os.path.join(self.dir, "bin")
+        os.mkdir(bin_dir)
+        for name in os.listdir(here):
+            if name == "mpibatch" or name.startswith("_mpibatch_python"):
+                shutil.copy2(os.path.join(here, name), bin_dir)
+        program = os.path.join(bin_dir, "mpibatch")
+        job = subprocess.Popen(MPIRUN + ["-n", "2", program, "run", "python", "--function", "poison:swap",
+                                         "--grid", "x=1..4", "--batch", "1", "--isolate", "--store", "w.h5",
+                                         "--progress", "none"],
+                               cwd=self.dir, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(1200):
+                if os.path.exists(os.path.join(self.dir, "waiting")) or job.poll() is not None:
+                    break
+                time.sleep(0.05)
+            new = os.path.join(bin_dir, "new")
+            with open(new, "w") as f:
+                f.write("#!/bin/sh\nexit 99\n")
+            os.chmod(new, 0o755)
+            os.replace(new, program)  # a rebuild or reinstall during the run
+            open(os.path.join(self.dir, "replaced"), "w").close()
+            _, err = job.communicate(timeout=120)
+        finally:
+            job.kill()
+        self.assertEqual(job.returncode, 4, err[-2000:])
+        rows = list(csv.DictReader(io.StringIO(self.mpibatch("export", "w.h5").stdout)))
+        by_x = {int(r["x"]): (r["status"], r["error"]) for r in rows}
+        self.assertEqual(by_x, {1: ("ok", ""), 2: ("crashed", "crashed its worker: signal 11 (SIGSEGV)"),
+                                3: ("ok", ""), 4: ("ok", "")})
 
     def test_a_forked_child_that_crashes_is_not_recorded(self):
         for ranks in (1, 2):

@@ -18,6 +18,7 @@
 
 #include "engine/channel.hpp"
 #include "engine/crash_records.hpp"
+#include "store/file_util.hpp"
 
 extern char** environ;
 
@@ -275,8 +276,14 @@ ResultBatch IsolatedCompute::compute(const Batch& batch) {
   return all;
 }
 
-void set_compute_program(std::string path) {
-  compute_program() = std::move(path);
+void set_compute_program(const std::string& path) {
+  // Held open and started through the link to it, so that compute processes
+  // run this very binary, as /proc/self/exe would, even when the file is
+  // rebuilt or reinstalled during the run.
+  static Fd held;
+  held = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  compute_program() =
+      held ? "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(held.get()) : path;
 }
 
 std::string read_compute_hello() {

@@ -54,8 +54,9 @@ class IsolatedCompute {
 };
 
 // The program IsolatedCompute starts: /proc/self/exe unless set (before any
-// run) by a command hosted in another program.
-void set_compute_program(std::string path);
+// run) by a command hosted in another program; the file at path when this
+// is called, even if it is replaced later.
+void set_compute_program(const std::string& path);
 
 // In a compute process: the hello, read first (the job may need it to be built).
 std::string read_compute_hello();
